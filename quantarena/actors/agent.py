@@ -1,0 +1,53 @@
+"""The agent actor: one tournament entrant, holding its data on its device.
+
+A few lines around the core: the panel arrives once through Ray's object store (NumPy arrays
+are read zero-copy from shared memory) and stays; each round the director calls
+:meth:`AgentActor.run_round`, which runs :func:`quantarena.tournaments.rounds.evaluate_round`
+over the whole population and returns a small :class:`RoundResult`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ray
+
+from quantarena.data.panel import BarPanel
+from quantarena.tournaments.rounds import AgentEntry, RoundResult, evaluate_round
+from quantarena.tournaments.schedule import Round
+
+
+@ray.remote
+class AgentActor:
+    """Ray actor of one agent. Create with ``AgentActor.options(name="agent:<name>",
+    num_gpus=<fraction>)`` (see :func:`quantarena.cluster.agent_resources`)."""
+
+    def __init__(self, panel: BarPanel, entry: AgentEntry, costs: Any, backend: str = "auto"):
+        from quantarena.engine.backend import get_backend
+
+        self.panel = panel
+        self.entry = entry
+        self.costs = costs
+        self.backend = get_backend(backend)
+        self.rounds_done = 0
+
+    def info(self) -> dict[str, Any]:
+        """Where the actor runs and what it holds (for tests and the dashboard)."""
+        ctx = ray.get_runtime_context()
+        return {
+            "agent": self.entry.name,
+            "backend": self.backend.name,
+            "n_trials": self.entry.n_trials,
+            "n_bars": self.panel.n_bars,
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+            "resources": ctx.get_assigned_resources(),
+            "pid": os.getpid(),
+            "zero_copy": not self.panel.close.flags.writeable,
+        }
+
+    def run_round(self, rnd: Round) -> RoundResult:
+        """Pick parameters in sample and trade the round out of sample."""
+        res = evaluate_round(self.panel, self.entry, rnd, self.costs, backend=self.backend.name)
+        self.rounds_done += 1
+        return res

@@ -1,0 +1,149 @@
+"""The director actor: runs a tournament's rounds over the agent actors and logs the results.
+
+The director's logic is :func:`quantarena.tournaments.director.run_tournament`; this actor
+only supplies its ``evaluate`` callable (a fan-out to the agent actors, one call each per
+round, in parallel) and is the tournament's one MLflow writer. The driver polls
+:meth:`DirectorActor.progress` for its progress bar while :meth:`DirectorActor.run` works
+(the actor runs two threads for that).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from typing import Any
+
+import ray
+
+from quantarena.actors.agent import AgentActor
+
+
+def check_fits(asks: list[dict[str, float]], cluster: dict[str, float]) -> None:
+    """Raise ``ValueError`` when the agents together ask for more GPUs (or CPUs) than the
+    whole cluster has: they could never all be placed, and the tournament would wait."""
+    for key, res in (("num_gpus", "GPU"), ("num_cpus", "CPU")):
+        need = sum(a.get(key, 0.0) for a in asks)
+        have = float(cluster.get(res, 0.0))
+        if need > have + 1e-9:
+            raise ValueError(
+                f"the {len(asks)} agents ask for {need:g} {res}s but the cluster has {have:g}: "
+                f"lower agents[].gpu_fraction (e.g. to {have / len(asks):.2g}) or add {res}s"
+            )
+
+
+@ray.remote(max_concurrency=2)
+class DirectorActor:
+    """Ray actor that runs one tournament. ``panel_ref`` is wrapped in a list so the director
+    passes the reference on to the agents without fetching the data itself."""
+
+    def __init__(
+        self,
+        cfg_dict: dict[str, Any],
+        panel_ref: list[Any],
+        backend: str = "auto",
+        placement_timeout_s: float = 300.0,
+    ):
+        from quantarena.config import TournamentConfig
+
+        self.cfg = TournamentConfig.model_validate(cfg_dict)
+        self.panel_ref = panel_ref[0]
+        self.backend = backend
+        self.placement_timeout_s = placement_timeout_s
+        self._lock = threading.Lock()
+        self._progress: dict[str, Any] = {"done": 0, "total": 0, "stage": "starting"}
+
+    def progress(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._progress)
+
+    def _set(self, **kw: Any) -> None:
+        with self._lock:
+            self._progress.update(kw)
+
+    def run(self, log_mlflow: bool = True) -> dict[str, Any]:
+        """Run every round; returns the summary (leaderboard rows, paths, timings)."""
+        from quantarena.cluster.runtime import agent_resources
+        from quantarena.tournaments.director import run_tournament
+        from quantarena.tournaments.setup import prepare
+        from quantarena.tracking.tournament import TournamentRecorder, leaderboard_view
+
+        cfg = self.cfg
+        t_start = time.perf_counter()
+        panel = ray.get(self.panel_ref)
+        inputs = prepare(cfg, panel=panel)
+        del panel
+        self._set(total=len(inputs.rounds), stage="starting agents")
+        asks = [agent_resources(a.gpu_fraction) for a in cfg.agents]
+        check_fits(asks, ray.cluster_resources())
+        actors = {}
+        for e, ask in zip(inputs.entries, asks, strict=True):
+            actors[e.name] = AgentActor.options(name=f"agent:{e.name}", **ask).remote(
+                self.panel_ref, e, inputs.costs, self.backend
+            )
+        info_refs = [a.info.remote() for a in actors.values()]
+        ready, pending = ray.wait(info_refs, num_returns=len(info_refs),
+                                  timeout=self.placement_timeout_s)
+        if pending:
+            for a in actors.values():
+                ray.kill(a)
+            raise RuntimeError(
+                f"{len(pending)} of {len(actors)} agent actors could not be placed within "
+                f"{self.placement_timeout_s:.0f} s: the cluster lacks the resources they ask "
+                "for — lower agents[].gpu_fraction or add nodes"
+            )
+        infos = ray.get(info_refs)
+        rec = TournamentRecorder(cfg, {a.name: a.kind for a in cfg.agents}, enabled=log_mlflow)
+        timings = {"replay": 0.0, "ray": 0.0, "tracking": 0.0, "selection": 0.0}
+
+        def evaluate(rnd: Any) -> dict[str, Any]:
+            t0 = time.perf_counter()
+            refs = {name: a.run_round.remote(rnd) for name, a in actors.items()}
+            out = dict(zip(refs, ray.get(list(refs.values())), strict=True))
+            wall = time.perf_counter() - t0
+            busy = max(
+                r.timings.get("replay_is", 0) + r.timings.get("replay_oos", 0)
+                + r.timings.get("indicators", 0) for r in out.values()
+            )
+            timings["replay"] += busy
+            timings["ray"] += max(wall - busy, 0.0)
+            return out
+
+        def on_round(report: Any) -> None:
+            t0 = time.perf_counter()
+            rec.on_round(report)
+            timings["tracking"] += time.perf_counter() - t0
+            best = report.cumulative.sort_values("sharpe", ascending=False).index[0]
+            self._set(done=report.round.index + 1, stage=f"round {report.round.index + 1}",
+                      leader=str(best))
+
+        try:
+            self._set(stage="round 1")
+            t0 = time.perf_counter()
+            result = run_tournament(
+                inputs.rounds, [e.name for e in inputs.entries], evaluate,
+                periods_per_year=inputs.periods_per_year, allocation=inputs.allocation,
+                gates=cfg.gates, on_round=on_round,
+            )
+            timings["selection"] = max(
+                time.perf_counter() - t0 - timings["replay"] - timings["ray"]
+                - timings["tracking"], 0.0)
+            self._set(stage="writing results")
+            t0 = time.perf_counter()
+            summary = rec.finish(result, inputs.periods_per_year)
+            timings["tracking"] += time.perf_counter() - t0
+        except BaseException:
+            rec.fail()
+            self._set(stage="failed", error=traceback.format_exc(limit=3))
+            raise
+        finally:
+            for a in actors.values():
+                ray.kill(a)
+        timings["total"] = time.perf_counter() - t_start
+        summary["timings"] = timings
+        summary["agents_info"] = infos
+        summary["leaderboard"] = leaderboard_view(result.leaderboard).to_dict("records")
+        summary["bar_param_updates"] = float(sum(
+            (r.n_is + r.n_oos) * e.n_trials for r in inputs.rounds for e in inputs.entries))
+        self._set(stage="done")
+        return summary

@@ -1,0 +1,109 @@
+"""The driver: start (or join) Ray, put the data in the object store once, start the director
+and show its progress. ``run_in_process`` runs the same tournament without Ray (one process,
+agents one after another) — for debugging and for comparing with the Ray path."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from quantarena.tournaments.setup import load_panel
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+def run_on_ray(
+    cfg: Any,
+    *,
+    progress: ProgressFn | None = None,
+    log_mlflow: bool = True,
+    backend: str = "auto",
+    poll_s: float = 0.5,
+) -> dict[str, Any]:
+    """Run ``cfg`` as a director actor with one agent actor per entrant; returns the summary.
+
+    ``progress(done, total, stage)`` is called as rounds finish. Actors are named
+    ``director:<tournament>`` and ``agent:<name>`` so the Ray dashboard reads well.
+    """
+    import ray
+
+    from quantarena.actors.director import DirectorActor
+    from quantarena.cluster.runtime import connect
+
+    r = cfg.ray
+    connect(r.address, num_cpus=r.num_cpus, num_gpus=r.num_gpus,
+            include_dashboard=r.include_dashboard)
+    t0 = time.perf_counter()
+    panel = load_panel(cfg)
+    t_data = time.perf_counter() - t0
+    panel_ref = ray.put(panel)
+    del panel
+    director = DirectorActor.options(name=f"director:{cfg.name}", num_cpus=0).remote(
+        cfg.model_dump(mode="json"), [panel_ref], backend
+    )
+    try:
+        fut = director.run.remote(log_mlflow)
+        last = None
+        while True:
+            ready, _ = ray.wait([fut], timeout=poll_s)
+            if progress is not None:
+                p = ray.get(director.progress.remote())
+                state = (p.get("done"), p.get("total"), p.get("stage"))
+                if state != last:
+                    progress(int(p.get("done", 0)), int(p.get("total", 0)), str(p.get("stage")))
+                    last = state
+            if ready:
+                break
+        try:
+            summary = ray.get(fut)
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, ValueError | KeyError | FileNotFoundError):
+                raise cause from None  # a user error: one line, not a remote traceback
+            raise
+    finally:
+        ray.kill(director)
+    summary.setdefault("timings", {})["data"] = t_data
+    return summary
+
+
+def run_in_process(
+    cfg: Any, *, progress: ProgressFn | None = None, log_mlflow: bool = True,
+    backend: str = "auto",
+) -> dict[str, Any]:
+    """The same tournament without Ray: agents evaluated one after another in this process."""
+    from quantarena.tournaments.director import run_tournament
+    from quantarena.tournaments.rounds import evaluate_round
+    from quantarena.tournaments.setup import prepare
+    from quantarena.tracking.tournament import TournamentRecorder, leaderboard_view
+
+    t0 = time.perf_counter()
+    inputs = prepare(cfg)
+    rec = TournamentRecorder(cfg, {a.name: a.kind for a in cfg.agents}, enabled=log_mlflow)
+    total = len(inputs.rounds)
+    if progress:
+        progress(0, total, "round 1")
+
+    def evaluate(rnd: Any) -> dict[str, Any]:
+        return {e.name: evaluate_round(inputs.panel, e, rnd, inputs.costs, backend=backend)
+                for e in inputs.entries}
+
+    def on_round(rep: Any) -> None:
+        rec.on_round(rep)
+        if progress:
+            progress(rep.round.index + 1, total, f"round {rep.round.index + 1}")
+
+    try:
+        result = run_tournament(
+            inputs.rounds, [e.name for e in inputs.entries], evaluate,
+            periods_per_year=inputs.periods_per_year, allocation=inputs.allocation,
+            gates=cfg.gates, on_round=on_round,
+        )
+        summary = rec.finish(result, inputs.periods_per_year)
+    except BaseException:
+        rec.fail()
+        raise
+    summary["leaderboard"] = leaderboard_view(result.leaderboard).to_dict("records")
+    summary["timings"] = {"total": time.perf_counter() - t0}
+    return summary

@@ -1,0 +1,59 @@
+"""The ``quantarena`` command line.
+
+Sub-commands live in small modules (``cli/data.py``, ``cli/backtest.py``, ...). Each
+imports only typer and rich at module level; the work they call is imported inside the
+command, so ``quantarena --help`` and ``quantarena backtest`` never import Ray, MLflow
+or torch.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from quantarena import __version__
+
+app = typer.Typer(
+    name="quantarena",
+    help="Tournaments of trading agents: ingest market data, backtest populations of "
+    "parameter sets on CPU or GPU, and run walk-forward tournaments on Ray.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"quantarena {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """quantarena — tournaments of trading agents."""
+
+
+def _register() -> None:
+    from quantarena.cli import data as data_cli
+
+    from quantarena.cli import backtest as backtest_cli
+    from quantarena.cli import tournament as submit_cli
+    from quantarena.cli import tournament_run as tournament_cli
+
+    app.add_typer(data_cli.app, name="data", help="Ingest, inspect and synthesise market data.")
+    backtest_cli.register(app)
+    tournament_cli.register(app)
+    submit_cli.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point of the ``quantarena`` console script."""
+    app()

@@ -1,0 +1,272 @@
+"""``quantarena backtest`` and ``quantarena audit``.
+
+Only typer and rich are imported at module level; pandas, numpy, numba and the engine load
+inside the commands, and nothing here ever imports Ray, MLflow or torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from quantarena.cli.errors import user_errors
+
+# piped output (tests, logs) gets a wide table instead of rich's 80-column default
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
+
+SAMPLE_FILE = (
+    Path(__file__).resolve().parents[2] / "data" / "sample" / "btc-perp-20211231-20220201_1m.csv"
+)
+
+
+def _parse_params(items: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not value.strip():
+            raise ValueError(
+                f"bad --param {item!r}: use name=values, e.g. fast=5:50:5 or slow=50,100"
+            )
+        if name in out:
+            raise ValueError(
+                f"--param {name} given twice: put all values in one, e.g. {name}=5,10,20"
+            )
+        out[name] = value.strip()
+    return out
+
+
+def _bars_source(store: Path | None, file: Path | None, default_sample: bool) -> Path:
+    if store is not None and file is not None:
+        raise ValueError("give --store or --file, not both")
+    if store is not None:
+        if not store.is_dir():
+            raise FileNotFoundError(
+                f"store {store} not found: create it with `quantarena data ingest`"
+            )
+        return store
+    if file is not None:
+        if not file.is_file():
+            raise FileNotFoundError(f"file {file} not found")
+        return file
+    if default_sample and SAMPLE_FILE.is_file():
+        return SAMPLE_FILE
+    raise ValueError("no data: give --store DIR --symbol S, or --file PATH")
+
+
+def _jsonable(v: Any) -> Any:
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _pct(v: Any) -> str:
+    return "—" if v is None or not math.isfinite(float(v)) else f"{100 * float(v):.2f}%"
+
+
+def _num(v: Any, fmt: str = ".2f") -> str:
+    return "—" if v is None or not math.isfinite(float(v)) else format(float(v), fmt)
+
+
+def backtest_cmd(
+    agent: str = typer.Option("momentum", "--agent", "-a", help="Agent name or module:Class."),
+    param: list[str] = typer.Option(
+        None, "--param", "-p", help="name=values: 5:50:5 (stop included), 5,10,20 or 7. Repeat."
+    ),
+    store: Path = typer.Option(None, "--store", help="Store directory (see `quantarena data`)."),
+    symbol: str = typer.Option(None, "--symbol", "-s", help="Symbol in the store or file."),
+    file: Path = typer.Option(None, "--file", help="A data file instead of a store."),
+    start: str = typer.Option(None, "--start", help="First bar time (ISO, UTC), inclusive."),
+    end: str = typer.Option(None, "--end", help="End time (ISO, UTC), exclusive."),
+    interval: str = typer.Option(None, "--interval", help="Bar interval, e.g. 1m, 1h."),
+    fee_bps: float = typer.Option(10.0, "--fee-bps", help="Taker fee, bps of traded notional."),
+    slippage_bps: float = typer.Option(0.0, "--slippage-bps", help="Slippage, bps of price."),
+    max_position: float = typer.Option(
+        None, "--max-position", help="Per-asset weight (0.1 = 10%)."
+    ),
+    leverage: float = typer.Option(1.0, "--leverage", help="Cap on the sum of |weights|."),
+    long_only: bool = typer.Option(False, "--long-only", help="No short positions."),
+    backend: str = typer.Option("auto", "--backend", help="auto | cpu | gpu."),
+    fill: str = typer.Option("open", "--fill", help="open (next bar's open) | close (optimistic)."),
+    by: str = typer.Option("sharpe", "--by", help="Metric to rank by."),
+    top: int = typer.Option(10, "--top", help="Rows to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    plot: Path = typer.Option(None, "--plot", help="Write a PNG of the best equity curves."),
+    out: Path = typer.Option(None, "--out", help="Write all results as Parquet."),
+) -> None:
+    """Backtest a grid of parameter sets of an agent and rank them."""
+    with user_errors():
+        if fill not in ("open", "close"):
+            raise ValueError(f"--fill must be open or close, got {fill!r}")
+        if top < 1:
+            raise ValueError(f"--top must be at least 1, got {top}")
+        specs = _parse_params(param)
+        src = _bars_source(store, file, default_sample=False)
+
+        from quantarena.engine.api import backtest
+        from quantarena.engine.costs import Costs, Fees, Slippage
+
+        costs = Costs(
+            fees=Fees(taker_bps=fee_bps) if fee_bps else None,
+            slippage=Slippage(bps=slippage_bps) if slippage_bps else None,
+        )
+        opts: dict[str, Any] = {"long_only": True} if long_only else {}
+        t0 = time.perf_counter()
+        res = backtest(
+            src,
+            agent,
+            specs,
+            costs,
+            backend=backend,
+            fill=fill,
+            max_position=max_position,
+            leverage=leverage,
+            symbol=symbol,
+            start=start,
+            end=end,
+            interval=interval,
+            record=(),
+            **opts,
+        )
+        elapsed = time.perf_counter() - t0
+        best = res.best(top, by)
+        if out is not None:
+            res.to_parquet(out)
+        if plot is not None:
+            res.plot(plot, top=min(top, 5), by=by)
+    names = list(res.params)
+    if as_json:
+        rows = []
+        for rank, (i, row) in enumerate(best.iterrows(), start=1):
+            rows.append(
+                {
+                    "rank": rank,
+                    "param_set": int(i),
+                    "params": res.param_set(int(i)),
+                    "metrics": {k: _jsonable(v) for k, v in row.items() if k not in names},
+                }
+            )
+        doc = {
+            "agent": res.agent.name,
+            "symbols": res.bars.symbols,
+            "n_bars": res.bars.n_bars,
+            "n_params": res.n_params,
+            "backend": res.sim.backend,
+            "by": by,
+            "elapsed_s": round(elapsed, 4),
+            "fee_bps": fee_bps,
+            "slippage_bps": slippage_bps,
+            "max_position": res.agent.max_position,
+            "top": rows,
+            "out": str(out) if out else None,
+            "plot": str(plot) if plot else None,
+        }
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    title = (
+        f"{res.agent.name} on {','.join(res.bars.symbols)}: {res.n_params} parameter sets × "
+        f"{res.bars.n_bars:,} bars in {elapsed:.2f} s ({res.sim.backend}), best by {by}"
+    )
+    table = Table(title=title, title_justify="left")
+    for col in ("rank", "params", "sharpe", "total return", "CAGR", "max DD", "win rate", "trades"):
+        table.add_column(
+            col, justify="left" if col == "params" else "right", no_wrap=col == "params"
+        )
+    for rank, (i, row) in enumerate(best.iterrows(), start=1):
+        ptxt = " ".join(f"{k}={v}" for k, v in res.param_set(int(i)).items())
+        table.add_row(
+            str(rank),
+            ptxt,
+            _num(row["sharpe"]),
+            _pct(row["total_return"]),
+            _pct(row["cagr"]),
+            _pct(row["max_drawdown"]),
+            _pct(row["win_rate"]),
+            _num(row["n_trades"], ".0f"),
+        )
+    console.print(table)
+    if out is not None:
+        console.print(f"results: {out}")
+    if plot is not None:
+        console.print(f"plot: {plot}")
+
+
+def audit_cmd(
+    agent: list[str] = typer.Option(
+        None, "--agent", "-a", help="Agent name or module:Class; repeat, or 'all' (default)."
+    ),
+    param: list[str] = typer.Option(None, "--param", "-p", help="name=values, as for backtest."),
+    store: Path = typer.Option(None, "--store", help="Store directory."),
+    symbol: str = typer.Option(None, "--symbol", "-s", help="Symbol in the store or file."),
+    file: Path = typer.Option(None, "--file", help="A data file (default: bundled sample)."),
+    start: str = typer.Option(None, "--start", help="First bar time (ISO, UTC)."),
+    end: str = typer.Option(None, "--end", help="End time (ISO, UTC), exclusive."),
+    cuts: int = typer.Option(6, "--cuts", help="Number of cut points."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the cut points and random walks."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Check agents for look-ahead: weights up to bar t must not depend on later bars.
+
+    Exit code 1 if any agent fails."""
+    with user_errors():
+        specs = _parse_params(param)
+        src = _bars_source(store, file, default_sample=True)
+
+        from quantarena.engine.api import load_bars_any
+        from quantarena.strategies.audit import audit
+        from quantarena.strategies.registry import list_agents
+
+        names = list(agent or ["all"])
+        if "all" in names:
+            names = [n for n in names if n != "all"] + list_agents()
+        bars = load_bars_any(src, symbol, start, end)
+        results = [audit(n, bars, specs or None, n_cuts=cuts, seed=seed) for n in names]
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        k: _jsonable(v) if not isinstance(v, list | dict) else v
+                        for k, v in r.to_dict().items()
+                    }
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
+    else:
+        table = Table(
+            title=f"look-ahead audit on {','.join(bars.symbols)} ({bars.n_bars:,} bars)",
+            title_justify="left",
+        )
+        for col in ("agent", "verdict", "sets", "detail"):
+            table.add_column(col)
+        for r in results:
+            verdict = "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
+            detail = (
+                f"{len(r.cuts)} cuts: truncate, perturb, stream"
+                if r.passed
+                else r.message().split(" — ", 1)[1]
+            )
+            table.add_row(r.agent, verdict, str(r.n_params), detail)
+        console.print(table)
+    if not all(r.passed for r in results):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``backtest`` and ``audit`` commands to the root app."""
+    app.command("backtest", help="Backtest a grid of parameter sets of an agent and rank them.")(
+        backtest_cmd
+    )
+    app.command("audit", help="Check agents for look-ahead (exit 1 on a failure).")(audit_cmd)

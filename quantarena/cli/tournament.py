@@ -1,0 +1,72 @@
+"""``quantarena submit``: run a tournament config as a Ray job on a cluster.
+
+``register(app)`` adds the command to the root app. Only typer and rich load at import;
+Ray and the config load inside the command.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from quantarena.cli.errors import err_console, user_errors
+
+__all__ = ["register", "submit_command"]
+
+
+def submit_command(
+    config: Path = typer.Argument(..., help="Tournament config (YAML) inside this repository."),
+    address: str = typer.Option(
+        "http://127.0.0.1:8265",
+        "--address",
+        "-a",
+        envvar="RAY_API_SERVER_ADDRESS",
+        help="Ray Jobs API address: the dashboard URL of the cluster's head node.",
+    ),
+    wait: bool = typer.Option(
+        False, "--wait", "-w", help="Follow the job's logs; exit 0 only if it SUCCEEDED."
+    ),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="With --wait: give up following after this many seconds."
+    ),
+) -> None:
+    """Validate CONFIG here, then submit it to a Ray cluster as a job.
+
+    The job runs `python -m quantarena tournament run CONFIG` in a copy of this repository
+    (without .venv, .git, runs/, stores). With token auth on the cluster, the token is read
+    from RAY_AUTH_TOKEN, the file named by RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token.
+    """
+    from quantarena.cluster import jobs
+
+    out = Console(highlight=False, soft_wrap=True)
+
+    def log(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def announce(job_id: str) -> None:
+        out.print(f"submitted job [bold]{job_id}[/]")
+        out.print(f"dashboard: {jobs.dashboard_url(address, job_id)}", markup=False)
+
+    with user_errors():
+        try:
+            job_id = jobs.submit(
+                config, address=address, wait=wait, log=log, timeout_s=timeout, on_submit=announce
+            )
+        except (jobs.JobFailedError, TimeoutError) as exc:
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
+            raise typer.Exit(1) from None
+    if wait:
+        out.print(f"job {job_id} [bold green]SUCCEEDED[/]")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``submit`` to the root ``quantarena`` app."""
+    app.command(
+        "submit",
+        help="Submit a tournament config to a Ray cluster as a job (see --help).",
+    )(submit_command)

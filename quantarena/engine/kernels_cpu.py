@@ -1,0 +1,970 @@
+"""CPU simulation kernel (Numba): one block of bars for a whole population.
+
+``run_block`` replays bars ``[t0, t0 + B)`` for all ``P`` parameter sets in parallel
+(``prange`` over parameter sets; each runs its bars in order), carrying the state arrays
+``S`` / ``SA`` (see :mod:`quantarena.engine.layout`) across blocks. It is the reference
+algorithm: :mod:`quantarena.engine.kernels_gpu` mirrors it line by line.
+
+Per bar ``t`` and parameter set ``p`` (``fill="open"``):
+
+1. fill at the open: each unmasked asset whose pending target (decided at the close of
+   ``t - 1``) differs from the target last acted on trades to ``w * E_f / open`` shares,
+   ``E_f`` = cash + shares valued at this bar's opens (all assets at once);
+2. stops (if any) on held, unmasked assets, from open/high/low;
+3. funding on held positions at the close;
+4. mark equity at the close, update the return / drawdown / exposure accumulators;
+5. process row ``t`` of the targets (NaN -> 0, clip to ``max_position``, scale to
+   ``leverage``) into the pending target.
+
+With ``fill="close"`` steps 1 and 5 merge into one step after 3: the processed target of
+row ``t`` trades at the close of ``t``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from quantarena.engine.layout import (
+    BEST,
+    CASH,
+    DIR,
+    EPX,
+    EQ_PREV,
+    EQTY,
+    ETS,
+    EVAL,
+    EXIT_RUIN,
+    EXIT_SIGNAL,
+    EXIT_STOP_LOSS,
+    EXIT_TAKE_PROFIT,
+    EXIT_TRAILING,
+    EXPO,
+    FEES,
+    FUND,
+    GL,
+    GP,
+    INV_PEAK,
+    LAST,
+    LAST_PEAK_T,
+    MAX_DD,
+    MAX_DD_DUR,
+    NREC,
+    NTR,
+    PEAK,
+    PEND,
+    R_ASSET,
+    R_DIR,
+    R_ENTRY_PX,
+    R_ENTRY_T,
+    R_EXIT_PX,
+    R_EXIT_T,
+    R_PARAM,
+    R_PNL,
+    R_REASON,
+    R_RET,
+    R_SIZE,
+    RUINED,
+    SH,
+    SUM_D2,
+    SUM_R,
+    SUM_R2,
+    SUM_TRET,
+    TCOST,
+    TROUGH,
+    TURN,
+    WINS,
+    XQTY,
+    XVAL,
+)
+
+
+@njit(cache=True, inline="always")
+def _open_trade(SA, a, p, t, side, q, fpx, fee):
+    SA[EVAL, a, p] = q * fpx
+    SA[EQTY, a, p] = q
+    SA[XVAL, a, p] = 0.0
+    SA[XQTY, a, p] = 0.0
+    SA[TCOST, a, p] = fee
+    SA[DIR, a, p] = side
+    SA[ETS, a, p] = t
+    SA[BEST, a, p] = fpx
+    SA[EPX, a, p] = fpx
+
+
+@njit(cache=True, inline="always")
+def _close_trade(S, SA, p, a, t, reason, rec_on, offs, RF, RI):
+    d = SA[DIR, a, p]
+    ev = SA[EVAL, a, p]
+    pnl = d * (SA[XVAL, a, p] - ev) - SA[TCOST, a, p]
+    ret = pnl / ev if ev > 0.0 else 0.0
+    S[NTR, p] += 1.0
+    if pnl > 0.0:
+        S[WINS, p] += 1.0
+        S[GP, p] += pnl
+    else:
+        S[GL, p] -= pnl
+    S[SUM_TRET, p] += ret
+    if rec_on:
+        k = offs[p] + np.int64(S[NREC, p])
+        if k < RF.shape[0]:
+            RF[k, R_ENTRY_T] = SA[ETS, a, p]
+            RF[k, R_EXIT_T] = t
+            RF[k, R_DIR] = d
+            RF[k, R_SIZE] = SA[EQTY, a, p]
+            RF[k, R_ENTRY_PX] = SA[EPX, a, p]
+            xq = SA[XQTY, a, p]
+            RF[k, R_EXIT_PX] = SA[XVAL, a, p] / xq if xq > 0.0 else np.nan
+            RF[k, R_PNL] = pnl
+            RF[k, R_RET] = ret
+            RI[k, R_PARAM] = p
+            RI[k, R_ASSET] = a
+            RI[k, R_REASON] = reason
+        S[NREC, p] += 1.0
+    SA[DIR, a, p] = 0.0
+
+
+@njit(cache=True)
+def _fill(
+    S,
+    SA,
+    p,
+    a,
+    t,
+    dsh,
+    px,
+    eref,
+    reason,
+    cash,
+    fee_r,
+    slip_r,
+    imp_k,
+    imp_a,
+    imp_max,
+    bar_notional,
+    rec_on,
+    offs,
+    RF,
+    RI,
+):
+    """Trade ``dsh`` shares of asset ``a`` at base price ``px``; returns the new cash."""
+    side = 1.0 if dsh > 0.0 else -1.0
+    q = abs(dsh)
+    adj = slip_r
+    if imp_k > 0.0:
+        if bar_notional > 0.0:
+            ib = imp_k * (q * px / bar_notional) ** imp_a
+            if ib > imp_max:
+                ib = imp_max
+        else:
+            ib = imp_max
+        adj += ib
+    fpx = px * (1.0 + side * adj * 1e-4)
+    notional = q * fpx
+    fee = notional * fee_r * 1e-4
+    cash -= dsh * fpx + fee
+    if eref > 0.0:
+        S[TURN, p] += notional / eref
+    S[FEES, p] += fee
+    sh0 = SA[SH, a, p]
+    sh1 = sh0 + dsh
+    if sh0 == 0.0:
+        _open_trade(SA, a, p, t, side, q, fpx, fee)
+    elif (sh0 > 0.0) == (dsh > 0.0):  # add to the position
+        SA[EVAL, a, p] += notional
+        SA[EQTY, a, p] += q
+        SA[TCOST, a, p] += fee
+        SA[EPX, a, p] = SA[EVAL, a, p] / SA[EQTY, a, p]
+    elif sh1 != 0.0 and (sh1 > 0.0) == (sh0 > 0.0):  # partial exit
+        SA[XVAL, a, p] += notional
+        SA[XQTY, a, p] += q
+        SA[TCOST, a, p] += fee
+    else:  # full exit, or a flip through zero
+        qc = abs(sh0)
+        fc = fee * (qc / q)
+        SA[XVAL, a, p] += qc * fpx
+        SA[XQTY, a, p] += qc
+        SA[TCOST, a, p] += fc
+        _close_trade(S, SA, p, a, t, reason, rec_on, offs, RF, RI)
+        if sh1 != 0.0:
+            _open_trade(SA, a, p, t, side, abs(sh1), fpx, fee - fc)
+    SA[SH, a, p] = sh1
+    return cash
+
+
+_fill_inl = njit(inline="always")(_fill.py_func)  # the same code, inlined in the fast kernel
+
+
+@njit(cache=True, inline="always")
+def _changed(SA, p, t, A, mask):
+    """True when an unmasked asset's pending target differs from the one last acted on."""
+    for a in range(A):
+        if mask[t, a] and SA[PEND, a, p] != SA[LAST, a, p]:
+            return True
+    return False
+
+
+@njit(cache=True, inline="always")
+def _process_row(pos, i, p, A, mp, lev, SA, dst):
+    """Row ``i`` of the targets for ``p``: NaN -> 0, clip to ±mp, scale so sum|w| <= lev;
+    written into ``SA[dst, :, p]``."""
+    gross = 0.0
+    for a in range(A):
+        w = np.float64(pos[i, a, p])
+        if w != w:
+            w = 0.0
+        elif w > mp:
+            w = mp
+        elif w < -mp:
+            w = -mp
+        SA[dst, a, p] = w
+        gross += abs(w)
+    if gross > lev:
+        sc = lev / gross
+        for a in range(A):
+            SA[dst, a, p] = SA[dst, a, p] * sc
+
+
+@njit(cache=True)
+def _rebalance(
+    S,
+    SA,
+    p,
+    t,
+    A,
+    prices,
+    mask,
+    vol,
+    close,
+    cash,
+    fee_r,
+    slip_r,
+    imp_k,
+    imp_a,
+    imp_max,
+    rec_on,
+    offs,
+    RF,
+    RI,
+):
+    """Trade every unmasked asset whose PEND differs from LAST to PEND of equity at ``prices``
+    (call only when :func:`_changed`)."""
+    ef = cash
+    for a in range(A):
+        sh = SA[SH, a, p]
+        if sh != 0.0:
+            ef += sh * prices[t, a]
+    for a in range(A):
+        if mask[t, a] and SA[PEND, a, p] != SA[LAST, a, p]:
+            w = SA[PEND, a, p]
+            px = prices[t, a]
+            if px > 0.0 and ef > 0.0:
+                dsh = w * ef / px - SA[SH, a, p]
+                if dsh != 0.0:
+                    cash = _fill(
+                        S,
+                        SA,
+                        p,
+                        a,
+                        t,
+                        dsh,
+                        px,
+                        ef,
+                        EXIT_SIGNAL,
+                        cash,
+                        fee_r,
+                        slip_r,
+                        imp_k,
+                        imp_a,
+                        imp_max,
+                        vol[t, a] * close[t, a],
+                        rec_on,
+                        offs,
+                        RF,
+                        RI,
+                    )
+            SA[LAST, a, p] = w
+    return cash
+
+
+@njit(cache=True, inline="always")
+def _levels(sh, e, b, slp, tpp, trp):
+    """Stop level, its exit reason, and take-profit level of a position (long if sh > 0)."""
+    if sh > 0.0:
+        l_sl = e * (1.0 - slp)
+        l_tr = b * (1.0 - trp)
+        s_lvl = l_sl
+        s_rs = EXIT_STOP_LOSS
+        if l_tr > l_sl:
+            s_lvl = l_tr
+            s_rs = EXIT_TRAILING
+        t_lvl = e * (1.0 + tpp)
+    else:
+        l_sl = e * (1.0 + slp)
+        l_tr = b * (1.0 + trp)
+        s_lvl = l_sl
+        s_rs = EXIT_STOP_LOSS
+        if l_tr < l_sl:
+            s_lvl = l_tr
+            s_rs = EXIT_TRAILING
+        t_lvl = e * (1.0 - tpp)
+    return s_lvl, s_rs, t_lvl
+
+
+@njit(cache=True, inline="always")
+def _stop_hit(sh, o, h, lw, s_lvl, s_rs, t_lvl):
+    """``(price, reason)`` of a stop / take-profit exit inside the bar, reason -1 if none.
+
+    Gap-through at the open fills at the open; otherwise the stop wins over the
+    take-profit when both levels lie inside the bar."""
+    px = 0.0
+    reason = -1
+    if sh > 0.0:
+        if o <= s_lvl:
+            px = o
+            reason = s_rs
+        elif o >= t_lvl:
+            px = o
+            reason = EXIT_TAKE_PROFIT
+        elif lw <= s_lvl:
+            px = s_lvl
+            reason = s_rs
+        elif h >= t_lvl:
+            px = t_lvl
+            reason = EXIT_TAKE_PROFIT
+    else:
+        if o >= s_lvl:
+            px = o
+            reason = s_rs
+        elif o <= t_lvl:
+            px = o
+            reason = EXIT_TAKE_PROFIT
+        elif h >= s_lvl:
+            px = s_lvl
+            reason = s_rs
+        elif lw <= t_lvl:
+            px = t_lvl
+            reason = EXIT_TAKE_PROFIT
+    return px, reason
+
+
+@njit(cache=True)
+def _multi_param(
+    p,
+    t0,
+    pos,
+    op,
+    hi,
+    lo,
+    cl,
+    vol,
+    mask,
+    fund,
+    has_fund,
+    maxpos,
+    lev,
+    fee_r,
+    slip_r,
+    imp_k,
+    imp_a,
+    imp_max,
+    sl,
+    tp,
+    tr,
+    has_stops,
+    fill_close,
+    S,
+    SA,
+    rec_ret,
+    rec_eq,
+    rec_pos,
+    rec_on,
+    offs,
+    RF,
+    RI,
+):
+    """Replay bars ``t0 .. t0 + pos.shape[0] - 1`` for parameter set ``p`` (any ``A``).
+
+    ``pos``: ``(B, A, P)`` raw target weights (float64); ``op..mask``: full ``(T, A)``
+    panel arrays (prices finite: the driver zeroes NaN on masked cells); ``fund``: ``(T, A)``
+    funding rate per bar; ``maxpos``, ``sl``, ``tp``, ``tr``: ``(P,)``; ``S``, ``SA``: state
+    (updated in place); ``rec_*``: ``(B, P)`` / ``(B, A, P)`` outputs or empty;
+    ``RF``/``RI``: trade records written at ``offs[p]`` onwards when ``rec_on``.
+    """
+    B = pos.shape[0]
+    A = pos.shape[1]
+    do_ret = rec_ret.shape[0] > 0
+    do_eq = rec_eq.shape[0] > 0
+    do_pos = rec_pos.shape[0] > 0
+    mp = maxpos[p]
+    cash = S[CASH, p]
+    eprev = S[EQ_PREV, p]
+    peak = S[PEAK, p]
+    invpeak = S[INV_PEAK, p]
+    lp = S[LAST_PEAK_T, p]
+    trough = S[TROUGH, p]
+    maxdd = S[MAX_DD, p]
+    maxddur = S[MAX_DD_DUR, p]
+    sr = S[SUM_R, p]
+    sr2 = S[SUM_R2, p]
+    sd2 = S[SUM_D2, p]
+    expo = S[EXPO, p]
+    ruined = S[RUINED, p] != 0.0
+    slp = sl[p]
+    tpp = tp[p]
+    trp = tr[p]
+    for i in range(B):
+        t = t0 + i
+        if ruined:
+            if do_ret:
+                rec_ret[i, p] = 0.0
+            if do_eq:
+                rec_eq[i, p] = eprev
+            if do_pos:
+                for a in range(A):
+                    rec_pos[i, a, p] = 0.0
+            continue
+        # 1. fill the previous close's targets at this open
+        if not fill_close and _changed(SA, p, t, A, mask):
+            cash = _rebalance(
+                S,
+                SA,
+                p,
+                t,
+                A,
+                op,
+                mask,
+                vol,
+                cl,
+                cash,
+                fee_r,
+                slip_r,
+                imp_k,
+                imp_a,
+                imp_max,
+                rec_on,
+                offs,
+                RF,
+                RI,
+            )
+        # 2. stops inside the bar
+        if has_stops:
+            for a in range(A):
+                sh = SA[SH, a, p]
+                if sh != 0.0 and mask[t, a]:
+                    s_lvl, s_rs, t_lvl = _levels(sh, SA[EPX, a, p], SA[BEST, a, p], slp, tpp, trp)
+                    px, reason = _stop_hit(sh, op[t, a], hi[t, a], lo[t, a], s_lvl, s_rs, t_lvl)
+                    if reason >= 0:
+                        cash = _fill(
+                            S,
+                            SA,
+                            p,
+                            a,
+                            t,
+                            -sh,
+                            px,
+                            eprev,
+                            reason,
+                            cash,
+                            fee_r,
+                            slip_r,
+                            imp_k,
+                            imp_a,
+                            imp_max,
+                            vol[t, a] * cl[t, a],
+                            rec_on,
+                            offs,
+                            RF,
+                            RI,
+                        )
+        # 3. funding on positions held at the close
+        if has_fund:
+            for a in range(A):
+                sh = SA[SH, a, p]
+                if sh != 0.0:
+                    f = fund[t, a] * sh * cl[t, a]
+                    cash -= f
+                    SA[TCOST, a, p] += f
+                    S[FUND, p] += f
+        # 3b. fill="close": this row's targets trade at this close
+        if fill_close:
+            _process_row(pos, i, p, A, mp, lev, SA, PEND)
+            if _changed(SA, p, t, A, mask):
+                cash = _rebalance(
+                    S,
+                    SA,
+                    p,
+                    t,
+                    A,
+                    cl,
+                    mask,
+                    vol,
+                    cl,
+                    cash,
+                    fee_r,
+                    slip_r,
+                    imp_k,
+                    imp_a,
+                    imp_max,
+                    rec_on,
+                    offs,
+                    RF,
+                    RI,
+                )
+        # 4. mark to the close
+        eq = cash
+        held = 0.0
+        for a in range(A):
+            sh = SA[SH, a, p]
+            eq += sh * cl[t, a]
+            if sh != 0.0:
+                held = 1.0
+        r = (eq - eprev) / eprev
+        sr += r
+        sr2 += r * r
+        m = min(r, 0.0)
+        sd2 += m * m
+        expo += held
+        if eq >= peak:
+            if trough < peak:
+                dd = 1.0 - trough * invpeak
+                if dd > maxdd:
+                    maxdd = dd
+                dur = t - lp - 1.0
+                if dur > maxddur:
+                    maxddur = dur
+            peak = eq
+            invpeak = 1.0 / eq
+            lp = t
+            trough = eq
+        elif eq < trough:
+            trough = eq
+        if eq <= 0.0:
+            # ruin: close everything at this close, free of costs, and stay flat
+            for a in range(A):
+                sh = SA[SH, a, p]
+                if sh != 0.0:
+                    cash = _fill(
+                        S,
+                        SA,
+                        p,
+                        a,
+                        t,
+                        -sh,
+                        cl[t, a],
+                        0.0,
+                        EXIT_RUIN,
+                        cash,
+                        0.0,
+                        0.0,
+                        0.0,
+                        imp_a,
+                        0.0,
+                        0.0,
+                        rec_on,
+                        offs,
+                        RF,
+                        RI,
+                    )
+            ruined = True
+        if has_stops:
+            for a in range(A):
+                sh = SA[SH, a, p]
+                c = cl[t, a]
+                if sh > 0.0:
+                    if c > SA[BEST, a, p]:
+                        SA[BEST, a, p] = c
+                elif sh < 0.0:
+                    if c < SA[BEST, a, p]:
+                        SA[BEST, a, p] = c
+        if do_ret:
+            rec_ret[i, p] = r
+        if do_eq:
+            rec_eq[i, p] = eq
+        if do_pos:
+            for a in range(A):
+                sh = SA[SH, a, p]
+                rec_pos[i, a, p] = sh * cl[t, a] / eq if (sh != 0.0 and eq != 0.0) else 0.0
+        eprev = eq
+        # 5. targets decided at this close, to fill at the next open
+        if not fill_close and not ruined:
+            _process_row(pos, i, p, A, mp, lev, SA, PEND)
+    S[CASH, p] = cash
+    S[EQ_PREV, p] = eprev
+    S[PEAK, p] = peak
+    S[INV_PEAK, p] = invpeak
+    S[LAST_PEAK_T, p] = lp
+    S[TROUGH, p] = trough
+    S[MAX_DD, p] = maxdd
+    S[MAX_DD_DUR, p] = maxddur
+    S[SUM_R, p] = sr
+    S[SUM_R2, p] = sr2
+    S[SUM_D2, p] = sd2
+    S[EXPO, p] = expo
+    S[RUINED, p] = 1.0 if ruined else 0.0
+
+
+@njit(cache=True)
+def _single_group(g, t0, pos, op, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp_k, imp_a,
+                     imp_max, S, SA, rec_ret, rec_eq, rec_on, offs, RF, RI):  # fmt: skip
+    """The common case, fast, for parameter sets ``g * G .. g * G + G - 1``: one asset,
+    ``fill="open"``, no stops, no funding.
+
+    Same arithmetic in the same order as :func:`_multi_param`, hence bit-identical results
+    (a test holds them equal). The hot state lives in registers; fills go through the same
+    helpers. Bars run in tiles of ``SUB`` so the strided weight reads of the group's
+    ``G`` sets (one 64-byte line) stay in L1.
+    """
+    B = pos.shape[0]
+    P = pos.shape[2]
+    do_ret = rec_ret.shape[0] > 0
+    do_eq = rec_eq.shape[0] > 0
+    SUB = 512
+    for i0 in range(0, B, SUB):
+        i1 = min(B, i0 + SUB)
+        for p in range(g * G, min(P, g * G + G)):
+            mp = maxpos[p]
+            cash = S[CASH, p]
+            eprev = S[EQ_PREV, p]
+            peak = S[PEAK, p]
+            invpeak = S[INV_PEAK, p]
+            lp = S[LAST_PEAK_T, p]
+            trough = S[TROUGH, p]
+            maxdd = S[MAX_DD, p]
+            maxddur = S[MAX_DD_DUR, p]
+            sr = S[SUM_R, p]
+            sr2 = S[SUM_R2, p]
+            sd2 = S[SUM_D2, p]
+            expo = S[EXPO, p]
+            ruined = S[RUINED, p] != 0.0
+            sh = SA[SH, 0, p]
+            last = SA[LAST, 0, p]
+            pend = SA[PEND, 0, p]
+            for i in range(i0, i1):
+                t = t0 + i
+                if ruined:
+                    if do_ret:
+                        rec_ret[i, p] = 0.0
+                    if do_eq:
+                        rec_eq[i, p] = eprev
+                    continue
+                if pend != last and mask[t, 0]:
+                    # _rebalance for one asset, inlined
+                    px = op[t, 0]
+                    ef = cash + sh * px
+                    if px > 0.0 and ef > 0.0:
+                        dsh = pend * ef / px - sh
+                        if dsh != 0.0:
+                            cash = _fill_inl(
+                                S,
+                                SA,
+                                p,
+                                0,
+                                t,
+                                dsh,
+                                px,
+                                ef,
+                                EXIT_SIGNAL,
+                                cash,
+                                fee_r,
+                                slip_r,
+                                imp_k,
+                                imp_a,
+                                imp_max,
+                                vol[t, 0] * cl[t, 0],
+                                rec_on,
+                                offs,
+                                RF,
+                                RI,
+                            )
+                            sh = SA[SH, 0, p]
+                    last = pend
+                    SA[LAST, 0, p] = last
+                c = cl[t, 0]
+                eq = cash + sh * c
+                r = (eq - eprev) / eprev
+                sr += r
+                sr2 += r * r
+                m = min(r, 0.0)
+                sd2 += m * m
+                if sh != 0.0:
+                    expo += 1.0
+                if eq >= peak:
+                    if trough < peak:
+                        dd = 1.0 - trough * invpeak
+                        if dd > maxdd:
+                            maxdd = dd
+                        dur = t - lp - 1.0
+                        if dur > maxddur:
+                            maxddur = dur
+                    peak = eq
+                    invpeak = 1.0 / eq
+                    lp = t
+                    trough = eq
+                elif eq < trough:
+                    trough = eq
+                if eq <= 0.0:
+                    if sh != 0.0:
+                        cash = _fill(
+                            S,
+                            SA,
+                            p,
+                            0,
+                            t,
+                            -sh,
+                            c,
+                            0.0,
+                            EXIT_RUIN,
+                            cash,
+                            0.0,
+                            0.0,
+                            0.0,
+                            imp_a,
+                            0.0,
+                            0.0,
+                            rec_on,
+                            offs,
+                            RF,
+                            RI,
+                        )
+                        sh = 0.0
+                    ruined = True
+                if do_ret:
+                    rec_ret[i, p] = r
+                if do_eq:
+                    rec_eq[i, p] = eq
+                eprev = eq
+                w = pos[i, 0, p]
+                if w != w:
+                    w = 0.0
+                elif w > mp:
+                    w = mp
+                elif w < -mp:
+                    w = -mp
+                if abs(w) > lev:
+                    w = w * (lev / abs(w))
+                pend = w
+            S[CASH, p] = cash
+            S[EQ_PREV, p] = eprev
+            S[PEAK, p] = peak
+            S[INV_PEAK, p] = invpeak
+            S[LAST_PEAK_T, p] = lp
+            S[TROUGH, p] = trough
+            S[MAX_DD, p] = maxdd
+            S[MAX_DD_DUR, p] = maxddur
+            S[SUM_R, p] = sr
+            S[SUM_R2, p] = sr2
+            S[SUM_D2, p] = sd2
+            S[EXPO, p] = expo
+            S[RUINED, p] = 1.0 if ruined else 0.0
+            SA[PEND, 0, p] = pend
+
+
+G = 8  # parameter sets per group of the fast kernel
+
+
+@njit(parallel=True, cache=True)
+def run_block_multi(
+    t0,
+    pos,
+    op,
+    hi,
+    lo,
+    cl,
+    vol,
+    mask,
+    fund,
+    has_fund,
+    maxpos,
+    lev,
+    fee_r,
+    slip_r,
+    imp_k,
+    imp_a,
+    imp_max,
+    sl,
+    tp,
+    tr,
+    has_stops,
+    fill_close,
+    S,
+    SA,
+    rec_ret,
+    rec_eq,
+    rec_pos,
+    rec_on,
+    offs,
+    RF,
+    RI,
+):
+    """The general kernel: every parameter set in parallel (see :func:`_multi_param`)."""
+    for p in prange(pos.shape[2]):
+        _multi_param(
+            p,
+            t0,
+            pos,
+            op,
+            hi,
+            lo,
+            cl,
+            vol,
+            mask,
+            fund,
+            has_fund,
+            maxpos,
+            lev,
+            fee_r,
+            slip_r,
+            imp_k,
+            imp_a,
+            imp_max,
+            sl,
+            tp,
+            tr,
+            has_stops,
+            fill_close,
+            S,
+            SA,
+            rec_ret,
+            rec_eq,
+            rec_pos,
+            rec_on,
+            offs,
+            RF,
+            RI,
+        )
+
+
+@njit(parallel=True, cache=True)
+def run_block_single(t0, pos, op, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp_k, imp_a,
+                     imp_max, S, SA, rec_ret, rec_eq, rec_on, offs, RF, RI):  # fmt: skip
+    """The fast one-asset kernel: groups of ``G`` parameter sets in parallel."""
+    for g in prange((pos.shape[2] + G - 1) // G):
+        _single_group(
+            g,
+            t0,
+            pos,
+            op,
+            cl,
+            vol,
+            mask,
+            maxpos,
+            lev,
+            fee_r,
+            slip_r,
+            imp_k,
+            imp_a,
+            imp_max,
+            S,
+            SA,
+            rec_ret,
+            rec_eq,
+            rec_on,
+            offs,
+            RF,
+            RI,
+        )
+
+
+#: tests set this to run the general kernel where the fast one would run
+FORCE_GENERAL = False
+
+
+def run_block(
+    t0,
+    pos,
+    op,
+    hi,
+    lo,
+    cl,
+    vol,
+    mask,
+    fund,
+    has_fund,
+    maxpos,
+    lev,
+    fee_r,
+    slip_r,
+    imp_k,
+    imp_a,
+    imp_max,
+    sl,
+    tp,
+    tr,
+    has_stops,
+    fill_close,
+    S,
+    SA,
+    rec_ret,
+    rec_eq,
+    rec_pos,
+    rec_on,
+    offs,
+    RF,
+    RI,
+):
+    """Replay one block (arguments as :func:`run_block_multi`): the fast one-asset kernel
+    when it applies (one asset, ``fill="open"``, no stops, no funding, positions not
+    recorded), else the general one. ``pos`` must be float64 (the driver converts)."""
+    fast = (
+        pos.shape[1] == 1
+        and not (has_fund or has_stops or fill_close or rec_pos.shape[0] > 0)
+        and not FORCE_GENERAL
+    )
+    if fast:
+        return run_block_single(
+            t0,
+            pos,
+            op,
+            cl,
+            vol,
+            mask,
+            maxpos,
+            lev,
+            fee_r,
+            slip_r,
+            imp_k,
+            imp_a,
+            imp_max,
+            S,
+            SA,
+            rec_ret,
+            rec_eq,
+            rec_on,
+            offs,
+            RF,
+            RI,
+        )
+    return run_block_multi(
+        t0,
+        pos,
+        op,
+        hi,
+        lo,
+        cl,
+        vol,
+        mask,
+        fund,
+        has_fund,
+        maxpos,
+        lev,
+        fee_r,
+        slip_r,
+        imp_k,
+        imp_a,
+        imp_max,
+        sl,
+        tp,
+        tr,
+        has_stops,
+        fill_close,
+        S,
+        SA,
+        rec_ret,
+        rec_eq,
+        rec_pos,
+        rec_on,
+        offs,
+        RF,
+        RI,
+    )

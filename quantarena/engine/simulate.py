@@ -1,0 +1,363 @@
+"""Bar replay of a population of target-weight series: :func:`simulate`.
+
+Conventions (docs/engine.md has every formula):
+
+* **Weights** are target fractions of current equity per asset, shaped ``(T, P)`` for one
+  asset or ``(T, A, P)`` (a ``(T,)`` series is one parameter set). Each bar the engine sets
+  NaN to 0 (flat), clips ``|w|`` to ``max_position`` and scales the bar's weights down so that
+  ``sum_a |w_a| <= leverage``.
+* **Fills**: a target decided at the close of bar ``t`` fills at the open of bar ``t + 1``
+  (``fill="open"``, no look-ahead). ``fill="close"`` fills at the close of bar ``t`` itself:
+  optimistic, for comparison with other tools only.
+* **Share-based accounting**: cash and shares per parameter set (one cash account shared by
+  all assets). Only when an asset's target *changes* from the target last acted on does the
+  engine trade it, to ``w * E_f / price`` shares where ``E_f`` is the equity valued at the
+  fill prices; otherwise the shares are held (weights drift with prices). Masked bars
+  (``bars.mask`` False) never trade: a change waits for the asset's next real bar.
+* **Equity** is marked at each bar's close; ``r_t = E_t / E_{t-1} - 1`` with
+  ``E_{-1} = init_cash`` (so ``r_0 = 0`` with ``fill="open"``).
+* **Costs** (:mod:`quantarena.engine.costs`) and **stops** (:mod:`quantarena.engine.stops`).
+* **Ruin**: when equity reaches ``<= 0`` at a close, every position is closed at that close
+  (free of costs) and the parameter set stays flat with zero returns.
+* **Streaming**: ``block`` bars at a time, state carried across blocks, so memory stays
+  ``O(block * A * P)`` unless ``record`` asks for full arrays. Results do not depend on
+  ``block``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from quantarena.data.intervals import bars_per_year
+from quantarena.data.panel import BarPanel
+from quantarena.engine import layout as L
+from quantarena.engine.backend import Backend, get_backend, to_host
+from quantarena.engine.costs import CompiledCosts, Costs
+from quantarena.engine.metrics import metrics_from_state
+from quantarena.engine.stops import Stops
+from quantarena.engine.trades import open_trades, trades_frame
+
+RECORDABLE = ("returns", "equity", "positions")
+
+
+class SimulationError(ValueError):
+    """Bad input to :func:`simulate` (a one-line message naming the argument)."""
+
+
+@runtime_checkable
+class PositionSource(Protocol):
+    """Produces target weights block by block so ``(T, P)`` is never materialised at once.
+
+    ``source(t0, t1)`` returns rows ``t0 .. t1 - 1``: ``(t1 - t0, P)`` or ``(t1 - t0, A, P)``,
+    float32 or float64, on the backend's device. Calls come in increasing, contiguous
+    order; the trade list (``trades=True``) replays the source a second time.
+    """
+
+    n_params: int
+
+    def __call__(self, t0: int, t1: int) -> Any: ...
+
+
+@dataclass
+class SimResult:
+    """What :func:`simulate` returns.
+
+    ``metrics``: name -> ``(P,)`` float64 on the host (see :mod:`quantarena.engine.metrics`).
+    ``returns`` / ``equity``: ``(T, P)`` if recorded (on the backend's device);
+    ``positions``: held weights at each close, ``shares * close / equity``, ``(T, P)`` for a
+    one-asset input or ``(T, A, P)``. ``trades``: the trade list if asked for
+    (:mod:`quantarena.engine.trades`).
+    """
+
+    metrics: dict[str, np.ndarray]
+    returns: Any | None
+    equity: Any | None
+    positions: Any | None
+    trades: pd.DataFrame | None
+    backend: str
+    n_bars: int
+    n_params: int
+
+    def metrics_frame(self) -> pd.DataFrame:
+        """The metrics as a DataFrame: one row per parameter set (index ``param``)."""
+        df = pd.DataFrame({k: np.asarray(v) for k, v in self.metrics.items()})
+        df.index.name = "param"
+        return df
+
+
+def _check_panel(bars: BarPanel) -> None:
+    m = np.asarray(bars.mask, dtype=bool)
+    for name in ("open", "high", "low", "close"):
+        a = np.asarray(getattr(bars, name))
+        bad = m & ~(np.isfinite(a) & (a > 0))
+        if bad.any():
+            t, j = np.argwhere(bad)[0]
+            raise SimulationError(
+                f"bars row {t} ({bars.symbols[j]}), field {name!r}: price {a[t, j]!r} is not a "
+                "positive number on an unmasked bar — fix the data or mask the bar"
+            )
+    v = np.asarray(bars.volume)
+    if (m & ~(np.isfinite(v) & (v >= 0))).any():
+        t, j = np.argwhere(m & ~(np.isfinite(v) & (v >= 0)))[0]
+        raise SimulationError(
+            f"bars row {t} ({bars.symbols[j]}), field 'volume': {v[t, j]!r} is not a number "
+            ">= 0 — fix the data or mask the bar"
+        )
+
+
+def _kernel_prices(bars: BarPanel) -> tuple[np.ndarray, ...]:
+    """open, high, low, close, volume for the kernels: on masked cells a non-finite price
+    becomes the last known close (0 before the asset's first bar: never traded, never held)
+    so that held positions are valued at their last close; non-finite volume becomes 0."""
+    m = np.asarray(bars.mask, dtype=bool)
+    close = np.asarray(bars.close, dtype=np.float64)
+    bad = ~np.isfinite(close)
+    if bad.any():
+        close = pd.DataFrame(np.where(bad, np.nan, close)).ffill().fillna(0.0).to_numpy()
+    out = []
+    for name in ("open", "high", "low"):
+        a = np.asarray(getattr(bars, name), dtype=np.float64)
+        fix = ~m & ~np.isfinite(a)
+        out.append(np.where(fix, close, a) if fix.any() else a)
+    vol = np.asarray(bars.volume, dtype=np.float64)
+    vol = np.where(np.isfinite(vol), vol, 0.0)
+    return (*out, close, vol)
+
+
+def _param_array(name: str, value: Any, n_params: int, *, positive: bool = False) -> np.ndarray:
+    a = np.asarray(value, dtype=np.float64)
+    if a.ndim == 0:
+        a = np.full(n_params, float(a))
+    if a.shape != (n_params,):
+        raise SimulationError(
+            f"{name} has shape {np.shape(value)}, expected a scalar or ({n_params},): one value "
+            "per parameter set"
+        )
+    if not np.all(np.isfinite(a)) or np.any(a < 0) or (positive and np.any(a == 0)):
+        raise SimulationError(f"{name} must be finite and {'> 0' if positive else '>= 0'}")
+    return np.ascontiguousarray(a)
+
+
+class _ArraySource:
+    """Wraps a full positions array as a source of blocks."""
+
+    def __init__(self, arr: Any) -> None:
+        self.arr = arr
+        self.n_params = 1 if arr.ndim == 1 else int(arr.shape[-1])
+
+    def __call__(self, t0: int, t1: int) -> Any:
+        return self.arr[t0:t1]
+
+
+def _kernel(backend: Backend):
+    if backend.is_gpu:
+        from quantarena.engine import kernels_gpu  # noqa: PLC0415
+
+        return kernels_gpu.run_block
+    from quantarena.engine import kernels_cpu  # noqa: PLC0415
+
+    return kernels_cpu.run_block
+
+
+def _as_block(blk: Any, xp: Any, B: int, A: int, P: int, t0: int, gpu: bool) -> Any:
+    blk = xp.asarray(blk)
+    if blk.ndim == 1:
+        blk = blk.reshape(-1, 1)
+    if blk.ndim == 2:
+        if A != 1:
+            raise SimulationError(
+                f"positions block at bar {t0} is 2-D {tuple(blk.shape)} but the panel has {A} "
+                "assets — give (T, A, P) weights for a multi-asset panel"
+            )
+        blk = blk.reshape(blk.shape[0], 1, blk.shape[1])
+    if blk.ndim != 3 or tuple(blk.shape) != (B, A, P):
+        raise SimulationError(
+            f"positions block at bar {t0} has shape {tuple(blk.shape)}, expected "
+            f"({B}, {P}) or ({B}, {A}, {P})"
+        )
+    if blk.dtype != xp.float64 and not (gpu and blk.dtype == xp.float32):
+        blk = blk.astype(xp.float64)  # one compiled CPU kernel: float64 weights
+    return xp.ascontiguousarray(blk)
+
+
+def simulate(
+    bars: BarPanel,
+    positions: Any,
+    costs: Costs | None = None,
+    *,
+    fill: Literal["open", "close"] = "open",
+    stops: Stops | None = None,
+    max_position: float | np.ndarray = 1.0,
+    leverage: float = 1.0,
+    periods_per_year: float | None = None,
+    record: Sequence[str] = (),
+    trades: bool = False,
+    backend: str | Backend = "auto",
+    block: int = 4096,
+    init_cash: float = 1.0,
+    days_per_year: float = 365.0,
+) -> SimResult:
+    """Replay ``bars`` for every parameter set's target weights; see the module docstring.
+
+    Args:
+        bars: the panel (``T`` bars, ``A`` assets).
+        positions: target weights ``(T,)``, ``(T, P)`` (one asset), ``(T, A, P)``, or a
+            :class:`PositionSource`.
+        costs: fees, slippage, impact, funding (``None``: free).
+        fill: ``"open"`` (next bar's open, default) or ``"close"`` (same bar's close).
+        stops: stop-loss / take-profit / trailing (``None``: none).
+        max_position: cap on ``|w|`` of any one asset, scalar or ``(P,)``.
+        leverage: cap on ``sum_a |w_a|``.
+        periods_per_year: annualisation; default from ``bars.interval_ns`` and
+            ``days_per_year`` (365: crypto trades every day; 252 for equities).
+        record: any of ``"returns"``, ``"equity"``, ``"positions"``: full arrays.
+        trades: also build the trade list (replays the positions a second time).
+        backend: ``"auto"``, ``"cpu"`` or ``"gpu"``.
+        block: bars per block.
+        init_cash: starting equity.
+        days_per_year: year length for CAGR and the default annualisation.
+    """
+    be = get_backend(backend)
+    xp = be.xp
+    if not isinstance(bars, BarPanel):
+        raise SimulationError(f"bars must be a BarPanel, got {type(bars).__name__}")
+    T, A = bars.n_bars, bars.n_assets
+    if T == 0:
+        raise SimulationError("bars is empty: nothing to simulate — load some bars first")
+    if fill not in ("open", "close"):
+        raise SimulationError(f"fill must be 'open' or 'close', got {fill!r}")
+    record = tuple(record)
+    for r in record:
+        if r not in RECORDABLE:
+            raise SimulationError(f"record: unknown {r!r}, use any of {', '.join(RECORDABLE)}")
+    block = int(block)
+    if block < 1:
+        raise SimulationError(f"block must be >= 1, got {block}")
+    if not (np.isfinite(init_cash) and init_cash > 0):
+        raise SimulationError(f"init_cash must be > 0, got {init_cash!r}")
+    if not (np.isfinite(leverage) and leverage > 0):
+        raise SimulationError(f"leverage must be > 0, got {leverage!r}")
+    if not days_per_year > 0:
+        raise SimulationError(f"days_per_year must be > 0, got {days_per_year!r}")
+
+    # positions: a source, or an array served block by block
+    if isinstance(positions, PositionSource) and not hasattr(positions, "shape"):
+        source = positions
+        P = int(source.n_params)
+        multi = A > 1
+    else:
+        arr = positions if hasattr(positions, "ndim") else np.asarray(positions)
+        if arr.ndim not in (1, 2, 3):
+            raise SimulationError(f"positions must be (T,), (T, P) or (T, A, P), got {arr.shape}")
+        if arr.shape[0] != T:
+            raise SimulationError(
+                f"positions has {arr.shape[0]} rows but bars has {T} — one row per bar"
+            )
+        if arr.ndim == 3 and arr.shape[1] != A:
+            raise SimulationError(f"positions has {arr.shape[1]} assets but bars has {A}")
+        if arr.ndim < 3 and A != 1:
+            raise SimulationError(
+                f"positions is {arr.ndim}-D but the panel has {A} assets — give (T, A, P)"
+            )
+        multi = arr.ndim == 3
+        source = _ArraySource(arr)
+        P = source.n_params
+    if P < 1:
+        raise SimulationError("positions has no parameter sets (P = 0)")
+
+    _check_panel(bars)
+    cc: CompiledCosts = (costs or Costs()).compile(bars.ts, bars.interval_ns, A)
+    st = stops or Stops()
+    sl, tp, tr = st.compile(P)
+    has_stops = bool(np.isfinite(sl).any() or np.isfinite(tp).any() or np.isfinite(tr).any())
+    maxpos = _param_array("max_position", max_position, P)
+    ppy = (
+        float(periods_per_year)
+        if periods_per_year is not None
+        else bars_per_year(int(bars.interval_ns), days_per_year)
+    )
+
+    f64 = xp.float64
+    panel = tuple(xp.ascontiguousarray(xp.asarray(a, dtype=f64)) for a in _kernel_prices(bars))
+    mask = xp.ascontiguousarray(xp.asarray(bars.mask, dtype=xp.bool_))
+    fund = xp.asarray(cc.funding, dtype=f64) if cc.funding is not None else xp.zeros((1, 1), f64)
+    dev = {k: xp.asarray(v) for k, v in (("maxpos", maxpos), ("sl", sl), ("tp", tp), ("tr", tr))}
+    kernel = _kernel(be)
+
+    def run(rec_on: bool, offs: Any, RF: Any, RI: Any, recs: dict[str, Any]) -> tuple[Any, Any]:
+        S = xp.zeros((L.NS, P), f64)
+        SA = xp.zeros((L.NSA, A, P), f64)
+        S[L.CASH] = init_cash
+        S[L.EQ_PREV] = init_cash
+        S[L.PEAK] = init_cash
+        S[L.INV_PEAK] = 1.0 / init_cash
+        S[L.LAST_PEAK_T] = -1.0
+        S[L.TROUGH] = init_cash
+        empty2 = xp.zeros((0, 0), f64)
+        empty3 = xp.zeros((0, 0, 0), f64)
+        for t0 in range(0, T, block):
+            t1 = min(T, t0 + block)
+            blk = _as_block(source(t0, t1), xp, t1 - t0, A, P, t0, be.is_gpu)
+            kernel(
+                t0, blk, *panel, mask, fund, cc.funding is not None, dev["maxpos"],
+                float(leverage), cc.fee_bps, cc.slippage_bps, cc.impact_k_bps,
+                cc.impact_alpha, cc.impact_max_bps, dev["sl"], dev["tp"], dev["tr"], has_stops,
+                fill == "close", S, SA,
+                recs["returns"][t0:t1] if "returns" in recs else empty2,
+                recs["equity"][t0:t1] if "equity" in recs else empty2,
+                recs["positions"][t0:t1] if "positions" in recs else empty3,
+                rec_on, offs, RF, RI,
+            )  # fmt: skip
+        return S, SA
+
+    recs = {k: xp.zeros((T, P), f64) for k in ("returns", "equity") if k in record}
+    if "positions" in record:
+        recs["positions"] = xp.zeros((T, A, P), f64)
+    no_offs = xp.zeros(P, xp.int64)
+    no_rf = xp.zeros((0, L.NRF), f64)
+    no_ri = xp.zeros((0, L.NRI), xp.int64)
+    S, SA = run(False, no_offs, no_rf, no_ri, recs)
+    trade_df = None
+    if trades:
+        counts = to_host(S[L.NTR]).astype(np.int64)
+        offs = np.zeros(P, np.int64)
+        offs[1:] = np.cumsum(counts)[:-1]
+        n_rec = int(counts.sum())
+        RF = xp.zeros((n_rec, L.NRF), f64)
+        RI = xp.zeros((n_rec, L.NRI), xp.int64)
+        S2, SA2 = run(True, xp.asarray(offs), RF, RI, {})
+        if not np.array_equal(to_host(S2[L.NREC]).astype(np.int64), counts):
+            raise RuntimeError("trade recording pass disagrees with the first pass (a bug)")
+        SA_h = to_host(SA2)
+        last_close = np.asarray(bars.close[-1], dtype=np.float64)
+        oRF, oRI = open_trades(SA_h, last_close, T - 1)
+        RF_all = np.concatenate([to_host(RF), oRF])
+        RI_all = np.concatenate([to_host(RI), oRI])
+        trade_df = trades_frame(RF_all, RI_all, bars.ts, list(bars.symbols))
+
+    metrics = metrics_from_state(
+        to_host(S),
+        n_bars=T,
+        interval_ns=int(bars.interval_ns),
+        init_cash=float(init_cash),
+        periods_per_year=ppy,
+        days_per_year=float(days_per_year),
+    )
+    pos_rec = recs.get("positions")
+    if pos_rec is not None and not multi:
+        pos_rec = pos_rec[:, 0, :]
+    return SimResult(
+        metrics=metrics,
+        returns=recs.get("returns"),
+        equity=recs.get("equity"),
+        positions=pos_rec,
+        trades=trade_df,
+        backend=be.name,
+        n_bars=T,
+        n_params=P,
+    )

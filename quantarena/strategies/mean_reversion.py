@@ -1,0 +1,73 @@
+"""Mean reversion on the z-score of the close, with hysteresis.
+
+``z = (close - SMA(window)) / std(window)`` (population std, ddof=0). At the close of each
+bar: ``z > entry`` → short, ``z < -entry`` → long, ``|z| < exit`` → flat, otherwise the
+previous position is kept (hysteresis: path-dependent). NaN z (window not full, or a flat
+window with std 0) → flat. Weights are ``±max_position``; ``long_only`` turns shorts flat.
+
+One z-score series per distinct window; the state machine is a Numba kernel, sequential in
+time and parallel over chunks of parameter sets, carrying the position across blocks. On a
+GPU the z-scores are computed on the device and the state machine runs on the host
+(documented limitation), the block being moved to the device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quantarena.strategies.base import Agent, Carry, host_block
+from quantarena.strategies.indicators import rolling_zscores, to_numpy
+from quantarena.strategies.params import Float, Int, unique_index
+
+
+class MeanReversion(Agent):
+    """Z-score mean reversion. Params: ``window`` (bars), ``entry`` and ``exit`` (z units,
+    exit < entry)."""
+
+    name = "mean_reversion"
+    description = "z-score of close vs rolling mean: fade |z| > entry, exit at |z| < exit"
+    space = {
+        "window": Int(2, 5000, default=20),
+        "entry": Float(0.1, 10.0, default=2.0),
+        "exit": Float(0.0, 10.0, default=0.5),
+    }
+    default_grid = {"window": "20:100:20", "entry": "1.5:3.0:0.5", "exit": "0,0.5,1.0"}
+
+    def valid(self, params):
+        return np.asarray(params["exit"]) < np.asarray(params["entry"])
+
+    def indicators(self, bars, params, xp=np):
+        ws, wi = unique_index(params["window"])
+        z = np.ascontiguousarray(to_numpy(rolling_zscores(bars.close, ws, xp)))
+        if z.ndim == 2:
+            z = z[:, None, :]
+        return {
+            "z": z,
+            "wi": wi,
+            "entry": np.asarray(params["entry"], np.float64),
+            "exit": np.asarray(params["exit"], np.float64),
+            "n_assets": bars.n_assets,
+            "carry": Carry(bars.n_assets, wi.shape[0]),
+        }
+
+    def signal(self, state, params, xp, t0, t1):
+        from quantarena.strategies import kernels
+
+        A, P = state["n_assets"], state["wi"].shape[0]
+
+        def run(a, b, carry, out):
+            kernels.zscore_block(
+                state["z"],
+                state["wi"],
+                state["entry"],
+                state["exit"],
+                self.max_position,
+                self.long_only,
+                a,
+                b,
+                carry,
+                out,
+            )
+
+        out = state["carry"].run(run, t0, t1, self.new_block(np, t1 - t0, A, P))
+        return host_block(xp, self.shape_block(out, A))

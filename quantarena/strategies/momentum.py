@@ -1,0 +1,74 @@
+"""Moving-average crossover (trend following).
+
+Weight of bar t: ``+max_position`` when the fast MA is above the slow MA at the close of
+bar t, ``-max_position`` when below (0 instead with ``long_only=True``), 0 when equal or
+while either MA's window is not yet full. Windows count in bars. ``ma`` picks simple
+("sma") or exponential ("ema", alpha = 2/(w+1), SMA-seeded) averages.
+
+Every distinct (ma, window) pair among ``fast`` and ``slow`` is computed once; each
+parameter set is then a gather-compare of two columns per bar (a Numba kernel writing a
+float32 block on the CPU, array indexing on a GPU).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quantarena.strategies.base import Agent
+from quantarena.strategies.indicators import is_cupy, moving_averages
+from quantarena.strategies.params import Choice, Int
+
+
+class Momentum(Agent):
+    """MA crossover, long/short (or long-only). Params: ``fast``, ``slow`` (bars, fast < slow),
+    ``ma`` ("sma" | "ema")."""
+
+    name = "momentum"
+    description = "moving-average crossover: long when fast MA > slow MA, short below"
+    space = {
+        "fast": Int(2, 1000, default=10),
+        "slow": Int(3, 5000, default=50),
+        "ma": Choice(["sma", "ema"]),
+    }
+    default_grid = {"fast": "5:50:5", "slow": "50:200:10", "ma": "sma"}
+
+    def valid(self, params):
+        return np.asarray(params["fast"]) < np.asarray(params["slow"])
+
+    def indicators(self, bars, params, xp=np):
+        kinds = np.asarray(params["ma"]).astype(str)
+        keys = sorted(
+            {(k, int(w)) for k, w in zip(kinds, params["fast"], strict=True)}
+            | {(k, int(w)) for k, w in zip(kinds, params["slow"], strict=True)}
+        )
+        col = {key: j for j, key in enumerate(keys)}
+        stacks = []
+        for kind in sorted({k for k, _ in keys}):  # same order as `keys`
+            ws = [w for k, w in keys if k == kind]
+            if ws:
+                stacks.append(moving_averages(bars.close, ws, xp, kind))
+        ma = stacks[0] if len(stacks) == 1 else xp.concatenate(stacks, axis=-1)
+        ma = xp.ascontiguousarray(ma)
+        fi = np.array([col[(k, int(w))] for k, w in zip(kinds, params["fast"], strict=True)])
+        si = np.array([col[(k, int(w))] for k, w in zip(kinds, params["slow"], strict=True)])
+        return {
+            "ma": ma,
+            "fi": fi.astype(np.int64),
+            "si": si.astype(np.int64),
+            "n_assets": bars.n_assets,
+            "n_windows": len(keys),
+        }
+
+    def signal(self, state, params, xp, t0, t1):
+        fi, si, A = state["fi"], state["si"], state["n_assets"]
+        if is_cupy(xp):
+            blk = state["ma"][t0:t1]
+            f, s = blk[:, :, xp.asarray(fi)], blk[:, :, xp.asarray(si)]
+            lo = 0.0 if self.long_only else -self.max_position
+            out = xp.where(f > s, self.max_position, xp.where(f < s, lo, 0.0))
+            return self.shape_block(out.astype(xp.float32), A)
+        from quantarena.strategies import kernels
+
+        out = self.new_block(np, t1 - t0, A, fi.shape[0])
+        kernels.cross_block(state["ma"], fi, si, self.max_position, self.long_only, t0, t1, out)
+        return self.shape_block(out, A)

@@ -1,0 +1,126 @@
+"""From a validated :class:`~quantarena.config.TournamentConfig` to the tournament's inputs.
+
+Pure core (no Ray, no MLflow): the market-data panel, the entrants with their populations,
+the cost model and the walk-forward schedule. The Ray director and the plain local runner
+both start here, so a tournament sees the same inputs wherever it runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantarena.data.intervals import bars_per_year
+from quantarena.data.panel import BarPanel
+from quantarena.strategies import params as P
+from quantarena.strategies.registry import get_agent
+from quantarena.tournaments.director import AllocationConfig
+from quantarena.tournaments.rounds import AgentEntry
+from quantarena.tournaments.schedule import Round, walk_forward
+
+__all__ = ["TournamentInputs", "build_entries", "load_panel", "prepare"]
+
+
+@dataclass
+class TournamentInputs:
+    """Everything a tournament replays: data, entrants, costs, schedule, annualisation."""
+
+    panel: BarPanel
+    entries: list[AgentEntry]
+    costs: Any
+    rounds: list[Round]
+    periods_per_year: float
+    allocation: AllocationConfig
+
+
+def load_panel(cfg: Any, store_dir: str | Path | None = None) -> BarPanel:
+    """The bars of ``cfg.data``: from its store, or its files ingested into ``store_dir``
+    (default ``<output_dir>/store``; ingest is idempotent, so a re-run adds nothing)."""
+    from quantarena.data.read import load_bars
+    from quantarena.data.store import Store
+
+    d = cfg.data
+    if d.store is not None:
+        store = Store(d.store)
+    else:
+        root = Path(store_dir) if store_dir else Path(cfg.tracking.output_dir) / "store"
+        store = Store(root)
+        for spec in d.files:
+            store.ingest(spec.path, symbol=spec.symbol)
+    return load_bars(store, d.symbols, d.start, d.end, d.interval)
+
+
+def build_entries(cfg: Any) -> list[AgentEntry]:
+    """One :class:`AgentEntry` per configured agent. A ``population`` draws that many sets
+    from the grid (or from the agent's space when no params are given), seeded by the
+    tournament seed and the agent's position, so re-runs pick the same sets."""
+    entries = []
+    for i, a in enumerate(cfg.agents):
+        agent = get_agent(a.kind, max_position=a.max_position)
+        grid = agent.grid(**a.params) if a.params or a.population is None else None
+        if a.population is None:
+            pop = grid
+        elif grid is None:
+            pop = agent.sample(a.population, seed=cfg.seed * 1000 + i)
+        else:
+            n = P.n_params(grid)
+            rng = np.random.default_rng(cfg.seed * 1000 + i)
+            idx = np.sort(rng.choice(n, size=min(a.population, n), replace=False))
+            pop = P.take(grid, idx)
+        entries.append(AgentEntry(a.name, agent, pop, objective=a.objective))
+    return entries
+
+
+def allocation_of(cfg: Any) -> AllocationConfig:
+    """The director's allocation settings from the config section."""
+    al = cfg.allocation
+    extra = {}
+    if getattr(al, "gated_by", None) is not None:
+        extra["gated_by"] = tuple(al.gated_by)
+    return AllocationConfig(
+        method=al.method,
+        kelly_fraction=al.kelly_fraction,
+        shrinkage=al.shrinkage,
+        cap_per_agent=al.cap_per_agent,
+        gross_cap=al.gross_cap,
+        estimation_window=al.estimation_window,
+        min_rounds=al.min_rounds,
+        **extra,
+    )
+
+
+def prepare(cfg: Any, panel: BarPanel | None = None) -> TournamentInputs:
+    """Load data (unless ``panel`` is given), build entrants, costs and the schedule."""
+    panel = panel if panel is not None else load_panel(cfg)
+    s = cfg.schedule
+    rounds = walk_forward(
+        panel.ts, round_ns=s.round, lookback_ns=s.lookback, warmup_ns=s.warmup, align=s.align
+    )
+    if s.max_rounds is not None:
+        rounds = rounds[: s.max_rounds]
+    if not rounds:
+        span = (panel.ts[-1] - panel.ts[0]) / 86_400e9 if panel.n_bars else 0.0
+        raise ValueError(
+            f"schedule: {span:.1f} days of data hold no full round — shorten schedule.lookback "
+            "or schedule.round, or give more data"
+        )
+    days = 252.0 if _looks_like_equities(panel) else 365.0
+    return TournamentInputs(
+        panel=panel,
+        entries=build_entries(cfg),
+        costs=cfg.costs.to_costs(),
+        rounds=rounds,
+        periods_per_year=bars_per_year(panel.interval_ns, days),
+        allocation=allocation_of(cfg),
+    )
+
+
+def _looks_like_equities(panel: BarPanel) -> bool:
+    """Daily bars with no weekend bars: an equity market (252-day year)."""
+    if panel.interval_ns != 86_400 * 10**9 or panel.n_bars < 10:
+        return False
+    weekday = ((panel.ts // (86_400 * 10**9)) + 3) % 7  # 0 = Monday
+    return not np.any(weekday >= 5)

@@ -1,0 +1,215 @@
+"""Record a tournament: MLflow runs (parent + one child per agent) and files on disk.
+
+The one writer of a tournament's results (the director, or the local driver). Per round it
+logs each agent's OOS metrics with ``step = round`` (one batched call per agent), its chosen
+parameters and gate status; the parent run gets the portfolio's metrics per round. At the end
+it writes the leaderboard (CSV, HTML, Markdown), equity and drawdown plots of the agents and
+the portfolio against the baselines, the stacked area of capital weights, and the
+per-round leaderboards, to ``output_dir`` and as MLflow artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from quantarena.tracking.artifacts import (
+    plot_drawdowns,
+    plot_equity,
+    plot_weights,
+    save_figure,
+    save_table_html,
+)
+from quantarena.tracking.mlflow_logger import TournamentLogger
+
+__all__ = ["LEADERBOARD_COLUMNS", "TournamentRecorder", "leaderboard_view"]
+
+#: columns of the leaderboard people read (CLI table, HTML, Markdown)
+LEADERBOARD_COLUMNS = (
+    "rank",
+    "agent",
+    "sharpe",
+    "total_return",
+    "max_drawdown",
+    "win_rate",
+    "n_trades",
+    "dsr",
+    "pbo",
+    "weight",
+    "next_weight",
+    "rounds_won",
+    "gates_passed",
+    "gates_failed",
+)
+
+
+def leaderboard_view(board: pd.DataFrame) -> pd.DataFrame:
+    """The readable columns of a final leaderboard, in order."""
+    cols = [c for c in LEADERBOARD_COLUMNS if c in board.columns]
+    return board[cols].reset_index(drop=True)
+
+
+def _round_metrics(rec: Any, res: Any) -> dict[str, float]:
+    m = {
+        f"oos_{k}": v
+        for k, v in res.oos_metrics.items()
+        if k in ("sharpe", "total_return", "max_drawdown", "win_rate", "n_trades", "turnover")
+    }
+    m.update({f"is_{k}": v for k, v in res.is_metrics.items() if k in ("sharpe", "total_return")})
+    m.update(
+        {
+            f"cum_{k}": rec[k]
+            for k in ("sharpe", "total_return", "max_drawdown", "dsr", "win_rate", "history_days")
+            if k in rec
+        }
+    )
+    m["n_trials"] = float(res.n_trials)
+    return m
+
+
+class TournamentRecorder:
+    """Logs a tournament as it runs (``on_round``) and its results (``finish``).
+
+    Args:
+        cfg: the resolved :class:`~quantarena.config.TournamentConfig`.
+        kinds: agent name → agent kind (tags of the child runs).
+        enabled: ``False`` writes files only (no MLflow), e.g. for a quick local run.
+    """
+
+    def __init__(self, cfg: Any, kinds: dict[str, str], *, enabled: bool = True) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.tracking.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.log: TournamentLogger | None = None
+        self.run_id: str | None = None
+        if enabled:
+            self.log = TournamentLogger.from_config(cfg, buffer=True)
+            self.run_id = self.log.start(cfg, tags={"quantarena.seed": cfg.seed})
+            for name, kind in kinds.items():
+                self.log.agent_run(name, kind=kind)
+
+    # ------------------------------------------------------------------ per round
+    def on_round(self, report: Any) -> None:
+        """Log one :class:`~quantarena.tournaments.director.RoundReport`."""
+        if self.log is None:
+            return
+        k = report.round.index
+        cum = report.cumulative
+        for agent, res in report.results.items():
+            rec = cum.loc[agent].to_dict()
+            metrics = _round_metrics(rec, res)
+            metrics["weight"] = report.weights[self.cfg.allocation.method][agent]
+            self.log.log_round(agent, k, metrics)
+            self.log.log_params(agent, res.chosen, round_idx=k)
+        port = {f"{m}_{key}": v for m, d in report.portfolio.items() for key, v in d.items()}
+        self.log.log_round(None, k, port)
+        self.log.flush()
+
+    # ------------------------------------------------------------------ at the end
+    def finish(self, result: Any, periods_per_year: float) -> dict[str, Any]:
+        """Write the leaderboard, plots and tables; close the MLflow runs. Returns a summary
+        (paths, run id, portfolio metrics)."""
+        out = self.out
+        board = leaderboard_view(result.leaderboard)
+        board.to_csv(out / "leaderboard.csv", index=False)
+        save_table_html(
+            board.set_index("agent"),
+            out / "leaderboard.html",
+            title=f"{self.cfg.name} — leaderboard",
+        )
+        (out / "leaderboard.md").write_text(_markdown(board), encoding="utf-8")
+        rounds = pd.concat([r.leaderboard for r in result.reports], ignore_index=False)
+        rounds.to_csv(out / "leaderboard_by_round.csv")
+
+        idx = pd.to_datetime(result.oos_ts, utc=True)
+        agents_eq = pd.DataFrame(
+            np.cumprod(1 + result.agent_returns, axis=0), index=idx, columns=result.agents
+        )
+        port_eq = pd.DataFrame(
+            {
+                ("portfolio" if m == self.cfg.allocation.method else m): np.cumprod(1 + r)
+                for m, r in result.portfolio_returns.items()
+            },
+            index=idx,
+        )
+        baselines = [c for c in port_eq.columns if c != "portfolio"]
+        figs = {
+            "equity_agents.png": plot_equity(agents_eq, title="Agents — OOS equity"),
+            "equity_portfolio.png": plot_equity(
+                port_eq, baselines=baselines, title="Portfolio vs baselines — OOS equity"
+            ),
+            "drawdowns.png": plot_drawdowns(
+                pd.concat([agents_eq, port_eq], axis=1),
+                baselines=baselines,
+                title="Drawdowns (OOS)",
+            ),
+            "weights.png": plot_weights(
+                result.weights[self.cfg.allocation.method],
+                title=f"Capital weights by round ({self.cfg.allocation.method})",
+            ),
+        }
+        for name, fig in figs.items():
+            save_figure(fig, out / name)
+        for m, w in result.weights.items():
+            w.to_csv(out / f"weights_{m}.csv")
+        pm = result.portfolio_metrics(periods_per_year)
+        pm.to_csv(out / "portfolio.csv")
+        (out / "config.yaml").write_text(self.cfg.to_yaml(), encoding="utf-8")
+        summary = {
+            "name": self.cfg.name,
+            "rounds": len(result.reports),
+            "agents": result.agents,
+            "output_dir": str(out),
+            "mlflow_uri": self.cfg.tracking.mlflow_uri if self.log else None,
+            "run_id": self.run_id,
+            "portfolio": {m: {k: float(v) for k, v in row.items()} for m, row in pm.iterrows()},
+        }
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+
+        if self.log is not None:
+            log = self.log
+            final = result.leaderboard.set_index("agent")
+            for agent in result.agents:
+                row = final.loc[agent]
+                log.set_gate_status(agent, result.gates[agent])
+                log.set_tags(
+                    agent, {"rank": int(row["rank"]), "pbo": f"{row.get('pbo', float('nan')):.4f}"}
+                )
+                last = result.reports[-1].results[agent]
+                log.log_params(agent, {f"final.{k}": v for k, v in last.chosen.items()})
+            pm_flat = {f"{m}_{k}": float(v) for m, row in pm.iterrows() for k, v in row.items()}
+            log.log_round(None, len(result.reports), pm_flat)
+            log.flush()
+            log.log_table(board.set_index("agent"), "leaderboard")
+            for name in [
+                *figs,
+                "leaderboard.md",
+                "leaderboard_by_round.csv",
+                "portfolio.csv",
+                "summary.json",
+                *(f"weights_{m}.csv" for m in result.weights),
+            ]:
+                log.log_artifact(out / name)
+            log.finish("FINISHED")
+        return summary
+
+    def fail(self) -> None:
+        """Close the runs as FAILED (after an error)."""
+        if self.log is not None:
+            self.log.finish("FAILED")
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, float | np.floating):
+            return "" if np.isnan(v) else f"{v:.4g}"
+        return str(v)
+
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    sep = "|" + "---|" * len(df.columns)
+    rows = ["| " + " | ".join(fmt(v) for v in r) + " |" for r in df.itertuples(index=False)]
+    return "\n".join([head, sep, *rows]) + "\n"

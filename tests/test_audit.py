@@ -1,0 +1,134 @@
+"""The look-ahead audit: every shipped agent passes; planted leaks are caught and located."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from quantarena.data.panel import BarPanel
+from quantarena.strategies import Agent, Int, list_agents
+from quantarena.strategies.audit import audit, default_cuts, perturb_after
+
+
+@pytest.fixture(scope="module")
+def bars(btc_1m_csv: Path) -> BarPanel:
+    df = pd.read_csv(btc_1m_csv, parse_dates=["timestamp"]).set_index("timestamp")
+    return BarPanel.from_frame(df.iloc[:6_000], symbol="BTC-PERP")
+
+
+class PeeksNextClose(Agent):
+    """Leaks: long when the NEXT close is higher (close shifted by -1)."""
+
+    name = "peeks_next_close"
+    space = {"k": Int(1, 5, default=1)}
+    default_grid = {"k": [1, 2]}
+
+    def indicators(self, bars, params, xp=np):
+        c = bars.close[:, 0]
+        nxt = np.full_like(c, np.nan)
+        nxt[:-1] = c[1:]  # close[t+1]: the future
+        return np.nan_to_num(np.sign(nxt - c))
+
+    def signal(self, state, params, xp, t0, t1):
+        blk = state[t0:t1, None] * np.ones(len(params["k"]))
+        return (blk * self.max_position).astype(np.float32)
+
+
+class FullSampleMean(PeeksNextClose):
+    """Leaks subtly: compares the close with the mean of the WHOLE series."""
+
+    name = "full_sample_mean"
+
+    def indicators(self, bars, params, xp=np):
+        c = bars.close[:, 0]
+        return np.sign(c - c.mean())
+
+
+class IgnoresT0(PeeksNextClose):
+    """Causal, but its blocks are wrong: always serves rows from bar 0."""
+
+    name = "ignores_t0"
+
+    def indicators(self, bars, params, xp=np):
+        c = bars.close[:, 0]
+        prev = np.r_[np.nan, c[:-1]]
+        return np.nan_to_num(np.sign(c - prev))
+
+    def signal(self, state, params, xp, t0, t1):
+        return super().signal(state, params, xp, 0, t1 - t0)
+
+
+@pytest.mark.parametrize(
+    "name", ["breakout", "buy_hold", "mean_reversion", "momentum", "vol_target"]
+)
+def test_every_shipped_agent_passes(name: str, bars: BarPanel) -> None:
+    assert name in list_agents()
+    res = audit(name, bars, n_cuts=5, seed=1)
+    assert res.passed, res.message()
+    assert res.verdict == "PASS" and res.first_bar is None and len(res.cuts) >= 4
+
+
+def test_next_close_leak_fails_at_the_cut(bars: BarPanel) -> None:
+    res = audit(PeeksNextClose(), bars, cuts=[1234, 4000])
+    assert not res.passed and res.verdict == "FAIL"
+    assert res.check == "truncate" and res.cut == 1234
+    # bar 1234 needs close[1235], missing when the data stop at 1234: that bar is flagged
+    assert res.first_bar == 1234 and res.param_index == 0 and res.params == {"k": 1}
+    assert res.first_ts == int(bars.ts[1234])
+    assert res.got == 0.0 and abs(res.expected) == pytest.approx(0.1)
+    msg = res.message()
+    assert "FAIL" in msg and "bar 1234" in msg and "\n" not in msg
+
+
+def test_full_sample_statistic_leak_fails(bars: BarPanel) -> None:
+    res = audit(FullSampleMean(), bars, cuts=[3000])
+    assert not res.passed and res.check in ("truncate", "perturb")
+    assert res.first_bar is not None and res.first_bar <= 3000
+
+
+def test_perturb_check_alone_catches_the_leak(bars: BarPanel) -> None:
+    res = audit(PeeksNextClose(), bars, cuts=[2500], checks=("perturb",))
+    assert not res.passed and res.check == "perturb" and res.cut == 2500
+    assert res.first_bar == 2500  # the last bar before the altered future
+    assert res.checks == ["perturb"]
+    with pytest.raises(ValueError, match="unknown audit check"):
+        audit("momentum", bars, checks=("nope",))
+
+
+def test_block_inconsistency_fails_the_stream_check(bars: BarPanel) -> None:
+    res = audit(IgnoresT0(), bars, cuts=[100, 2000])
+    assert not res.passed and res.check == "stream"
+    assert res.first_bar is not None and res.first_bar >= 997  # the first block is right
+
+
+def test_perturb_after_keeps_the_past_and_stays_consistent(bars: BarPanel) -> None:
+    alt = perturb_after(bars, 2999, seed=3)
+    for k in ("open", "high", "low", "close", "volume"):
+        a, b = getattr(alt, k), getattr(bars, k)
+        assert np.array_equal(a[:3000], b[:3000])
+        assert not np.array_equal(a[3000:], b[3000:])
+    assert (alt.high >= np.maximum(alt.open, alt.close) - 1e-9).all()
+    assert (alt.low <= np.minimum(alt.open, alt.close) + 1e-9).all()
+    assert alt.open[3000, 0] == bars.close[2999, 0]  # the walk starts at the cut's close
+    assert np.array_equal(perturb_after(bars, 2999, seed=3).close, alt.close)  # seeded
+
+
+def test_default_cuts_are_inside_and_seeded() -> None:
+    c = default_cuts(10_000, 8, seed=2)
+    assert c == default_cuts(10_000, 8, seed=2) and len(c) >= 6
+    assert all(0 <= x < 9_999 for x in c) and c == sorted(c)
+    with pytest.raises(ValueError, match="outside"):
+        audit(
+            "buy_hold",
+            BarPanel.from_arrays(np.arange(5) * 60_000_000_000, *[np.ones(5)] * 4),
+            cuts=[10],
+        )
+
+
+def test_documented_example_agent_passes(bars: BarPanel) -> None:
+    path = Path(__file__).resolve().parent.parent / "examples" / "my_agent.py"
+    res = audit(f"{path}:RSIReversion", bars, n_cuts=4)
+    assert res.passed, res.message()

@@ -1,0 +1,127 @@
+"""`quantarena data ingest | info | synth` through typer's CliRunner, on the real sample files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from quantarena.cli import app
+from quantarena.data.read import load_bars
+from quantarena.data.synthetic import simulate_market
+
+runner = CliRunner()
+
+
+def tree_digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        h.update(str(p.relative_to(root)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def sample_store(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> tuple[Path, str]:
+    store = tmp_path_factory.mktemp("cli") / "store"
+    result = runner.invoke(app, ["data", "ingest", str(sample_dir), "--store", str(store)])
+    assert result.exit_code == 0, result.output
+    return store, result.stdout
+
+
+def test_ingest_every_sample_file(sample_store: tuple[Path, str], sample_dir: Path) -> None:
+    store, out = sample_store
+    for name in (
+        "ADABTC-1m-2021-11-27.csv",
+        "Coinbase_BTCUSD_1h.csv",
+        "ZEC_BTC-5m.feather",
+        "stocks_daily.csv",
+    ):
+        assert name in out
+    assert "14 files: 139,866 rows added, 0 already present" in out
+    assert "gaps: 40 missing bars" in out  # the loader's notes reach the table
+    cat = json.loads((store / "catalog.json").read_text())
+    assert sum(d["rows"] for d in cat["datasets"]) == 139_866
+
+
+def test_info_table_and_json(sample_store: tuple[Path, str]) -> None:
+    store, _ = sample_store
+    res = runner.invoke(app, ["data", "info", "--store", str(store)])
+    assert res.exit_code == 0, res.output
+    for text in ("BTCPERP", "XRPETH", "trades", "2021-12-31T23:01Z", "45,031", "18 datasets"):
+        assert text in res.stdout
+    res = runner.invoke(app, ["data", "info", "--store", str(store), "--json"])
+    rows = {(d["kind"], d["symbol"], d["interval"]): d for d in json.loads(res.stdout)}
+    assert rows[("bars", "BTCUSD", "1h")]["rows"] == 20_111
+    assert rows[("bars", "ADABTC", "1m")]["rows"] == 21
+    assert rows[("bars", "ADABTC", "5m")]["rows"] == 5_720
+    assert rows[("trades", "XRPETH", None)]["first"] == "2019-10-11T00:00:11.62Z"
+    assert rows[("bars", "AAPL", "1d")]["last"] == "2023-09-21T00:00:00Z"
+
+
+def test_reingest_is_a_no_op(sample_store: tuple[Path, str], sample_dir: Path) -> None:
+    store, _ = sample_store
+    before = tree_digest(store)
+    res = runner.invoke(app, ["data", "ingest", str(sample_dir), "--store", str(store), "--json"])
+    assert res.exit_code == 0
+    rep = json.loads(res.stdout)
+    assert rep["rows_added"] == 0 and not rep["changed"]
+    assert all(f["skipped_same_hash"] for f in rep["files"])
+    assert tree_digest(store) == before
+
+
+def test_bad_file_one_line_exit_2_store_unchanged(
+    sample_store: tuple[Path, str], sample_dir: Path, tmp_path: Path
+) -> None:
+    store, _ = sample_store
+    before = tree_digest(store)
+    src = sample_dir / "btc-perp-20211231-20220201_1m.csv"
+    rows = src.read_text().splitlines(keepends=True)[:50]
+    rows[9] = "2021-12-31 23:09:00.000000,46400.0,46300.0,46500.0,46450.0,100.0\n"  # high < low
+    bad = tmp_path / "btc-perp-broken.csv"
+    bad.write_text("".join(rows))
+    good = tmp_path / "ETH_BTC-5m.feather"
+    shutil.copy(sample_dir / "crypto_5m_binance" / "ETH_BTC-5m.feather", good)
+    res = runner.invoke(
+        app, ["data", "ingest", str(good), str(bad), "--store", str(store), "--symbol", "BTCPERP"]
+    )
+    assert res.exit_code == 2
+    msg = res.stderr.strip()
+    assert len(msg.splitlines()) == 1
+    assert "btc-perp-broken.csv" in msg and "row 10" in msg and msg.startswith("error:")
+    assert tree_digest(store) == before
+
+
+def test_missing_paths_and_store(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["data", "info", "--store", str(tmp_path / "none")])
+    assert res.exit_code == 2 and "no store here" in res.stderr
+    res = runner.invoke(
+        app, ["data", "ingest", str(tmp_path / "x.csv"), "--store", str(tmp_path / "s")]
+    )
+    assert res.exit_code == 2 and "x.csv" in res.stderr
+    res = runner.invoke(
+        app, ["data", "synth", "--store", str(tmp_path / "s"), "--interval", "fortnight"]
+    )
+    assert res.exit_code == 2 and "fortnight" in res.stderr
+
+
+def test_synth_writes_through_the_store(tmp_path: Path) -> None:
+    store = tmp_path / "syn"
+    args = ["data", "synth", "--store", str(store), "--symbols", "3", "--bars", "2000"]
+    res = runner.invoke(app, [*args, "--interval", "5m", "--seed", "4"])
+    assert res.exit_code == 0, res.output
+    assert "6,000 rows added" in res.stdout
+    panel = load_bars(store)
+    assert panel.symbols == ["SYN000", "SYN001", "SYN002"] and panel.interval_ns == 300_000_000_000
+    m = simulate_market(3, 2000, "5m", "2024-01-01", 4)
+    np.testing.assert_array_equal(panel.close, m.close.T)
+    again = runner.invoke(app, [*args, "--interval", "5m", "--seed", "4"])
+    assert "0 rows added, 6,000 already present" in again.stdout
+    other = runner.invoke(app, [*args, "--interval", "5m", "--seed", "5"])
+    assert other.exit_code == 2 and "differs from the stored one" in other.stderr

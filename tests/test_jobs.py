@@ -1,0 +1,207 @@
+"""Ray jobs against a REAL head node started with token auth (and stopped alone)."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from quantarena.cluster.auth import ClusterAuthError
+from quantarena.cluster.jobs import job_status, submit
+from quantarena.cluster.local import LocalHead
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = secrets.token_hex(16)
+
+
+@pytest.fixture(scope="module")
+def head():
+    h = LocalHead(num_cpus=1, token=TOKEN).start()
+    yield h
+    sid = h.proc.pid if h.proc else None
+    h.stop()
+    if sid is not None:  # nothing of ours is left running
+        import psutil
+
+        left = []
+        for p in psutil.process_iter():
+            try:
+                if os.getsid(p.pid) == sid:
+                    left.append(p.pid)
+            except (OSError, psutil.Error):
+                continue
+        assert not left, f"processes of the stopped head remain: {left}"
+
+
+@pytest.fixture()
+def right_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAY_AUTH_TOKEN", TOKEN)
+
+
+def _app():
+    import typer
+
+    from quantarena.cli.tournament import register
+
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:  # keep `submit` a sub-command, as under the real root app
+        pass
+
+    register(app)
+    return app
+
+
+def test_cli_submits_waits_and_the_job_logs_to_mlflow(
+    head: LocalHead, right_token, monkeypatch, tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+    from typer.testing import CliRunner
+
+    from quantarena.cluster import jobs
+
+    uri = f"sqlite:///{tmp_path / 'job.db'}"
+    monkeypatch.setattr(
+        jobs, "TOURNAMENT_ENTRYPOINT", f"python tests/job_scripts/log_one_run.py {{config}} {uri}"
+    )
+    config = str(ROOT / "configs" / "demo.yaml")
+    res = CliRunner().invoke(
+        _app(), ["submit", config, "--address", head.dashboard_url, "--wait", "--timeout", "300"]
+    )
+    assert res.exit_code == 0, res.output
+    m = re.search(r"submitted job (raysubmit_\w+)", res.output)
+    assert m, res.output
+    job_id = m.group(1)
+    assert f"dashboard: {head.dashboard_url}/#/jobs/{job_id}" in res.output
+    assert f"logged 2 agents of demo to {uri}" in res.output  # the job's own log, followed
+    assert f"job {job_id} SUCCEEDED" in res.output
+    assert "warning: tracking.mlflow_uri sqlite:///runs/demo/mlflow.db is relative" in res.output
+    assert job_status(job_id, address=head.dashboard_url) == "SUCCEEDED"
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("demo-job")
+    runs = client.search_runs([exp.experiment_id])
+    parent = next(r for r in runs if r.data.tags.get("quantarena.role") == "tournament")
+    tags = parent.data.tags
+    assert tags["job.id"] == job_id and tags["job.config"] == "configs/demo.yaml"
+    # the job ran in an uploaded copy of the repo without the virtualenv or .git
+    assert tags["job.has_package"] == "True"
+    assert tags["job.has_venv"] == "False" and tags["job.has_git"] == "False"
+    assert tags["job.ray_address_set"] == "True"
+    assert parent.data.params["agents.0.name"] == "trend"
+    children = {r.data.tags["quantarena.agent"]: r for r in runs if r is not parent}
+    assert set(children) == {"trend", "reversion"}
+    hist = client.get_metric_history(children["trend"].info.run_id, "grid_size")
+    assert [(m.step, m.value) for m in hist] == [(0, 24.0)]
+
+
+def test_cli_exits_1_when_the_job_fails(head: LocalHead, right_token, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from quantarena.cluster import jobs
+
+    monkeypatch.setattr(
+        jobs,
+        "TOURNAMENT_ENTRYPOINT",
+        "python -c 'import sys; print(\"boom\"); sys.exit(3)' {config}",
+    )
+    config = str(ROOT / "configs" / "demo.yaml")
+    res = CliRunner().invoke(_app(), ["submit", config, "--address", head.dashboard_url, "--wait"])
+    assert res.exit_code == 1, res.output
+    m = re.search(r"submitted job (raysubmit_\w+)", res.output)
+    assert m, res.output
+    assert "boom" in res.output
+    err = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1
+    assert err[0].startswith(f"error: job {m.group(1)} ended FAILED")
+    assert err[0].endswith(f"— logs: {head.dashboard_url}/#/jobs/{m.group(1)}")
+
+
+def test_wrong_token_is_one_line_error(head: LocalHead, monkeypatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "not-the-token")
+    with pytest.raises(ClusterAuthError) as info:
+        submit(ROOT / "configs" / "demo.yaml", address=head.dashboard_url, log=lambda s: None)
+    msg = str(info.value)
+    assert msg.startswith(
+        f"{head.dashboard_url}: the Ray cluster rejected the token from $RAY_AUTH_TOKEN — "
+        "replace it with the cluster's token: put the cluster's token in ~/.ray/auth_token"
+    )
+    assert "\n" not in msg
+    res = CliRunner().invoke(
+        _app(), ["submit", str(ROOT / "configs" / "demo.yaml"), "--address", head.dashboard_url]
+    )
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 2  # the relative-URI warning, then the one-line error
+    assert lines[-1].startswith("error: ") and "rejected the token" in lines[-1]
+
+
+def _clean_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["HOME"] = str(home)  # no ~/.ray/auth_token here
+    return env
+
+
+def test_missing_token_is_one_line_error(head: LocalHead, tmp_path: Path) -> None:
+    code = (
+        "import sys, typer\n"
+        "from quantarena.cli.tournament import register\n"
+        "app = typer.Typer()\n"
+        "app.callback()(lambda: None)\n"
+        "register(app)\n"
+        "app()\n"
+    )
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "submit",
+            str(ROOT / "configs" / "demo.yaml"),
+            "--address",
+            head.dashboard_url,
+        ],
+        env=_clean_env(tmp_path),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 2, res.stdout + res.stderr
+    err = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(err) == 1
+    assert err[0] == (
+        f"error: {head.dashboard_url}: the Ray cluster requires a token and none was found — put "
+        "the cluster's token in ~/.ray/auth_token (or set RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH "
+        "to a file holding it); `ray get-auth-token` on the head node prints it"
+    )
+
+
+def test_connect_by_address_sends_the_token(head: LocalHead, tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from quantarena.cluster.runtime import connect, resources\n"
+        "info = connect(sys.argv[1])\n"
+        "print('started', info.started, 'cpus', resources()['CPU'])\n"
+    )
+    env = _clean_env(tmp_path)
+    env["RAY_AUTH_TOKEN_PATH"] = str(head.token_path)  # RAY_AUTH_MODE is left unset on purpose
+    res = subprocess.run(
+        [sys.executable, "-c", code, head.address],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "started False cpus 1.0" in res.stdout

@@ -1,0 +1,269 @@
+"""One agent's walk-forward round (`evaluate_round`): IS choice, OOS replay, no OOS leakage.
+
+Checked against independent computations: a hand-computed buy-and-hold market, and a
+brute-force replay of every parameter set on its own (one `simulate` per set on the IS and
+OOS slices) over real FTX BTC-PERP bars.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from quantarena.data.panel import BarPanel
+from quantarena.engine.costs import Costs, Fees, Slippage
+from quantarena.engine.simulate import simulate
+from quantarena.strategies.buy_hold import BuyHold
+from quantarena.strategies.momentum import Momentum
+from quantarena.tournaments.rounds import (
+    DAY_NS,
+    AgentEntry,
+    OffsetSource,
+    daily_returns,
+    evaluate_round,
+    select_best,
+)
+from quantarena.tournaments.schedule import walk_forward
+
+HOUR = 3_600 * 10**9
+T0 = int(pd.Timestamp("2022-01-03", tz="UTC").value)  # a Monday 00:00 UTC
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+def _toy_panel(n_days: int = 8) -> BarPanel:
+    """Hourly bars: a steady rise of +0.2 %/bar for 4 days, then a fall of -0.3 %/bar.
+
+    open = previous close (first open = 100), high/low bracket open and close."""
+    n = 24 * n_days
+    step = np.where(np.arange(n) < 24 * 4, 1.002, 0.997)
+    close = 100.0 * np.cumprod(step)
+    open_ = np.r_[100.0, close[:-1]]
+    ts = T0 + HOUR * np.arange(n, dtype=np.int64)
+    return BarPanel.from_arrays(
+        ts,
+        open_,
+        np.maximum(open_, close) * 1.0005,
+        np.minimum(open_, close) * 0.9995,
+        close,
+        np.full(n, 1_000.0),
+        symbols=["TOY"],
+        interval_ns=HOUR,
+    )
+
+
+@pytest.fixture(scope="module")
+def btc_1h(btc_1m_csv: Path) -> BarPanel:
+    """Real FTX BTC-PERP bars 2022-01-01 .. 2022-01-10, resampled to 1 hour (216 bars)."""
+    df = pd.read_csv(btc_1m_csv, nrows=60 * 24 * 10 + 60)
+    df.index = pd.to_datetime(df["timestamp"], format="%Y-%m-%d %H:%M:%S.%f", utc=True)
+    df = df.loc["2022-01-01":"2022-01-09"]
+    h = df.resample("1h", label="left", closed="left").agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    )
+    assert len(h) == 24 * 9 and h.notna().all().all()
+    ts = h.index.as_unit("ns").asi8
+    return BarPanel.from_arrays(
+        ts, *(h[c].to_numpy() for c in ("open", "high", "low", "close", "volume")),
+        symbols=["BTCPERP"], interval_ns=HOUR,
+    )  # fmt: skip
+
+
+MOM_GRID = {"fast": [2, 3, 4, 6, 8], "slow": [10, 16, 24]}
+
+
+def _momentum_entry() -> AgentEntry:
+    agent = Momentum(max_position=0.5)
+    return AgentEntry("mom", agent, agent.grid(**MOM_GRID), objective="sharpe")
+
+
+COSTS = Costs(fees=Fees(taker_bps=5.0), slippage=Slippage(bps=1.0))
+
+
+# --------------------------------------------------------------------------- small pieces
+
+
+def test_offset_source_slices_inner_rows():
+    inner_arr = np.arange(40, dtype=np.float64).reshape(20, 2)
+
+    class Inner:
+        n_params = 2
+
+        def __init__(self) -> None:
+            self.calls: list[tuple[int, int]] = []
+
+        def __call__(self, t0: int, t1: int) -> np.ndarray:
+            self.calls.append((t0, t1))
+            return inner_arr[t0:t1]
+
+    inner = Inner()
+    src = OffsetSource(inner, 7)
+    assert src.n_params == 2
+    np.testing.assert_array_equal(src(0, 3), inner_arr[7:10])
+    np.testing.assert_array_equal(src(3, 13), inner_arr[10:20])
+    assert inner.calls == [(7, 10), (10, 20)]
+    assert OffsetSource(inner, 0)(2, 4).tolist() == inner_arr[2:4].tolist()
+
+
+def test_daily_returns_compounds_bars_into_utc_days():
+    day0 = T0
+    # 3 bars on day 0 (one at 23:00), 2 on day 1 (first at 00:00), 1 on day 3 (day 2 missing)
+    ts = np.array(
+        [day0, day0 + 6 * HOUR, day0 + 23 * HOUR, day0 + DAY_NS, day0 + DAY_NS + HOUR,
+         day0 + 3 * DAY_NS + 5 * HOUR], dtype=np.int64,
+    )  # fmt: skip
+    r = np.array([0.10, -0.05, 0.02, 0.01, 0.03, -0.2])
+    expect = np.array([1.10 * 0.95 * 1.02 - 1.0, 1.01 * 1.03 - 1.0, -0.2])
+    np.testing.assert_allclose(daily_returns(ts, r), expect, rtol=1e-12)
+    # a population: every column compounded on its own
+    r2 = np.column_stack([r, -r, np.zeros_like(r)])
+    out = daily_returns(ts, r2)
+    assert out.shape == (3, 3)
+    np.testing.assert_allclose(out[:, 0], expect, rtol=1e-12)
+    np.testing.assert_allclose(out[:, 1], [0.9 * 1.05 * 0.98 - 1, 0.99 * 0.97 - 1, 0.2], rtol=1e-12)
+    np.testing.assert_array_equal(out[:, 2], 0.0)
+    # a total loss compounds to -1, not NaN
+    np.testing.assert_allclose(daily_returns(ts[:2], np.array([-1.0, 0.5])), [-1.0], atol=1e-9)
+    assert daily_returns(ts[:0], r[:0]).shape == (0,)
+
+
+def test_select_best_rules():
+    m = {
+        "sharpe": np.array([0.5, np.nan, 2.0, 2.0, -1.0]),
+        "max_drawdown": np.array([0.3, 0.1, np.nan, 0.1, 0.2]),
+    }
+    assert select_best(m, "sharpe") == 2  # NaN never wins; tie 2 vs 3 → lowest index
+    assert select_best(m, "max_drawdown") == 1  # lower is better, tie → lowest index
+    assert select_best({"sharpe": np.full(3, np.nan)}, "sharpe") == 0
+    with pytest.raises(ValueError, match="objective 'sortinoo' is not a metric"):
+        select_best(m, "sortinoo")
+
+
+# --------------------------------------------------------------------------- hand-checked round
+
+
+def test_buy_and_hold_round_matches_hand_computation():
+    """IS rises, OOS falls. Buy-and-hold weights 0.25/0.5/1.0, no costs, objective total
+    return: the full weight wins IS; its OOS equity is 1 - w + w * close_t / open_1."""
+    panel = _toy_panel()
+    agent = BuyHold(max_position=1.0)
+    entry = AgentEntry("bh", agent, {"weight": np.array([0.25, 0.5, 1.0])}, "total_return")
+    rounds = walk_forward(panel.ts, round_ns="1d", lookback_ns="3d", warmup_ns="1d")
+    rnd = rounds[0]
+    assert (rnd.is_start, rnd.oos_start, rnd.oos_end) == (24, 96, 120)  # IS = days 1-3
+    res = evaluate_round(panel, entry, rnd, None, backend="cpu")
+
+    def hand(sl: slice, w: float) -> np.ndarray:
+        o, c = panel.open[sl, 0], panel.close[sl, 0]
+        eq = np.r_[1.0, 1.0 - w + w * c[1:] / o[1]]  # flat on bar 0, fill at open of bar 1
+        return eq[1:] / eq[:-1] - 1.0 if eq.size > 1 else eq[:0]
+
+    is_total = {w: np.prod(1 + np.r_[0.0, hand(rnd.is_slice, w)]) - 1 for w in (0.25, 0.5, 1.0)}
+    assert all(v > 0 for v in is_total.values())
+    assert res.chosen_index == 2 and res.chosen == {"weight": 1.0}
+    assert res.n_trials == 3
+    np.testing.assert_allclose(res.is_metrics["total_return"], is_total[1.0], rtol=1e-10)
+    oos_hand = np.r_[0.0, hand(rnd.oos_slice, 1.0)]
+    np.testing.assert_allclose(res.oos_returns, oos_hand, rtol=1e-10, atol=1e-14)
+    assert res.oos_metrics["total_return"] < 0  # the reversal hurts out of sample
+    np.testing.assert_array_equal(res.oos_ts, panel.ts[rnd.oos_slice])
+    # every set's daily OOS returns: one UTC day of bars, so the day's total return
+    assert res.oos_daily_all.shape == (1, 3)
+    for j, w in enumerate((0.25, 0.5, 1.0)):
+        total = np.prod(1 + np.r_[0.0, hand(rnd.oos_slice, w)]) - 1
+        np.testing.assert_allclose(res.oos_daily_all[0, j], total, rtol=1e-10)
+
+
+# --------------------------------------------------------------------------- brute force, real data
+
+
+def _brute_force(panel: BarPanel, entry: AgentEntry, rnd, costs) -> dict:
+    """Replay every parameter set ON ITS OWN over the IS and OOS slices, positions computed
+    once over the full panel up to the OOS end (not over the round's window)."""
+    hist = panel.select(slice(0, rnd.oos_end))
+    pos = entry.agent.positions(hist, entry.params)  # (T, P)
+    is_bars, oos_bars = panel.select(rnd.is_slice), panel.select(rnd.oos_slice)
+    is_sharpe, is_total, oos_ret = [], [], []
+    for j in range(pos.shape[1]):
+        kw = dict(costs=costs, max_position=entry.agent.max_position, backend="cpu")
+        r_is = simulate(is_bars, pos[rnd.is_slice, j].astype(np.float64), **kw)
+        r_oos = simulate(oos_bars, pos[rnd.oos_slice, j].astype(np.float64),
+                         record=("returns",), **kw)  # fmt: skip
+        is_sharpe.append(float(r_is.metrics["sharpe"][0]))
+        is_total.append(float(r_is.metrics["total_return"][0]))
+        oos_ret.append(np.asarray(r_oos.returns)[:, 0])
+    return {
+        "is_sharpe": np.array(is_sharpe),
+        "is_total": np.array(is_total),
+        "oos_returns": np.column_stack(oos_ret),
+    }
+
+
+@pytest.mark.parametrize("k", [0, 1, 3])
+def test_momentum_round_matches_brute_force_on_real_bars(btc_1h: BarPanel, k: int):
+    entry = _momentum_entry()
+    rounds = walk_forward(btc_1h.ts, round_ns="1d", lookback_ns="4d", warmup_ns="1d")
+    assert len(rounds) == 4
+    rnd = rounds[k]
+    assert rnd.warmup_start == 24 * k and rnd.is_start - rnd.warmup_start == 24
+    res = evaluate_round(btc_1h, entry, rnd, COSTS, backend="cpu")
+    bf = _brute_force(btc_1h, entry, rnd, COSTS)
+
+    np.testing.assert_allclose(res.is_sharpe_all, bf["is_sharpe"], rtol=1e-9, atol=1e-12)
+    best = int(np.nanargmax(bf["is_sharpe"]))
+    second = np.sort(bf["is_sharpe"][np.isfinite(bf["is_sharpe"])])[-2]
+    assert bf["is_sharpe"][best] - second > 1e-6  # a unique winner, so the check means something
+    assert res.chosen_index == best
+    assert res.chosen == {k_: np.asarray(v)[best].item() for k_, v in entry.params.items()}
+    np.testing.assert_allclose(res.is_metrics["sharpe"], bf["is_sharpe"][best], rtol=1e-9)
+    np.testing.assert_allclose(res.is_metrics["total_return"], bf["is_total"][best], rtol=1e-9)
+    # OOS: the chosen set's per-bar returns = a direct replay of it over the OOS bars
+    np.testing.assert_allclose(res.oos_returns, bf["oos_returns"][:, best], rtol=1e-9, atol=1e-13)
+    np.testing.assert_allclose(
+        res.oos_metrics["total_return"], np.prod(1 + res.oos_returns) - 1, rtol=1e-9, atol=1e-13
+    )
+    # every set's daily OOS returns, compounded by hand with pandas
+    days = pd.to_datetime(res.oos_ts, utc=True).floor("D")
+    by_day = (
+        pd.DataFrame(1 + bf["oos_returns"], index=days).groupby(level=0).prod().to_numpy() - 1
+    )
+    np.testing.assert_allclose(res.oos_daily_all, by_day, rtol=1e-9, atol=1e-13)
+    assert set(res.timings) == {"indicators", "replay_is", "replay_oos"}
+
+
+def test_oos_prices_do_not_change_the_is_choice(btc_1h: BarPanel):
+    entry = _momentum_entry()
+    rnd = walk_forward(btc_1h.ts, round_ns="1d", lookback_ns="4d", warmup_ns="1d")[1]
+    base = evaluate_round(btc_1h, entry, rnd, COSTS, backend="cpu")
+
+    # a crash, then wild swings, in the OOS bars (and after them) only
+    altered = btc_1h.select(slice(None))
+    t = np.arange(btc_1h.n_bars - rnd.oos_start)
+    factor = (0.6 + 0.3 * np.sin(t / 2.0))[:, None]
+    for name in ("open", "high", "low", "close"):
+        getattr(altered, name)[rnd.oos_start :] *= factor
+    altered.high[rnd.oos_start :] *= 1.01
+    altered.low[rnd.oos_start :] *= 0.99
+    moved = evaluate_round(altered, entry, rnd, COSTS, backend="cpu")
+
+    assert moved.chosen_index == base.chosen_index and moved.chosen == base.chosen
+    np.testing.assert_array_equal(moved.is_sharpe_all, base.is_sharpe_all)
+    assert moved.is_metrics == base.is_metrics
+    assert not np.allclose(moved.oos_returns, base.oos_returns)  # the change did reach OOS
+
+
+def test_round_is_deterministic_and_block_independent(btc_1h: BarPanel):
+    entry = _momentum_entry()
+    rnd = walk_forward(btc_1h.ts, round_ns="1d", lookback_ns="4d", warmup_ns="1d")[2]
+    a = evaluate_round(btc_1h, entry, rnd, COSTS, backend="cpu")
+    b = evaluate_round(btc_1h, entry, rnd, COSTS, backend="cpu")
+    c = evaluate_round(btc_1h, entry, rnd, COSTS, backend="cpu", block=7)
+    for other in (b, c):
+        assert other.chosen_index == a.chosen_index
+        np.testing.assert_allclose(other.is_sharpe_all, a.is_sharpe_all, rtol=1e-12)
+        np.testing.assert_allclose(other.oos_returns, a.oos_returns, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(b.oos_returns, a.oos_returns)
