@@ -25,14 +25,23 @@ from rich.console import Console
 KINDS = [
     ("mom-sma", "momentum", {"fast": "2:100:1", "slow": "10:600:5", "ma": "sma"}),
     ("mom-ema", "momentum", {"fast": "2:100:1", "slow": "10:600:5", "ma": "ema"}),
-    ("meanrev", "mean_reversion", {"window": "10:400:5", "entry": "1.0:3.0:0.25",
-                                   "exit": "0,0.25,0.5"}),
+    (
+        "meanrev",
+        "mean_reversion",
+        {"window": "10:400:5", "entry": "1.0:3.0:0.25", "exit": "0,0.25,0.5"},
+    ),
     ("breakout", "breakout", {"window": "10:600:5", "exit_window": "5:300:5"}),
-    ("voltarget", "vol_target", {"lookback": "10:600:10", "vol_window": "60:600:60",
-                                 "target_vol": "0.25,0.5,0.75,1.0"}),
+    (
+        "voltarget",
+        "vol_target",
+        {"lookback": "10:600:10", "vol_window": "60:600:60", "target_vol": "0.25,0.5,0.75,1.0"},
+    ),
     ("mom-sma-2", "momentum", {"fast": "3:150:1", "slow": "20:900:5", "ma": "sma"}),
-    ("meanrev-2", "mean_reversion", {"window": "20:800:5", "entry": "0.5:3.0:0.25",
-                                     "exit": "0,0.5"}),
+    (
+        "meanrev-2",
+        "mean_reversion",
+        {"window": "20:800:5", "entry": "0.5:3.0:0.25", "exit": "0,0.5"},
+    ),
     ("breakout-2", "breakout", {"window": "20:900:5", "exit_window": "10:400:10"}),
 ]
 
@@ -74,24 +83,30 @@ def run(console: Console, weeks: int = 52, population: int = 1000) -> list[dict]
         )
         t_gen = time.perf_counter() - t0
         cfg = TournamentConfig.from_dict(make_config(tmp / "store", tmp / "out", weeks, population))
-        console.print(f"{len(KINDS)} agents × {population} sets × {weeks} weekly rounds, "
-                      f"{n_bars:,} 1-minute bars (generated in {t_gen:.1f} s)")
+        console.print(
+            f"{len(KINDS)} agents × {population} sets × {weeks} weekly rounds, "
+            f"{n_bars:,} 1-minute bars (generated in {t_gen:.1f} s)"
+        )
         t0 = time.perf_counter()
         summary = run_on_ray(cfg, progress=None, log_mlflow=True)
         wall = time.perf_counter() - t0
         ray.shutdown()
     tm = summary["timings"]
     updates = summary["bar_param_updates"]
-    rows = [{
-        "benchmark": f"tournament {len(KINDS)} agents × {population} sets × {weeks} rounds (1m)",
-        "quantarena": f"{wall:.1f} s",
-        "peer": "no peer (target < 180 s on 2 cores)",
-        "updates/s": updates / wall,
-        "notes": (f"{updates:.3g} bar-param updates; replay {tm['replay']:.1f} s (busiest actor, "
-                  f"summed over rounds), director selection+allocation {tm['selection']:.1f} s, "
-                  f"Ray overhead {tm['ray']:.1f} s, MLflow+plots {tm['tracking']:.1f} s, "
-                  f"data load {tm.get('data', 0):.1f} s"),
-    }]
+    rows = [
+        {
+            "benchmark": f"tournament {len(KINDS)} agents × {population} sets × {weeks} rounds (1m)",
+            "quantarena": f"{wall:.1f} s",
+            "peer": "no peer (target < 180 s on 2 cores)",
+            "updates/s": updates / wall,
+            "notes": (
+                f"{updates:.3g} bar-param updates; replay {tm['replay']:.1f} s (busiest actor, "
+                f"summed over rounds), director selection+allocation {tm['selection']:.1f} s, "
+                f"Ray overhead {tm['ray']:.1f} s, MLflow+plots {tm['tracking']:.1f} s, "
+                f"data load {tm.get('data', 0):.1f} s"
+            ),
+        }
+    ]
     console.print(rows[0])
     return rows
 

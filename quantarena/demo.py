@@ -30,8 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)  # config paths are relative to the repository
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-    from rich.progress import TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from quantarena.cli.data import info as show_store
     from quantarena.cli.tournament_run import show_summary
@@ -47,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         for spec in cfg.data.files or []:
             rep = store.ingest(spec.path, symbol=spec.symbol)
             for f in rep.files:
-                what = ("already in the store" if f.skipped_same_hash or not f.rows_added
-                        else f"{f.rows_added:,} rows added")
+                what = (
+                    "already in the store"
+                    if f.skipped_same_hash or not f.rows_added
+                    else f"{f.rows_added:,} rows added"
+                )
                 console.print(f"ingested {spec.path}: {what}")
         show_store(store=store.root, as_json=False)
     except (ConfigError, DataError) as exc:
@@ -58,8 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     console.rule(f"[bold]2. tournament {cfg.name!r}")
     from quantarena.actors import driver
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as bar:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
         task = bar.add_task("starting Ray", total=None)
 
         def progress(done: int, total: int, stage: str) -> None:

@@ -117,7 +117,7 @@ def test_unreachable_address_is_one_line() -> None:
 def test_submit_checks_the_config_before_any_network(tmp_path: Path) -> None:
     address = f"http://127.0.0.1:{_free_port()}"  # never reached
     outside = tmp_path / "c.yaml"
-    outside.write_text((ROOT / "configs" / "demo.yaml").read_text())
+    outside.write_text((ROOT / "configs" / "quick.yaml").read_text())
     with pytest.raises(
         ConfigError, match=r"c\.yaml: the config must be inside .* copy it under configs/"
     ):

@@ -37,7 +37,7 @@ def in_repo(monkeypatch: pytest.MonkeyPatch) -> Path:
     return ROOT
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "example-full.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "quick.yaml", "example-full.yaml"])
 def test_examples_load_and_round_trip(in_repo: Path, name: str) -> None:
     from quantarena.strategies import list_agents
 
@@ -50,8 +50,8 @@ def test_examples_load_and_round_trip(in_repo: Path, name: str) -> None:
     assert cfg.tracking.mlflow_uri == f"sqlite:///runs/{cfg.name}/mlflow.db"
 
 
-def test_demo_values(in_repo: Path) -> None:
-    cfg = TournamentConfig.from_yaml(in_repo / "configs" / "demo.yaml")
+def test_quick_values(in_repo: Path) -> None:
+    cfg = TournamentConfig.from_yaml(in_repo / "configs" / "quick.yaml")
     assert cfg.schedule.round == 3 * DAY
     assert cfg.schedule.lookback == 7 * DAY
     assert cfg.schedule.warmup == DAY

@@ -72,7 +72,7 @@ def _result(
     r = np.asarray(returns, dtype=np.float64)
     ts = _ts(k)[: r.size]
     if daily_all is None:
-        daily = (1 + pd.Series(r, index=pd.to_datetime(ts, utc=True).floor("D")))
+        daily = 1 + pd.Series(r, index=pd.to_datetime(ts, utc=True).floor("D"))
         daily_all = (daily.groupby(level=0).prod() - 1).to_numpy()[:, None]
     sh = np.array([0.5, 1.0, 2.0]) if is_sharpe_all is None else is_sharpe_all
     return RoundResult(
@@ -380,10 +380,8 @@ def test_same_inputs_give_identical_results():
     for m in one.weights:
         pd.testing.assert_frame_equal(one.weights[m], two.weights[m])
         np.testing.assert_array_equal(one.portfolio_returns[m], two.portfolio_returns[m])
-    assert one.pbo == two.pbo or all(
-        (math.isnan(one.pbo[a]) and math.isnan(two.pbo[a])) or one.pbo[a] == two.pbo[a]
-        for a in one.pbo
-    )
+    assert list(one.pbo) == list(two.pbo)
+    np.testing.assert_array_equal(list(one.pbo.values()), list(two.pbo.values()))  # NaN == NaN
 
 
 # --------------------------------------------------------------------------- PBO
@@ -601,7 +599,9 @@ def test_real_tournament_writes_reports_and_artifacts(real_run):
     again = TournamentConfig.from_yaml(out / "config.yaml")
     assert again.model_dump() == cfg.model_dump()
     # PBO: 14 OOS days → defined for every population of 2 or more sets
-    assert board.set_index("agent").loc[["trend", "reversion", "channel"], "pbo"].between(0, 1).all()
+    assert (
+        board.set_index("agent").loc[["trend", "reversion", "channel"], "pbo"].between(0, 1).all()
+    )
     assert np.isnan(board.set_index("agent").loc["hodl", "pbo"])  # one set: no PBO
     # the same files are artifacts of the parent run
     client = MlflowClient(tracking_uri=cfg.tracking.mlflow_uri)

@@ -106,14 +106,19 @@ def test_source_equals_array(bars, weights, case):
     same(c, d)
 
 
-@pytest.mark.parametrize("case", ["fast path"])
-def test_fast_kernel_equals_general_kernel(bars, weights, case, monkeypatch):
-    kw = dict(CASES[case], record=("returns", "equity"), trades=True, backend="cpu", block=999)
+@pytest.mark.parametrize("with_stops", [False, True], ids=["plain", "stops"])
+def test_fast_kernel_equals_general_kernel(bars, weights, with_stops, monkeypatch):
+    """The one-asset fast kernel and the general kernel give bit-identical results."""
+    kw = dict(record=("returns", "equity"), trades=True, backend="cpu", block=999)
     kw["costs"] = Costs(fees=Fees(10.0), slippage=Slippage(2.0), impact=VolumeImpact(30.0))
+    if with_stops:
+        kw["stops"] = STOPS
     fast = simulate(bars, weights, max_position=0.8, **kw)
     monkeypatch.setattr(kernels_cpu, "FORCE_GENERAL", True)
     general = simulate(bars, weights, max_position=0.8, **kw)
     same(fast, general)
+    if with_stops:
+        assert {"stop_loss", "take_profit", "trailing_stop"} <= set(fast.trades.exit_reason)
     # leverage > 1 with ruin: both kernels close at the same bar
     w = weights * 40
     w[:, 0] = 40.0  # held at 40x: ruined by the first 2.5 % move against it
@@ -123,7 +128,8 @@ def test_fast_kernel_equals_general_kernel(bars, weights, case, monkeypatch):
     monkeypatch.setattr(kernels_cpu, "FORCE_GENERAL", False)
     f = simulate(bars, w, **kw2)
     same(f, g)
-    assert (f.trades.exit_reason == "ruin").sum() >= 1
+    if not with_stops:  # (the stops cut the losses before ruin)
+        assert (f.trades.exit_reason == "ruin").sum() >= 1
 
 
 def test_multi_asset_streaming(bars, weights):

@@ -72,7 +72,7 @@ def test_cli_submits_waits_and_the_job_logs_to_mlflow(
     monkeypatch.setattr(
         jobs, "TOURNAMENT_ENTRYPOINT", f"python tests/job_scripts/log_one_run.py {{config}} {uri}"
     )
-    config = str(ROOT / "configs" / "demo.yaml")
+    config = str(ROOT / "configs" / "quick.yaml")
     res = CliRunner().invoke(
         _app(), ["submit", config, "--address", head.dashboard_url, "--wait", "--timeout", "300"]
     )
@@ -81,17 +81,17 @@ def test_cli_submits_waits_and_the_job_logs_to_mlflow(
     assert m, res.output
     job_id = m.group(1)
     assert f"dashboard: {head.dashboard_url}/#/jobs/{job_id}" in res.output
-    assert f"logged 2 agents of demo to {uri}" in res.output  # the job's own log, followed
+    assert f"logged 2 agents of quick to {uri}" in res.output  # the job's own log, followed
     assert f"job {job_id} SUCCEEDED" in res.output
-    assert "warning: tracking.mlflow_uri sqlite:///runs/demo/mlflow.db is relative" in res.output
+    assert "warning: tracking.mlflow_uri sqlite:///runs/quick/mlflow.db is relative" in res.output
     assert job_status(job_id, address=head.dashboard_url) == "SUCCEEDED"
 
     client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name("demo-job")
+    exp = client.get_experiment_by_name("quick-job")
     runs = client.search_runs([exp.experiment_id])
     parent = next(r for r in runs if r.data.tags.get("quantarena.role") == "tournament")
     tags = parent.data.tags
-    assert tags["job.id"] == job_id and tags["job.config"] == "configs/demo.yaml"
+    assert tags["job.id"] == job_id and tags["job.config"] == "configs/quick.yaml"
     # the job ran in an uploaded copy of the repo without the virtualenv or .git
     assert tags["job.has_package"] == "True"
     assert tags["job.has_venv"] == "False" and tags["job.has_git"] == "False"
@@ -113,7 +113,7 @@ def test_cli_exits_1_when_the_job_fails(head: LocalHead, right_token, monkeypatc
         "TOURNAMENT_ENTRYPOINT",
         "python -c 'import sys; print(\"boom\"); sys.exit(3)' {config}",
     )
-    config = str(ROOT / "configs" / "demo.yaml")
+    config = str(ROOT / "configs" / "quick.yaml")
     res = CliRunner().invoke(_app(), ["submit", config, "--address", head.dashboard_url, "--wait"])
     assert res.exit_code == 1, res.output
     m = re.search(r"submitted job (raysubmit_\w+)", res.output)
@@ -130,7 +130,7 @@ def test_wrong_token_is_one_line_error(head: LocalHead, monkeypatch, tmp_path: P
 
     monkeypatch.setenv("RAY_AUTH_TOKEN", "not-the-token")
     with pytest.raises(ClusterAuthError) as info:
-        submit(ROOT / "configs" / "demo.yaml", address=head.dashboard_url, log=lambda s: None)
+        submit(ROOT / "configs" / "quick.yaml", address=head.dashboard_url, log=lambda s: None)
     msg = str(info.value)
     assert msg.startswith(
         f"{head.dashboard_url}: the Ray cluster rejected the token from $RAY_AUTH_TOKEN — "
@@ -138,7 +138,7 @@ def test_wrong_token_is_one_line_error(head: LocalHead, monkeypatch, tmp_path: P
     )
     assert "\n" not in msg
     res = CliRunner().invoke(
-        _app(), ["submit", str(ROOT / "configs" / "demo.yaml"), "--address", head.dashboard_url]
+        _app(), ["submit", str(ROOT / "configs" / "quick.yaml"), "--address", head.dashboard_url]
     )
     assert res.exit_code == 2
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
@@ -167,7 +167,7 @@ def test_missing_token_is_one_line_error(head: LocalHead, tmp_path: Path) -> Non
             "-c",
             code,
             "submit",
-            str(ROOT / "configs" / "demo.yaml"),
+            str(ROOT / "configs" / "quick.yaml"),
             "--address",
             head.dashboard_url,
         ],
@@ -205,3 +205,46 @@ def test_connect_by_address_sends_the_token(head: LocalHead, tmp_path: Path) -> 
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "started False cpus 1.0" in res.stdout
+
+
+def test_real_tournament_job_succeeds_and_logs_mlflow_runs(
+    head: LocalHead, right_token, tmp_path: Path
+) -> None:
+    """`quantarena submit configs/quick.yaml --wait` runs the real tournament entrypoint on
+    the head we started (agents as actors of that cluster) and logs every run to MLflow."""
+    from mlflow import MlflowClient
+    from typer.testing import CliRunner
+
+    uri = f"sqlite:///{tmp_path / 'tour.db'}"
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        _app(),
+        [
+            "submit",
+            str(ROOT / "configs" / "quick.yaml"),
+            "--address",
+            head.dashboard_url,
+            "--wait",
+            "--timeout",
+            "400",
+            "--mlflow-uri",
+            uri,
+            "--output-dir",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "SUCCEEDED" in res.output
+    assert "relative" not in res.output  # the absolute override silences the warning
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("quick")
+    runs = client.search_runs([exp.experiment_id])
+    parent = [r for r in runs if r.data.tags.get("quantarena.role") == "tournament"]
+    assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+    children = {r.data.tags["quantarena.agent"]: r for r in runs if r is not parent[0]}
+    assert set(children) == {"trend", "reversion"}
+    n_rounds = len(client.get_metric_history(parent[0].info.run_id, "kelly_total_return"))
+    assert n_rounds >= 2
+    hist = client.get_metric_history(children["trend"].info.run_id, "oos_sharpe")
+    assert sorted(m.step for m in hist) == list(range(n_rounds))
+    assert (out / "leaderboard.csv").exists() and (out / "weights.png").exists()

@@ -24,6 +24,7 @@ from quantarena.tournaments.rounds import (
     OffsetSource,
     daily_returns,
     evaluate_round,
+    population_dsr,
     select_best,
 )
 from quantarena.tournaments.schedule import walk_forward
@@ -187,18 +188,21 @@ def _brute_force(panel: BarPanel, entry: AgentEntry, rnd, costs) -> dict:
     hist = panel.select(slice(0, rnd.oos_end))
     pos = entry.agent.positions(hist, entry.params)  # (T, P)
     is_bars, oos_bars = panel.select(rnd.is_slice), panel.select(rnd.oos_slice)
-    is_sharpe, is_total, oos_ret = [], [], []
+    is_sharpe, is_total, is_ret, oos_ret = [], [], [], []
     for j in range(pos.shape[1]):
         kw = dict(costs=costs, max_position=entry.agent.max_position, backend="cpu")
-        r_is = simulate(is_bars, pos[rnd.is_slice, j].astype(np.float64), **kw)
+        r_is = simulate(is_bars, pos[rnd.is_slice, j].astype(np.float64),
+                        record=("returns",), **kw)  # fmt: skip
         r_oos = simulate(oos_bars, pos[rnd.oos_slice, j].astype(np.float64),
                          record=("returns",), **kw)  # fmt: skip
         is_sharpe.append(float(r_is.metrics["sharpe"][0]))
         is_total.append(float(r_is.metrics["total_return"][0]))
+        is_ret.append(np.asarray(r_is.returns)[:, 0])
         oos_ret.append(np.asarray(r_oos.returns)[:, 0])
     return {
         "is_sharpe": np.array(is_sharpe),
         "is_total": np.array(is_total),
+        "is_returns": np.column_stack(is_ret),
         "oos_returns": np.column_stack(oos_ret),
     }
 
@@ -228,9 +232,7 @@ def test_momentum_round_matches_brute_force_on_real_bars(btc_1h: BarPanel, k: in
     )
     # every set's daily OOS returns, compounded by hand with pandas
     days = pd.to_datetime(res.oos_ts, utc=True).floor("D")
-    by_day = (
-        pd.DataFrame(1 + bf["oos_returns"], index=days).groupby(level=0).prod().to_numpy() - 1
-    )
+    by_day = pd.DataFrame(1 + bf["oos_returns"], index=days).groupby(level=0).prod().to_numpy() - 1
     np.testing.assert_allclose(res.oos_daily_all, by_day, rtol=1e-9, atol=1e-13)
     assert set(res.timings) == {"indicators", "replay_is", "replay_oos"}
 
@@ -267,3 +269,62 @@ def test_round_is_deterministic_and_block_independent(btc_1h: BarPanel):
         np.testing.assert_allclose(other.is_sharpe_all, a.is_sharpe_all, rtol=1e-12)
         np.testing.assert_allclose(other.oos_returns, a.oos_returns, rtol=1e-12, atol=1e-15)
     np.testing.assert_array_equal(b.oos_returns, a.oos_returns)
+
+
+def _dsr_by_hand(r: np.ndarray) -> np.ndarray:
+    """Deflated Sharpe of each column (Bailey & López de Prado 2014), N = columns,
+    V = variance of the columns' per-period Sharpe ratios."""
+    from scipy import stats as st
+
+    n_obs, n = r.shape
+    sr = r.mean(axis=0) / r.std(axis=0, ddof=1)
+    v = np.var(sr, ddof=1)
+    g = np.euler_gamma
+    sr0 = np.sqrt(v) * ((1 - g) * st.norm.ppf(1 - 1 / n) + g * st.norm.ppf(1 - 1 / (n * np.e)))
+    g3 = st.skew(r, axis=0, bias=True)
+    g4 = st.kurtosis(r, axis=0, fisher=False, bias=True)
+    z = (sr - sr0) * np.sqrt(n_obs - 1) / np.sqrt(1 - g3 * sr + (g4 - 1) / 4 * sr**2)
+    return st.norm.cdf(z)
+
+
+def test_deflated_sharpe_objective_selects_by_each_sets_dsr(btc_1h: BarPanel):
+    """``objective: deflated_sharpe`` (a config choice) picks the set with the best IS DSR."""
+    agent = Momentum(max_position=0.5)
+    entry = AgentEntry("mom", agent, agent.grid(**MOM_GRID), objective="deflated_sharpe")
+    rnd = walk_forward(btc_1h.ts, round_ns="1d", lookback_ns="4d", warmup_ns="1d")[0]
+    res = evaluate_round(btc_1h, entry, rnd, COSTS, backend="cpu")
+    bf = _brute_force(btc_1h, entry, rnd, COSTS)
+    dsr = _dsr_by_hand(bf["is_returns"])
+    assert np.all(np.isfinite(dsr))
+    assert res.chosen_index == int(np.argmax(dsr))
+    assert res.is_metrics["deflated_sharpe"] == pytest.approx(dsr.max(), rel=1e-9)
+    np.testing.assert_allclose(res.is_sharpe_all, bf["is_sharpe"], rtol=1e-9, atol=1e-12)
+
+
+def test_population_dsr_penalises_crash_risk_that_sharpe_ignores():
+    rng = np.random.default_rng(0)
+    n = 240
+    crashy = np.full(n, 0.003)
+    crashy[5] = -0.30  # one crash: higher Sharpe than `steady`, but heavy negative skew
+    steady = rng.standard_normal(n)
+    steady = (steady - steady.mean()) / steady.std(ddof=1) * 0.045 + 0.0036
+    r = np.column_stack([crashy, steady, 0.02 * rng.standard_normal(n), np.zeros(n)])
+    sr = np.r_[r[:, :3].mean(axis=0) / r[:, :3].std(axis=0, ddof=1), 0.0]  # set 3 never traded
+    assert sr[0] > sr[1]
+    dsr = population_dsr(r)
+    hand = _dsr_by_hand(r[:, :3])
+    # the hand version with the idle set included: its Sharpe is 0 (not NaN), moments normal
+    from scipy import stats as st
+
+    v = np.var(sr, ddof=1)
+    g = np.euler_gamma
+    sr0 = np.sqrt(v) * ((1 - g) * st.norm.ppf(1 - 1 / 4) + g * st.norm.ppf(1 - 1 / (4 * np.e)))
+    g3 = st.skew(r[:, :3], axis=0, bias=True)
+    g4 = st.kurtosis(r[:, :3], axis=0, fisher=False, bias=True)
+    z = (sr[:3] - sr0) * np.sqrt(n - 1) / np.sqrt(1 - g3 * sr[:3] + (g4 - 1) / 4 * sr[:3] ** 2)
+    np.testing.assert_allclose(dsr[:3], st.norm.cdf(z), rtol=1e-9)
+    np.testing.assert_allclose(dsr[3], st.norm.cdf(-sr0 * np.sqrt(n - 1)), rtol=1e-9)
+    assert hand[0] < hand[1] and dsr[0] < dsr[1]
+    metrics = {"sharpe": sr, "deflated_sharpe": dsr}
+    assert select_best(metrics, "sharpe") == 0 and select_best(metrics, "deflated_sharpe") == 1
+    assert np.isnan(population_dsr(r[:2])).all()  # too short

@@ -424,11 +424,9 @@ def test_fake_tournament_on_a_tracking_server(tmp_path: Path, cfg: TournamentCon
 
 def _postgres_ready() -> str | None:
     try:
-        import psycopg2  # noqa: F401
+        import psycopg  # noqa: F401  (MLflow 3's PostgreSQL driver)
     except ImportError:
-        return (
-            "psycopg2 is not installed (pip install psycopg2-binary) — PostgreSQL backend untested"
-        )
+        return "psycopg is not installed (pip install 'psycopg[binary]') — PostgreSQL untested"
     try:
         with socket.create_connection(("127.0.0.1", 5432), timeout=1):
             return None

@@ -23,13 +23,21 @@ class AgentActor:
     """Ray actor of one agent. Create with ``AgentActor.options(name="agent:<name>",
     num_gpus=<fraction>)`` (see :func:`quantarena.cluster.agent_resources`)."""
 
-    def __init__(self, panel: BarPanel, entry: AgentEntry, costs: Any, backend: str = "auto"):
+    def __init__(
+        self,
+        panel: BarPanel,
+        entry: AgentEntry,
+        costs: Any,
+        backend: str = "auto",
+        periods_per_year: float | None = None,
+    ):
         from quantarena.engine.backend import get_backend
 
         self.panel = panel
         self.entry = entry
         self.costs = costs
         self.backend = get_backend(backend)
+        self.periods_per_year = periods_per_year
         self.rounds_done = 0
 
     def info(self) -> dict[str, Any]:
@@ -48,6 +56,13 @@ class AgentActor:
 
     def run_round(self, rnd: Round) -> RoundResult:
         """Pick parameters in sample and trade the round out of sample."""
-        res = evaluate_round(self.panel, self.entry, rnd, self.costs, backend=self.backend.name)
+        res = evaluate_round(
+            self.panel,
+            self.entry,
+            rnd,
+            self.costs,
+            backend=self.backend.name,
+            periods_per_year=self.periods_per_year,
+        )
         self.rounds_done += 1
         return res

@@ -79,11 +79,12 @@ class DirectorActor:
         actors = {}
         for e, ask in zip(inputs.entries, asks, strict=True):
             actors[e.name] = AgentActor.options(name=f"agent:{e.name}", **ask).remote(
-                self.panel_ref, e, inputs.costs, self.backend
+                self.panel_ref, e, inputs.costs, self.backend, inputs.periods_per_year
             )
         info_refs = [a.info.remote() for a in actors.values()]
-        ready, pending = ray.wait(info_refs, num_returns=len(info_refs),
-                                  timeout=self.placement_timeout_s)
+        ready, pending = ray.wait(
+            info_refs, num_returns=len(info_refs), timeout=self.placement_timeout_s
+        )
         if pending:
             for a in actors.values():
                 ray.kill(a)
@@ -102,8 +103,10 @@ class DirectorActor:
             out = dict(zip(refs, ray.get(list(refs.values())), strict=True))
             wall = time.perf_counter() - t0
             busy = max(
-                r.timings.get("replay_is", 0) + r.timings.get("replay_oos", 0)
-                + r.timings.get("indicators", 0) for r in out.values()
+                r.timings.get("replay_is", 0)
+                + r.timings.get("replay_oos", 0)
+                + r.timings.get("indicators", 0)
+                for r in out.values()
             )
             timings["replay"] += busy
             timings["ray"] += max(wall - busy, 0.0)
@@ -114,20 +117,28 @@ class DirectorActor:
             rec.on_round(report)
             timings["tracking"] += time.perf_counter() - t0
             best = report.cumulative.sort_values("sharpe", ascending=False).index[0]
-            self._set(done=report.round.index + 1, stage=f"round {report.round.index + 1}",
-                      leader=str(best))
+            self._set(
+                done=report.round.index + 1,
+                stage=f"round {report.round.index + 1}",
+                leader=str(best),
+            )
 
         try:
             self._set(stage="round 1")
             t0 = time.perf_counter()
             result = run_tournament(
-                inputs.rounds, [e.name for e in inputs.entries], evaluate,
-                periods_per_year=inputs.periods_per_year, allocation=inputs.allocation,
-                gates=cfg.gates, on_round=on_round,
+                inputs.rounds,
+                [e.name for e in inputs.entries],
+                evaluate,
+                periods_per_year=inputs.periods_per_year,
+                allocation=inputs.allocation,
+                gates=cfg.gates,
+                on_round=on_round,
             )
             timings["selection"] = max(
-                time.perf_counter() - t0 - timings["replay"] - timings["ray"]
-                - timings["tracking"], 0.0)
+                time.perf_counter() - t0 - timings["replay"] - timings["ray"] - timings["tracking"],
+                0.0,
+            )
             self._set(stage="writing results")
             t0 = time.perf_counter()
             summary = rec.finish(result, inputs.periods_per_year)
@@ -143,7 +154,8 @@ class DirectorActor:
         summary["timings"] = timings
         summary["agents_info"] = infos
         summary["leaderboard"] = leaderboard_view(result.leaderboard).to_dict("records")
-        summary["bar_param_updates"] = float(sum(
-            (r.n_is + r.n_oos) * e.n_trials for r in inputs.rounds for e in inputs.entries))
+        summary["bar_param_updates"] = float(
+            sum((r.n_is + r.n_oos) * e.n_trials for r in inputs.rounds for e in inputs.entries)
+        )
         self._set(stage="done")
         return summary

@@ -32,8 +32,9 @@ def run_on_ray(
     from quantarena.cluster.runtime import connect
 
     r = cfg.ray
-    connect(r.address, num_cpus=r.num_cpus, num_gpus=r.num_gpus,
-            include_dashboard=r.include_dashboard)
+    connect(
+        r.address, num_cpus=r.num_cpus, num_gpus=r.num_gpus, include_dashboard=r.include_dashboard
+    )
     t0 = time.perf_counter()
     panel = load_panel(cfg)
     t_data = time.perf_counter() - t0
@@ -69,7 +70,10 @@ def run_on_ray(
 
 
 def run_in_process(
-    cfg: Any, *, progress: ProgressFn | None = None, log_mlflow: bool = True,
+    cfg: Any,
+    *,
+    progress: ProgressFn | None = None,
+    log_mlflow: bool = True,
     backend: str = "auto",
 ) -> dict[str, Any]:
     """The same tournament without Ray: agents evaluated one after another in this process."""
@@ -86,8 +90,17 @@ def run_in_process(
         progress(0, total, "round 1")
 
     def evaluate(rnd: Any) -> dict[str, Any]:
-        return {e.name: evaluate_round(inputs.panel, e, rnd, inputs.costs, backend=backend)
-                for e in inputs.entries}
+        return {
+            e.name: evaluate_round(
+                inputs.panel,
+                e,
+                rnd,
+                inputs.costs,
+                backend=backend,
+                periods_per_year=inputs.periods_per_year,
+            )
+            for e in inputs.entries
+        }
 
     def on_round(rep: Any) -> None:
         rec.on_round(rep)
@@ -96,9 +109,13 @@ def run_in_process(
 
     try:
         result = run_tournament(
-            inputs.rounds, [e.name for e in inputs.entries], evaluate,
-            periods_per_year=inputs.periods_per_year, allocation=inputs.allocation,
-            gates=cfg.gates, on_round=on_round,
+            inputs.rounds,
+            [e.name for e in inputs.entries],
+            evaluate,
+            periods_per_year=inputs.periods_per_year,
+            allocation=inputs.allocation,
+            gates=cfg.gates,
+            on_round=on_round,
         )
         summary = rec.finish(result, inputs.periods_per_year)
     except BaseException:

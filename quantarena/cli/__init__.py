@@ -39,9 +39,8 @@ def _root(
 
 
 def _register() -> None:
-    from quantarena.cli import data as data_cli
-
     from quantarena.cli import backtest as backtest_cli
+    from quantarena.cli import data as data_cli
     from quantarena.cli import tournament as submit_cli
     from quantarena.cli import tournament_run as tournament_cli
 

@@ -6,6 +6,7 @@ Ray and the config load inside the command.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -33,6 +34,15 @@ def submit_command(
     timeout: float | None = typer.Option(
         None, "--timeout", help="With --wait: give up following after this many seconds."
     ),
+    mlflow_uri: str | None = typer.Option(
+        None,
+        "--mlflow-uri",
+        help="Tracking URI the job logs to (an MLflow server, or an "
+        "absolute sqlite://// path on the cluster); overrides the config.",
+    ),
+    output_dir: str | None = typer.Option(
+        None, "--output-dir", help="Absolute folder on the cluster for plots and tables."
+    ),
 ) -> None:
     """Validate CONFIG here, then submit it to a Ray cluster as a job.
 
@@ -52,10 +62,22 @@ def submit_command(
         out.print(f"submitted job [bold]{job_id}[/]")
         out.print(f"dashboard: {jobs.dashboard_url(address, job_id)}", markup=False)
 
+    extra = ""
+    if mlflow_uri:
+        extra += f" --mlflow-uri {shlex.quote(mlflow_uri)}"
+    if output_dir:
+        extra += f" --output-dir {shlex.quote(output_dir)}"
     with user_errors():
         try:
             job_id = jobs.submit(
-                config, address=address, wait=wait, log=log, timeout_s=timeout, on_submit=announce
+                config,
+                address=address,
+                wait=wait,
+                log=log,
+                timeout_s=timeout,
+                on_submit=announce,
+                entrypoint=jobs.TOURNAMENT_ENTRYPOINT + extra if extra else None,
+                mlflow_uri_override=mlflow_uri,
             )
         except (jobs.JobFailedError, TimeoutError) as exc:
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)

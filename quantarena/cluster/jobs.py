@@ -280,7 +280,9 @@ def _config_in_working_dir(config_path: Path, working_dir: Path) -> str:
     return rel.as_posix()
 
 
-def _check_job_paths(cfg: Any, source: str, working_dir: Path, log: LogSink) -> None:
+def _check_job_paths(
+    cfg: Any, source: str, working_dir: Path, log: LogSink, uri_override: str | None = None
+) -> None:
     from quantarena.config import ConfigError
 
     data = cfg.data
@@ -295,7 +297,7 @@ def _check_job_paths(cfg: Any, source: str, working_dir: Path, log: LogSink) -> 
                 f"{source}: data.files.{i}.path: {f.path} is not in {working_dir} — the job "
                 "sees only files inside the working dir (or absolute paths on the cluster)"
             )
-    uri = cfg.tracking.mlflow_uri or ""
+    uri = uri_override or cfg.tracking.mlflow_uri or ""
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         log(
             f"warning: tracking.mlflow_uri {uri} is relative: the job writes it inside its "
@@ -315,6 +317,7 @@ def submit(
     log: LogSink = _stdout,
     timeout_s: float | None = None,
     on_submit: Callable[[str], None] | None = None,
+    mlflow_uri_override: str | None = None,
 ) -> str:
     """Validate a tournament config here, then submit it as a Ray job; return the job id.
 
@@ -323,7 +326,8 @@ def submit(
     :data:`TOURNAMENT_ENTRYPOINT`) with ``{config}`` replaced by its relative path. ``wait``: follow the logs and raise :class:`JobFailedError` unless the
     job SUCCEEDED. Raises :class:`~quantarena.config.ConfigError`,
     :class:`~quantarena.cluster.auth.ClusterAuthError` or :class:`ClusterUnreachableError`
-    with one-line messages.
+    with one-line messages. ``mlflow_uri_override``: the tracking URI the entrypoint was told
+    to use instead of the config's (only checked here, e.g. for a relative SQLite path).
     """
     from quantarena.config import TournamentConfig
 
@@ -332,7 +336,7 @@ def submit(
     base = dict(cfg.ray.runtime_env or {})
     wd = Path(working_dir if working_dir is not None else base.get("working_dir", repo_root()))
     rel = _config_in_working_dir(path, wd)
-    _check_job_paths(cfg, str(path), wd, log)
+    _check_job_paths(cfg, str(path), wd, log, mlflow_uri_override)
     env = job_runtime_env(wd, base=base)
     template = TOURNAMENT_ENTRYPOINT if entrypoint is None else entrypoint
     command = template.format(config=shlex.quote(rel))

@@ -58,8 +58,10 @@ class BarPanel:
         """A sub-panel by time rows (slice or index array) and asset columns."""
         cols_idx = np.arange(self.n_assets)[cols]
         cols_idx = np.atleast_1d(cols_idx)
+
         def take(a: np.ndarray) -> np.ndarray:
             return a[rows][:, cols_idx]
+
         return BarPanel(
             ts=self.ts[rows],
             symbols=[self.symbols[j] for j in cols_idx],
@@ -93,9 +95,11 @@ class BarPanel:
         interval_ns: int | None = None,
     ) -> BarPanel:
         """Build a panel from 1-D (one asset) or 2-D ``(T, A)`` arrays; no gaps assumed."""
+
         def as2d(a: np.ndarray) -> np.ndarray:
             a = np.asarray(a, dtype=np.float64)
             return a[:, None] if a.ndim == 1 else a
+
         o, h, lo, c = (as2d(x) for x in (open, high, low, close))
         v = as2d(volume) if volume is not None else np.zeros_like(c)
         ts = np.asarray(ts, dtype=np.int64)
@@ -105,13 +109,19 @@ class BarPanel:
         return cls(
             ts=ts,
             symbols=symbols or [f"A{j}" for j in range(n_assets)],
-            open=o, high=h, low=lo, close=c, volume=v,
+            open=o,
+            high=h,
+            low=lo,
+            close=c,
+            volume=v,
             mask=np.isfinite(c),
             interval_ns=int(interval_ns),
         )
 
     @classmethod
-    def from_frame(cls, df: Any, symbol: str | None = None, interval_ns: int | None = None) -> BarPanel:
+    def from_frame(
+        cls, df: Any, symbol: str | None = None, interval_ns: int | None = None
+    ) -> BarPanel:
         """One-asset panel from a DataFrame with ts (int64 ns) or a DatetimeIndex, and OHLCV."""
         import pandas as pd
 
@@ -121,8 +131,14 @@ class BarPanel:
             ts = pd.DatetimeIndex(df.index).as_unit("ns").asi8
         vol = df["volume"].to_numpy() if "volume" in df.columns else None
         return cls.from_arrays(
-            ts, df["open"].to_numpy(), df["high"].to_numpy(), df["low"].to_numpy(),
-            df["close"].to_numpy(), vol,
-            symbols=[symbol or str(df["symbol"].iloc[0]) if "symbol" in df.columns else symbol or "A0"],
+            ts,
+            df["open"].to_numpy(),
+            df["high"].to_numpy(),
+            df["low"].to_numpy(),
+            df["close"].to_numpy(),
+            vol,
+            symbols=[
+                symbol or str(df["symbol"].iloc[0]) if "symbol" in df.columns else symbol or "A0"
+            ],
             interval_ns=interval_ns,
         )

@@ -77,9 +77,19 @@ from quantarena.engine.layout import (
     XQTY,
     XVAL,
 )
+from quantarena.engine.layout import stamp as _layout_stamp
+
+# Numba's on-disk cache is keyed on this file alone, yet the layout constants are compiled
+# into the kernels: a change in layout.py must change this file too, hence this stamp.
+_LAYOUT_STAMP = "d8ee73e3f757"
+if _layout_stamp() != _LAYOUT_STAMP:  # pragma: no cover - guards future edits
+    raise RuntimeError(
+        f"quantarena/engine/layout.py changed: set _LAYOUT_STAMP = {_layout_stamp()!r} in "
+        "kernels_cpu.py (this also invalidates Numba's cache of the old kernels)"
+    )
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _open_trade(SA, a, p, t, side, q, fpx, fee):
     SA[EVAL, a, p] = q * fpx
     SA[EQTY, a, p] = q
@@ -92,7 +102,7 @@ def _open_trade(SA, a, p, t, side, q, fpx, fee):
     SA[EPX, a, p] = fpx
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _close_trade(S, SA, p, a, t, reason, rec_on, offs, RF, RI):
     d = SA[DIR, a, p]
     ev = SA[EVAL, a, p]
@@ -124,7 +134,7 @@ def _close_trade(S, SA, p, a, t, reason, rec_on, offs, RF, RI):
     SA[DIR, a, p] = 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _fill(
     S,
     SA,
@@ -192,10 +202,11 @@ def _fill(
     return cash
 
 
-_fill_inl = njit(inline="always")(_fill.py_func)  # the same code, inlined in the fast kernel
+# the same code, inlined in the fast kernel
+_fill_inl = njit(inline="always", error_model="numpy")(_fill.py_func)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _changed(SA, p, t, A, mask):
     """True when an unmasked asset's pending target differs from the one last acted on."""
     for a in range(A):
@@ -204,7 +215,7 @@ def _changed(SA, p, t, A, mask):
     return False
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _process_row(pos, i, p, A, mp, lev, SA, dst):
     """Row ``i`` of the targets for ``p``: NaN -> 0, clip to ±mp, scale so sum|w| <= lev;
     written into ``SA[dst, :, p]``."""
@@ -225,7 +236,7 @@ def _process_row(pos, i, p, A, mp, lev, SA, dst):
             SA[dst, a, p] = SA[dst, a, p] * sc
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _rebalance(
     S,
     SA,
@@ -287,7 +298,7 @@ def _rebalance(
     return cash
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _levels(sh, e, b, slp, tpp, trp):
     """Stop level, its exit reason, and take-profit level of a position (long if sh > 0)."""
     if sh > 0.0:
@@ -311,7 +322,7 @@ def _levels(sh, e, b, slp, tpp, trp):
     return s_lvl, s_rs, t_lvl
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _stop_hit(sh, o, h, lw, s_lvl, s_rs, t_lvl):
     """``(price, reason)`` of a stop / take-profit exit inside the bar, reason -1 if none.
 
@@ -348,7 +359,7 @@ def _stop_hit(sh, o, h, lw, s_lvl, s_rs, t_lvl):
     return px, reason
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _multi_param(
     p,
     t0,
@@ -604,16 +615,19 @@ def _multi_param(
     S[RUINED, p] = 1.0 if ruined else 0.0
 
 
-@njit(cache=True)
-def _single_group(g, t0, pos, op, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp_k, imp_a,
-                     imp_max, S, SA, rec_ret, rec_eq, rec_on, offs, RF, RI):  # fmt: skip
+# fmt: off
+@njit(cache=True, error_model="numpy")
+def _single_group(g, t0, pos, op, hi, lo, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp_k,
+                  imp_a, imp_max, sl, tp, tr, has_stops, S, SA, rec_ret, rec_eq, rec_on, offs,
+                  RF, RI):
     """The common case, fast, for parameter sets ``g * G .. g * G + G - 1``: one asset,
-    ``fill="open"``, no stops, no funding.
+    ``fill="open"``, no funding, positions not recorded (stops allowed).
 
     Same arithmetic in the same order as :func:`_multi_param`, hence bit-identical results
-    (a test holds them equal). The hot state lives in registers; fills go through the same
-    helpers. Bars run in tiles of ``SUB`` so the strided weight reads of the group's
-    ``G`` sets (one 64-byte line) stay in L1.
+    (a test holds them equal). The hot state lives in registers, the stop levels are
+    recomputed only when the entry or the trailing anchor changes; fills go through the same
+    helpers. Bars run in tiles of ``SUB`` so the strided weight reads of the group's ``G``
+    sets (one 64-byte line of float64) stay in L1.
     """
     B = pos.shape[0]
     P = pos.shape[2]
@@ -640,6 +654,15 @@ def _single_group(g, t0, pos, op, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp
             sh = SA[SH, 0, p]
             last = SA[LAST, 0, p]
             pend = SA[PEND, 0, p]
+            slp = sl[p]
+            tpp = tp[p]
+            trp = tr[p]
+            best = SA[BEST, 0, p]
+            s_lvl = 0.0
+            s_rs = EXIT_STOP_LOSS
+            t_lvl = 0.0
+            if has_stops and sh != 0.0:
+                s_lvl, s_rs, t_lvl = _levels(sh, SA[EPX, 0, p], best, slp, tpp, trp)
             for i in range(i0, i1):
                 t = t0 + i
                 if ruined:
@@ -648,38 +671,32 @@ def _single_group(g, t0, pos, op, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp
                     if do_eq:
                         rec_eq[i, p] = eprev
                     continue
+                # 1. fill at the open (_rebalance for one asset, inlined)
                 if pend != last and mask[t, 0]:
-                    # _rebalance for one asset, inlined
                     px = op[t, 0]
                     ef = cash + sh * px
                     if px > 0.0 and ef > 0.0:
                         dsh = pend * ef / px - sh
                         if dsh != 0.0:
-                            cash = _fill_inl(
-                                S,
-                                SA,
-                                p,
-                                0,
-                                t,
-                                dsh,
-                                px,
-                                ef,
-                                EXIT_SIGNAL,
-                                cash,
-                                fee_r,
-                                slip_r,
-                                imp_k,
-                                imp_a,
-                                imp_max,
-                                vol[t, 0] * cl[t, 0],
-                                rec_on,
-                                offs,
-                                RF,
-                                RI,
-                            )
+                            cash = _fill_inl(S, SA, p, 0, t, dsh, px, ef, EXIT_SIGNAL, cash,
+                                             fee_r, slip_r, imp_k, imp_a, imp_max,
+                                             vol[t, 0] * cl[t, 0], rec_on, offs, RF, RI)
                             sh = SA[SH, 0, p]
+                            if has_stops and sh != 0.0:
+                                best = SA[BEST, 0, p]
+                                s_lvl, s_rs, t_lvl = _levels(sh, SA[EPX, 0, p], best, slp, tpp,
+                                                             trp)
                     last = pend
                     SA[LAST, 0, p] = last
+                # 2. stops inside the bar
+                if has_stops and sh != 0.0 and mask[t, 0]:
+                    px, reason = _stop_hit(sh, op[t, 0], hi[t, 0], lo[t, 0], s_lvl, s_rs, t_lvl)
+                    if reason >= 0:
+                        cash = _fill(S, SA, p, 0, t, -sh, px, eprev, reason, cash, fee_r, slip_r,
+                                     imp_k, imp_a, imp_max, vol[t, 0] * cl[t, 0], rec_on, offs,
+                                     RF, RI)
+                        sh = SA[SH, 0, p]
+                # 4. mark to the close
                 c = cl[t, 0]
                 eq = cash + sh * c
                 r = (eq - eprev) / eprev
@@ -705,36 +722,28 @@ def _single_group(g, t0, pos, op, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp
                     trough = eq
                 if eq <= 0.0:
                     if sh != 0.0:
-                        cash = _fill(
-                            S,
-                            SA,
-                            p,
-                            0,
-                            t,
-                            -sh,
-                            c,
-                            0.0,
-                            EXIT_RUIN,
-                            cash,
-                            0.0,
-                            0.0,
-                            0.0,
-                            imp_a,
-                            0.0,
-                            0.0,
-                            rec_on,
-                            offs,
-                            RF,
-                            RI,
-                        )
+                        cash = _fill(S, SA, p, 0, t, -sh, c, 0.0, EXIT_RUIN, cash, 0.0, 0.0, 0.0,
+                                     imp_a, 0.0, 0.0, rec_on, offs, RF, RI)
                         sh = 0.0
                     ruined = True
+                # trailing anchor: the best close so far
+                if has_stops and sh != 0.0:
+                    if sh > 0.0:
+                        if c > best:
+                            best = c
+                            SA[BEST, 0, p] = best
+                            s_lvl, s_rs, t_lvl = _levels(sh, SA[EPX, 0, p], best, slp, tpp, trp)
+                    elif c < best:
+                        best = c
+                        SA[BEST, 0, p] = best
+                        s_lvl, s_rs, t_lvl = _levels(sh, SA[EPX, 0, p], best, slp, tpp, trp)
                 if do_ret:
                     rec_ret[i, p] = r
                 if do_eq:
                     rec_eq[i, p] = eq
                 eprev = eq
-                w = pos[i, 0, p]
+                # 5. targets decided at this close
+                w = np.float64(pos[i, 0, p])
                 if w != w:
                     w = 0.0
                 elif w > mp:
@@ -758,12 +767,13 @@ def _single_group(g, t0, pos, op, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp
             S[EXPO, p] = expo
             S[RUINED, p] = 1.0 if ruined else 0.0
             SA[PEND, 0, p] = pend
+# fmt: on
 
 
 G = 8  # parameter sets per group of the fast kernel
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def run_block_multi(
     t0,
     pos,
@@ -835,35 +845,15 @@ def run_block_multi(
         )
 
 
-@njit(parallel=True, cache=True)
-def run_block_single(t0, pos, op, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp_k, imp_a,
-                     imp_max, S, SA, rec_ret, rec_eq, rec_on, offs, RF, RI):  # fmt: skip
+@njit(parallel=True, cache=True, error_model="numpy")
+def run_block_single(t0, pos, op, hi, lo, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp_k,
+                     imp_a, imp_max, sl, tp, tr, has_stops, S, SA, rec_ret, rec_eq, rec_on,
+                     offs, RF, RI):  # fmt: skip
     """The fast one-asset kernel: groups of ``G`` parameter sets in parallel."""
     for g in prange((pos.shape[2] + G - 1) // G):
-        _single_group(
-            g,
-            t0,
-            pos,
-            op,
-            cl,
-            vol,
-            mask,
-            maxpos,
-            lev,
-            fee_r,
-            slip_r,
-            imp_k,
-            imp_a,
-            imp_max,
-            S,
-            SA,
-            rec_ret,
-            rec_eq,
-            rec_on,
-            offs,
-            RF,
-            RI,
-        )
+        _single_group(g, t0, pos, op, hi, lo, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp_k,
+                      imp_a, imp_max, sl, tp, tr, has_stops, S, SA, rec_ret, rec_eq, rec_on,
+                      offs, RF, RI)  # fmt: skip
 
 
 #: tests set this to run the general kernel where the fast one would run
@@ -904,37 +894,21 @@ def run_block(
     RI,
 ):
     """Replay one block (arguments as :func:`run_block_multi`): the fast one-asset kernel
-    when it applies (one asset, ``fill="open"``, no stops, no funding, positions not
-    recorded), else the general one. ``pos`` must be float64 (the driver converts)."""
+    when it applies (one asset, ``fill="open"``, no funding, positions not recorded;
+    float32 or float64 weights), else the general one (float64 weights: float32
+    blocks are converted, so it is compiled once)."""
     fast = (
         pos.shape[1] == 1
-        and not (has_fund or has_stops or fill_close or rec_pos.shape[0] > 0)
+        and not (has_fund or fill_close or rec_pos.shape[0] > 0)
         and not FORCE_GENERAL
     )
     if fast:
         return run_block_single(
-            t0,
-            pos,
-            op,
-            cl,
-            vol,
-            mask,
-            maxpos,
-            lev,
-            fee_r,
-            slip_r,
-            imp_k,
-            imp_a,
-            imp_max,
-            S,
-            SA,
-            rec_ret,
-            rec_eq,
-            rec_on,
-            offs,
-            RF,
-            RI,
-        )
+            t0, pos, op, hi, lo, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp_k, imp_a,
+            imp_max, sl, tp, tr, has_stops, S, SA, rec_ret, rec_eq, rec_on, offs, RF, RI,
+        )  # fmt: skip
+    if pos.dtype != np.float64:
+        pos = pos.astype(np.float64)
     return run_block_multi(
         t0,
         pos,

@@ -19,7 +19,7 @@ import numpy as np
 
 from quantarena.engine.layout import NRF, NRI, c_defines
 
-THREADS = 128
+THREADS = 64  # small blocks spread a few thousand parameter sets over more SMs
 
 _SOURCE = r"""
 typedef long long i64;
@@ -65,7 +65,7 @@ __device__ void close_trade(double* S, double* SA, int A, int P, int p, int a, i
             RF[k * NRF + R_SIZE] = SA[SAI(EQTY, a)];
             RF[k * NRF + R_ENTRY_PX] = SA[SAI(EPX, a)];
             double xq = SA[SAI(XQTY, a)];
-            RF[k * NRF + R_EXIT_PX] = xq > 0.0 ? SA[SAI(XVAL, a)] / xq : CUDART_NAN;
+            RF[k * NRF + R_EXIT_PX] = xq > 0.0 ? SA[SAI(XVAL, a)] / xq : QA_NAN;
             RF[k * NRF + R_PNL] = pnl;
             RF[k * NRF + R_RET] = ret;
             RI[k * NRI + R_PARAM] = p;
@@ -370,7 +370,11 @@ extern "C" __global__ void run_block(
 
 def cuda_source(pos_type: str = "double") -> str:
     """The CUDA C source of the kernel for weights of ``pos_type`` (``double``/``float``)."""
-    head = "#include <math_constants.h>\n" + c_defines() + f"#define POS_T {pos_type}\n"
+    head = (
+        "#define QA_NAN __longlong_as_double(0x7ff8000000000000LL)\n"
+        + c_defines()
+        + f"#define POS_T {pos_type}\n"
+    )
     return head + _SOURCE
 
 

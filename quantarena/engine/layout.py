@@ -81,3 +81,10 @@ def c_defines() -> str:
         if k.isupper() and isinstance(v, int) and not k.startswith("_")
     ]
     return "\n".join(f"#define {k} {globals()[k]}" for k in names) + "\n"
+
+
+def stamp() -> str:
+    """A short hash of the constants above (see ``kernels_cpu._LAYOUT_STAMP``)."""
+    import hashlib
+
+    return hashlib.sha1(c_defines().encode()).hexdigest()[:12]

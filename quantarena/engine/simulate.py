@@ -91,9 +91,9 @@ class SimResult:
 
 
 def _check_panel(bars: BarPanel) -> None:
-    m = np.asarray(bars.mask, dtype=bool)
+    m = to_host(bars.mask).astype(bool, copy=False)
     for name in ("open", "high", "low", "close"):
-        a = np.asarray(getattr(bars, name))
+        a = to_host(getattr(bars, name))
         bad = m & ~(np.isfinite(a) & (a > 0))
         if bad.any():
             t, j = np.argwhere(bad)[0]
@@ -101,7 +101,7 @@ def _check_panel(bars: BarPanel) -> None:
                 f"bars row {t} ({bars.symbols[j]}), field {name!r}: price {a[t, j]!r} is not a "
                 "positive number on an unmasked bar — fix the data or mask the bar"
             )
-    v = np.asarray(bars.volume)
+    v = to_host(bars.volume)
     if (m & ~(np.isfinite(v) & (v >= 0))).any():
         t, j = np.argwhere(m & ~(np.isfinite(v) & (v >= 0)))[0]
         raise SimulationError(
@@ -110,21 +110,30 @@ def _check_panel(bars: BarPanel) -> None:
         )
 
 
+def _kernel_array(xp: Any, a: Any, dtype: Any) -> Any:
+    """``a`` on the device as a C-contiguous array of ``dtype``; on the CPU also writeable
+    (Numba compiles a separate kernel for read-only arrays, e.g. pandas' copy-on-write ones),
+    copying only when needed."""
+    if xp is np:
+        return np.require(a, dtype=dtype, requirements=["C_CONTIGUOUS", "WRITEABLE"])
+    return xp.ascontiguousarray(xp.asarray(a, dtype=dtype))
+
+
 def _kernel_prices(bars: BarPanel) -> tuple[np.ndarray, ...]:
     """open, high, low, close, volume for the kernels: on masked cells a non-finite price
     becomes the last known close (0 before the asset's first bar: never traded, never held)
     so that held positions are valued at their last close; non-finite volume becomes 0."""
-    m = np.asarray(bars.mask, dtype=bool)
-    close = np.asarray(bars.close, dtype=np.float64)
+    m = to_host(bars.mask).astype(bool, copy=False)
+    close = to_host(bars.close).astype(np.float64, copy=False)
     bad = ~np.isfinite(close)
     if bad.any():
         close = pd.DataFrame(np.where(bad, np.nan, close)).ffill().fillna(0.0).to_numpy()
     out = []
     for name in ("open", "high", "low"):
-        a = np.asarray(getattr(bars, name), dtype=np.float64)
+        a = to_host(getattr(bars, name)).astype(np.float64, copy=False)
         fix = ~m & ~np.isfinite(a)
         out.append(np.where(fix, close, a) if fix.any() else a)
-    vol = np.asarray(bars.volume, dtype=np.float64)
+    vol = to_host(bars.volume).astype(np.float64, copy=False)
     vol = np.where(np.isfinite(vol), vol, 0.0)
     return (*out, close, vol)
 
@@ -164,7 +173,7 @@ def _kernel(backend: Backend):
     return kernels_cpu.run_block
 
 
-def _as_block(blk: Any, xp: Any, B: int, A: int, P: int, t0: int, gpu: bool) -> Any:
+def _as_block(blk: Any, xp: Any, B: int, A: int, P: int, t0: int) -> Any:
     blk = xp.asarray(blk)
     if blk.ndim == 1:
         blk = blk.reshape(-1, 1)
@@ -180,9 +189,9 @@ def _as_block(blk: Any, xp: Any, B: int, A: int, P: int, t0: int, gpu: bool) -> 
             f"positions block at bar {t0} has shape {tuple(blk.shape)}, expected "
             f"({B}, {P}) or ({B}, {A}, {P})"
         )
-    if blk.dtype != xp.float64 and not (gpu and blk.dtype == xp.float32):
-        blk = blk.astype(xp.float64)  # one compiled CPU kernel: float64 weights
-    return xp.ascontiguousarray(blk)
+    if blk.dtype not in (xp.float64, xp.float32):
+        blk = blk.astype(xp.float64)
+    return _kernel_array(xp, blk, blk.dtype)
 
 
 def simulate(
@@ -271,7 +280,7 @@ def simulate(
         raise SimulationError("positions has no parameter sets (P = 0)")
 
     _check_panel(bars)
-    cc: CompiledCosts = (costs or Costs()).compile(bars.ts, bars.interval_ns, A)
+    cc: CompiledCosts = (costs or Costs()).compile(to_host(bars.ts), bars.interval_ns, A)
     st = stops or Stops()
     sl, tp, tr = st.compile(P)
     has_stops = bool(np.isfinite(sl).any() or np.isfinite(tp).any() or np.isfinite(tr).any())
@@ -283,10 +292,13 @@ def simulate(
     )
 
     f64 = xp.float64
-    panel = tuple(xp.ascontiguousarray(xp.asarray(a, dtype=f64)) for a in _kernel_prices(bars))
-    mask = xp.ascontiguousarray(xp.asarray(bars.mask, dtype=xp.bool_))
-    fund = xp.asarray(cc.funding, dtype=f64) if cc.funding is not None else xp.zeros((1, 1), f64)
-    dev = {k: xp.asarray(v) for k, v in (("maxpos", maxpos), ("sl", sl), ("tp", tp), ("tr", tr))}
+    panel = tuple(_kernel_array(xp, a, f64) for a in _kernel_prices(bars))
+    mask = _kernel_array(xp, to_host(bars.mask), xp.bool_)
+    fund = _kernel_array(xp, cc.funding, f64) if cc.funding is not None else xp.zeros((1, 1), f64)
+    dev = {
+        k: _kernel_array(xp, v, f64)
+        for k, v in (("maxpos", maxpos), ("sl", sl), ("tp", tp), ("tr", tr))
+    }
     kernel = _kernel(be)
 
     def run(rec_on: bool, offs: Any, RF: Any, RI: Any, recs: dict[str, Any]) -> tuple[Any, Any]:
@@ -302,7 +314,7 @@ def simulate(
         empty3 = xp.zeros((0, 0, 0), f64)
         for t0 in range(0, T, block):
             t1 = min(T, t0 + block)
-            blk = _as_block(source(t0, t1), xp, t1 - t0, A, P, t0, be.is_gpu)
+            blk = _as_block(source(t0, t1), xp, t1 - t0, A, P, t0)
             kernel(
                 t0, blk, *panel, mask, fund, cc.funding is not None, dev["maxpos"],
                 float(leverage), cc.fee_bps, cc.slippage_bps, cc.impact_k_bps,
@@ -334,11 +346,11 @@ def simulate(
         if not np.array_equal(to_host(S2[L.NREC]).astype(np.int64), counts):
             raise RuntimeError("trade recording pass disagrees with the first pass (a bug)")
         SA_h = to_host(SA2)
-        last_close = np.asarray(bars.close[-1], dtype=np.float64)
+        last_close = to_host(bars.close[-1]).astype(np.float64)
         oRF, oRI = open_trades(SA_h, last_close, T - 1)
         RF_all = np.concatenate([to_host(RF), oRF])
         RI_all = np.concatenate([to_host(RI), oRI])
-        trade_df = trades_frame(RF_all, RI_all, bars.ts, list(bars.symbols))
+        trade_df = trades_frame(RF_all, RI_all, to_host(bars.ts), list(bars.symbols))
 
     metrics = metrics_from_state(
         to_host(S),

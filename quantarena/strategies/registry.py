@@ -37,10 +37,11 @@ def _load_builtins() -> None:
     from quantarena.strategies.breakout import Breakout
     from quantarena.strategies.buy_hold import BuyHold
     from quantarena.strategies.mean_reversion import MeanReversion
+    from quantarena.strategies.ml import MLAgent  # imports torch only when it runs
     from quantarena.strategies.momentum import Momentum
     from quantarena.strategies.vol_target import VolTarget
 
-    for cls in (Momentum, MeanReversion, Breakout, VolTarget, BuyHold):
+    for cls in (Momentum, MeanReversion, Breakout, VolTarget, BuyHold, MLAgent):
         _REGISTRY.setdefault(cls.name, cls)
     _BUILTINS_LOADED = True
 

@@ -138,9 +138,7 @@ def _series_metrics(r: np.ndarray, ppy: float) -> dict[str, float]:
     }
 
 
-def agent_record(
-    results: Sequence[RoundResult], periods_per_year: float
-) -> dict[str, float]:
+def agent_record(results: Sequence[RoundResult], periods_per_year: float) -> dict[str, float]:
     """An agent's OOS track record over the given rounds.
 
     Returns ``sharpe`` (annualised, of per-bar OOS returns), ``total_return``,
@@ -159,9 +157,7 @@ def agent_record(
     )
     days = sum(float(x.oos_ts[-1] - x.oos_ts[0]) / DAY_NS for x in results if x.oos_ts.size)
     # bar length: add one bar per round so a week of 1m bars counts as 7 days
-    days += sum(
-        float(np.median(np.diff(x.oos_ts))) / DAY_NS for x in results if x.oos_ts.size > 1
-    )
+    days += sum(float(np.median(np.diff(x.oos_ts))) / DAY_NS for x in results if x.oos_ts.size > 1)
     n_trials = int(sum(x.n_trials for x in results))
     trial_sr = np.concatenate([x.is_sharpe_all for x in results])
     trial_sr = trial_sr[np.isfinite(trial_sr)] / np.sqrt(periods_per_year)  # per-period
@@ -210,9 +206,12 @@ def _weights_for(
     n = len(agents)
     zeros = np.zeros(n)
     if not history:
-        return {"kelly": zeros, "equal": equal_weights(np.ones(n, bool), cfg.gross_cap),
-                "inverse_vol": equal_weights(np.ones(n, bool), cfg.gross_cap)}
-    recent = history[-cfg.estimation_window:]
+        return {
+            "kelly": zeros,
+            "equal": equal_weights(np.ones(n, bool), cfg.gross_cap),
+            "inverse_vol": equal_weights(np.ones(n, bool), cfg.gross_cap),
+        }
+    recent = history[-cfg.estimation_window :]
     daily = np.column_stack(
         [
             np.concatenate([daily_returns(rr[a].oos_ts, rr[a].oos_returns) for rr in recent])
@@ -307,17 +306,11 @@ def run_tournament(
         board["round"] = rnd.index
         per_round_boards.append(board)
         record = {a: agent_record([h[a] for h in history], periods_per_year) for a in agents}
-        stats = {
-            a: {**record[a], "paper_days": (paper_days or {}).get(a)} for a in agents
-        }
+        stats = {a: {**record[a], "paper_days": (paper_days or {}).get(a)} for a in agents}
         gate_status = evaluate_gates(stats, gate_cfg)
         eligible = np.array(
             [
-                all(
-                    res.passed
-                    for g, res in gate_status[a].results.items()
-                    if g in cfg.gated_by
-                )
+                all(res.passed for g, res in gate_status[a].results.items() if g in cfg.gated_by)
                 and record[a]["sharpe_pp"] > 0
                 for a in agents
             ]
@@ -360,8 +353,11 @@ def run_tournament(
         agent_returns=np.concatenate(ret_parts, axis=0),
         portfolio_returns={m: np.concatenate(port[m]) for m in METHODS},
         weights={
-            m: pd.DataFrame(np.vstack(weights_rows[m]), columns=agents,
-                            index=pd.Index([r.index for r in rounds][: len(reports)], name="round"))
+            m: pd.DataFrame(
+                np.vstack(weights_rows[m]),
+                columns=agents,
+                index=pd.Index([r.index for r in rounds][: len(reports)], name="round"),
+            )
             for m in METHODS
         },
         leaderboard=ranked,

@@ -22,6 +22,7 @@ Ranking, gates and allocation downstream use only the OOS results.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ from quantarena.engine.simulate import simulate
 from quantarena.engine.stops import Stops
 from quantarena.strategies import params as P
 from quantarena.strategies.base import Agent
+from quantarena.tournaments.overfitting import deflated_sharpe, sharpe_stats
 from quantarena.tournaments.schedule import Round
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "RoundResult",
     "daily_returns",
     "evaluate_round",
+    "population_dsr",
     "select_best",
 ]
 
@@ -75,7 +78,8 @@ class AgentEntry:
         name: unique name in the tournament (e.g. ``"momentum"`` or ``"mom-fast"``).
         agent: the agent instance (carries ``max_position``).
         params: the population, name → ``(P,)`` array (a grid or a random sample).
-        objective: the IS metric to select by (a key of the engine's metrics).
+        objective: the IS metric to select by (a key of the engine's metrics, or
+            ``"deflated_sharpe"``: see :func:`population_dsr`).
     """
 
     name: str
@@ -144,6 +148,27 @@ def daily_returns(ts: np.ndarray, returns: np.ndarray) -> np.ndarray:
     return np.expm1(np.add.reduceat(logs, starts, axis=0))
 
 
+def population_dsr(returns: np.ndarray) -> np.ndarray:
+    """Deflated Sharpe ratio of every parameter set, ``(P,)``, from per-bar returns ``(T, P)``:
+    each set's probabilistic Sharpe against the expected best of ``P`` skill-less trials
+    (N = P, V = variance of the sets' per-period Sharpe ratios; skew and kurtosis per set).
+    NaN with fewer than 3 bars. Selecting by it prefers a high Sharpe with benign higher
+    moments, where plain Sharpe ignores skew and fat tails."""
+    r = np.asarray(returns, dtype=np.float64)
+    if r.ndim == 1:
+        r = r[:, None]
+    if r.shape[0] < 3:
+        return np.full(r.shape[1], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant columns (never traded)
+        stats = sharpe_stats(r, axis=0)
+        sr = np.atleast_1d(np.asarray(stats.sr, dtype=np.float64))
+        finite = sr[np.isfinite(sr)]
+        var = float(np.var(finite, ddof=1)) if finite.size > 1 else 0.0
+        out = deflated_sharpe(stats, r.shape[1], var)
+    return np.atleast_1d(np.asarray(out, dtype=np.float64))
+
+
 def evaluate_round(
     bars: BarPanel,
     entry: AgentEntry,
@@ -154,6 +179,7 @@ def evaluate_round(
     leverage: float = 1.0,
     backend: str = "auto",
     block: int = 8192,
+    periods_per_year: float | None = None,
 ) -> RoundResult:
     """Pick ``entry``'s parameters on ``rnd``'s in-sample bars and trade them out of sample.
 
@@ -166,6 +192,8 @@ def evaluate_round(
         leverage: gross exposure cap.
         backend: engine backend (``"auto"`` picks the GPU when CUDA is usable).
         block: bars per streamed block.
+        periods_per_year: annualisation of the metrics (default: the engine's, a 365-day
+            year); the director passes the tournament's (252 days for equities).
     """
     be = get_backend(backend)
     xp = be.xp
@@ -180,13 +208,23 @@ def evaluate_round(
         leverage=leverage,
         backend=be,
         block=block,
+        periods_per_year=periods_per_year,
     )
 
     t0 = time.perf_counter()
     is_bars = bars.select(rnd.is_slice)
-    is_res = simulate(is_bars, OffsetSource(source, rnd.is_start - rnd.warmup_start), **common)
+    want_dsr = entry.objective == "deflated_sharpe"
+    is_res = simulate(
+        is_bars,
+        OffsetSource(source, rnd.is_start - rnd.warmup_start),
+        record=("returns",) if want_dsr else (),
+        **common,
+    )
+    is_metrics = is_res.metrics
+    if want_dsr:  # not an engine metric: it needs every set's IS returns (T_is × P floats)
+        is_metrics = {**is_metrics, "deflated_sharpe": population_dsr(to_host(is_res.returns))}
     t_is = time.perf_counter() - t0
-    best = select_best(is_res.metrics, entry.objective)
+    best = select_best(is_metrics, entry.objective)
 
     t0 = time.perf_counter()
     oos_bars = bars.select(rnd.oos_slice)
@@ -207,7 +245,7 @@ def evaluate_round(
         chosen={k: np.asarray(v)[best].item() for k, v in entry.params.items()},
         chosen_index=best,
         n_trials=entry.n_trials,
-        is_metrics={k: float(v[best]) for k, v in is_res.metrics.items()},
+        is_metrics={k: float(v[best]) for k, v in is_metrics.items()},
         is_sharpe_all=np.asarray(is_res.metrics["sharpe"], dtype=np.float64),
         oos_ts=oos_bars.ts.copy(),
         oos_returns=np.ascontiguousarray(oos_all[:, best], dtype=np.float64),

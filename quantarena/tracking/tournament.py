@@ -181,8 +181,10 @@ class TournamentRecorder:
                 )
                 last = result.reports[-1].results[agent]
                 log.log_params(agent, {f"final.{k}": v for k, v in last.chosen.items()})
-            pm_flat = {f"{m}_{k}": float(v) for m, row in pm.iterrows() for k, v in row.items()}
-            log.log_round(None, len(result.reports), pm_flat)
+            pm_flat = {
+                f"final_{m}_{k}": float(v) for m, row in pm.iterrows() for k, v in row.items()
+            }
+            log.log_round(None, 0, pm_flat)
             log.flush()
             log.log_table(board.set_index("agent"), "leaderboard")
             for name in [

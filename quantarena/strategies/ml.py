@@ -1,0 +1,246 @@
+"""``ml``: a torch model (MLP or GRU) retrained on rolling windows.
+
+At every refit bar ``r`` (every ``retrain_every`` bars once ``lookback`` bars exist) a model
+is trained on the samples whose label is known at the close of bar ``r`` (features of bars
+``t-window+1..t`` → the sign, or the size, of the return ``t → t+1``, with ``t + 1 <= r``),
+early-stopped on the last 20 % of that window in time order, and predicts bars ``r .. next
+refit - 1`` in one batch. See :mod:`quantarena.training.rolling` for the exact timing and
+:mod:`quantarena.training.features` for the features.
+
+Weight of bar ``t`` (decided at its close, filled at the open of ``t+1``): ``edge`` = ``P(up)
+- 0.5`` (``target="sign"``) or the predicted return in training-window std units
+(``target="return"``); ``+max_position`` when ``edge > threshold``, ``-max_position`` when
+``edge < -threshold`` (0 with ``long_only``), else 0; 0 before the first refit.
+
+All the training happens in :meth:`MLAgent.indicators` (one model per parameter set per
+refit: ML populations are small, a Python loop over the sets is fine; prediction is batched,
+never a loop over bars); :meth:`MLAgent.signal` only slices the weights.
+
+``lookback`` and ``retrain_every`` take a bar count (``2000``) or a duration (``"4h"``,
+``"3d"``) converted with the bar interval. torch is imported only when the agent runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from quantarena.data.intervals import interval_ns, interval_str
+from quantarena.strategies.base import Agent
+from quantarena.strategies.params import Choice, Float, Int
+from quantarena.strategies.params import n_params as _n_params
+from quantarena.training.features import DEFAULT_SPEC, FeatureSpec
+
+__all__ = ["Duration", "MLAgent", "to_bars"]
+
+
+class Duration(Choice):
+    """A length in bars given as a bar count (``240``, ``"240"``) or a duration (``"4h"``).
+
+    Values are kept as text (``"240"``, ``"4h"``) and turned into bars by :func:`to_bars`
+    once the bar interval is known. ``choices`` is the default grid (and what a random
+    :meth:`draw` picks from); any positive count or duration is accepted."""
+
+    def coerce(self, name: str, values: Sequence[Any]) -> np.ndarray:
+        out = []
+        for v in values:
+            if isinstance(v, bool | np.bool_):
+                raise ValueError(f"parameter {name!r}: {v!r} is not a bar count or duration")
+            text = str(v).strip()
+            if isinstance(v, float | np.floating) and float(v).is_integer():
+                text = str(int(v))
+            if text.isdigit():
+                if int(text) < 1:
+                    raise ValueError(f"parameter {name!r}: {text} bars must be at least 1")
+                out.append(str(int(text)))
+                continue
+            try:
+                interval_ns(text)
+            except ValueError:
+                raise ValueError(
+                    f"parameter {name!r}: {v!r} is neither a bar count (e.g. 240) nor a "
+                    "duration (e.g. 4h, 30m, 2d)"
+                ) from None
+            out.append(text)
+        return np.asarray(out, dtype=str)
+
+
+def to_bars(value: Any, bar_ns: int, name: str = "duration") -> int:
+    """Bars in ``value``: a count (``240``) or a duration (``"4h"``) that must be a whole
+    number of ``bar_ns`` bars. Raises ``ValueError`` naming the parameter otherwise."""
+    text = str(value).strip()
+    if text.isdigit():
+        n = int(text)
+    else:
+        ns = interval_ns(text)
+        if ns % int(bar_ns):
+            raise ValueError(
+                f"parameter {name!r}: {text} is not a whole number of {interval_str(bar_ns)} "
+                "bars: pick a multiple of the bar interval"
+            )
+        n = ns // int(bar_ns)
+    if n < 1:
+        raise ValueError(f"parameter {name!r}: {text} is shorter than one bar")
+    return int(n)
+
+
+class MLAgent(Agent):
+    """Rolling-refit torch agent (see the module docstring).
+
+    Params: ``model`` (mlp | gru), ``target`` (sign | return), ``hidden`` (units),
+    ``window`` (feature vectors per sample, bars), ``lookback`` (training window: bars or
+    duration), ``retrain_every`` (bars or duration between refits), ``epochs`` (maximum;
+    early stopping with ``patience``), ``lr`` (Adam), ``threshold`` (|edge| needed to take a
+    position), ``seed``.
+
+    Args:
+        max_position, long_only: as for every agent.
+        feature_spec: the features (default :data:`~quantarena.training.features.DEFAULT_SPEC`).
+        batch_size: training mini-batch size.
+        min_samples: a refit with fewer usable samples is skipped (the previous model goes on).
+        device: torch device; None = ``"cuda"`` when ``xp`` is cupy, else ``"cpu"``.
+
+    After :meth:`indicators` (any backtest), :attr:`last_models` holds, per parameter set, the
+    :class:`~quantarena.training.models.FitResult` of its latest refit (None if it never
+    trained) and :attr:`last_refits` the per-refit summaries.
+    """
+
+    name = "ml"
+    description = "torch MLP/GRU retrained on rolling windows; trades the predicted next-bar sign"
+    space = {
+        "model": Choice(["mlp", "gru"]),
+        "target": Choice(["sign", "return"]),
+        "hidden": Int(2, 512, default=16),
+        "window": Int(1, 256, default=8),
+        "lookback": Duration(["2000", "1d", "3d"], default="2000"),
+        "retrain_every": Duration(["1000", "4h", "1d"], default="1000"),
+        "epochs": Int(1, 1000, default=10),
+        "patience": Int(1, 100, default=3),
+        "lr": Float(1e-5, 1e-1, log=True, default=1e-3),
+        "threshold": Float(0.0, 5.0, default=0.0),
+        "seed": Int(0, 2**31 - 1, default=0),
+    }
+    # every dimension is named: a grid expands an unnamed one over its full range
+    default_grid = {
+        "model": ["mlp", "gru"],
+        "target": "sign",
+        "hidden": 16,
+        "window": 8,
+        "lookback": "2000",
+        "retrain_every": "1000",
+        "epochs": 10,
+        "patience": 3,
+        "lr": 1e-3,
+        "threshold": 0.0,
+        "seed": 0,
+    }
+
+    def __init__(
+        self,
+        max_position: float = 0.10,
+        long_only: bool = False,
+        *,
+        feature_spec: FeatureSpec = DEFAULT_SPEC,
+        batch_size: int = 256,
+        min_samples: int = 64,
+        device: str | None = None,
+    ) -> None:
+        super().__init__(max_position=max_position, long_only=long_only)
+        self.feature_spec = feature_spec
+        self.batch_size = int(batch_size)
+        self.min_samples = int(min_samples)
+        self.device = device
+        self.last_models: list[Any] = []
+        self.last_refits: list[list[Any]] = []
+
+    # ------------------------------------------------------------------ helpers
+
+    def configs(self, params: dict[str, np.ndarray], bar_ns: int) -> list[Any]:
+        """One :class:`~quantarena.training.rolling.RollingConfig` per parameter set."""
+        from quantarena.training.rolling import RollingConfig
+
+        out = []
+        for i in range(_n_params(params)):
+            p = {k: np.asarray(v)[i].item() for k, v in params.items()}
+            d = {**{k: self.space[k].default_value() for k in self.space}, **p}
+            out.append(
+                RollingConfig(
+                    model=str(d["model"]),
+                    hidden=int(d["hidden"]),
+                    window=int(d["window"]),
+                    lookback=to_bars(d["lookback"], bar_ns, "lookback"),
+                    retrain_every=to_bars(d["retrain_every"], bar_ns, "retrain_every"),
+                    epochs=int(d["epochs"]),
+                    lr=float(d["lr"]),
+                    target=str(d["target"]),
+                    patience=int(d["patience"]),
+                    batch_size=self.batch_size,
+                    seed=int(d["seed"]),
+                    min_samples=self.min_samples,
+                )
+            )
+        return out
+
+    def prepare(self, bars: Any, xp: Any = np) -> Any:
+        """Features, labels and mask of ``bars`` as torch tensors
+        (:func:`quantarena.training.rolling.prepare`)."""
+        from quantarena.training.features import compute_features, next_returns
+        from quantarena.training.rolling import prepare
+
+        feats = compute_features(bars.close, bars.volume, xp, self.feature_spec)
+        labels = next_returns(bars.close, xp)
+        return prepare(feats, labels, xp.asarray(bars.mask), xp, self.device)
+
+    def _rows(self) -> Any:
+        """The training rows of a refit (:func:`~quantarena.training.rolling.train_rows`)."""
+        from quantarena.training.rolling import train_rows
+
+        return train_rows
+
+    # ------------------------------------------------------------------ the two steps
+
+    def indicators(self, bars, params, xp=np):
+        from quantarena.training.rolling import rolling_fit_predict
+
+        cfgs = self.configs(params, bars.interval_ns)
+        data = self.prepare(bars, xp)
+        T, A = bars.n_bars, bars.n_assets
+        thr = np.asarray(params.get("threshold", np.zeros(len(cfgs))), dtype=np.float64)
+        weights = xp.zeros((T, A, len(cfgs)), dtype=xp.float32)
+        models, refits = [], []
+        lo = 0.0 if self.long_only else -self.max_position
+        for j, cfg in enumerate(cfgs):
+            res = rolling_fit_predict(data, cfg, rows=self._rows())
+            e = res.edge
+            w = xp.where(e > thr[j], self.max_position, xp.where(e < -thr[j], lo, 0.0))
+            weights[:, :, j] = w.astype(xp.float32)  # NaN edge compares False: flat
+            models.append(res.last)
+            refits.append(res.refits)
+        self.last_models = models
+        self.last_refits = refits
+        return {"weights": weights, "n_assets": A}
+
+    def signal(self, state, params, xp, t0, t1):
+        return self.shape_block(state["weights"][t0:t1], state["n_assets"])
+
+    # ------------------------------------------------------------------ one fit
+
+    def fit(self, bars: Any, params: dict[str, Any] | None = None, xp: Any = np) -> list[Any]:
+        """Train one model per parameter set on the last ``lookback`` samples of ``bars`` whose
+        labels are known (``t + 1 <= T - 1``), as a refit at the close of the last bar would.
+        Returns a list of :class:`~quantarena.training.models.FitResult` (None where too few
+        samples) and stores it in :attr:`last_models`."""
+        from quantarena.training.rolling import _seed, fit_at
+
+        p = self.check_params(params)
+        cfgs = self.configs(p, bars.interval_ns)
+        data = self.prepare(bars, xp)
+        r = bars.n_bars - 1
+        out = []
+        for cfg in cfgs:
+            start, stop = self._rows()(r, cfg.lookback)
+            out.append(fit_at(data, cfg, start, stop, seed=_seed(cfg.seed, r)))
+        self.last_models = out
+        return out

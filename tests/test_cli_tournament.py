@@ -1,0 +1,151 @@
+"""`quantarena tournament run | report` through typer's CliRunner, on real FTX BTC-PERP bars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from quantarena.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+ENV = {"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+
+CONFIG = {
+    "name": "cli-small",
+    "seed": 1,
+    "data": {
+        "files": [
+            {
+                "path": str(ROOT / "data/sample/btc-perp-20211231-20220201_1m.csv"),
+                "symbol": "BTCPERP",
+            }
+        ],  # fmt: skip
+        "interval": "15m",
+        "start": "2022-01-11",
+        "end": "2022-02-01",
+    },
+    "schedule": {"round": "7d", "lookback": "5d", "warmup": "1d"},
+    "agents": [
+        {"name": "trend", "kind": "momentum", "params": {"fast": [4, 8], "slow": [24, 48]}},
+        {"name": "channel", "kind": "breakout", "params": {"window": [10, 20], "exit_window": 5}},
+        {"name": "hodl", "kind": "buy_hold"},
+    ],
+    "costs": {"fee_bps": 5, "slippage_bps": 1},
+    "allocation": {"min_rounds": 1},
+    "gates": {
+        "min_sharpe": 0.0,
+        "max_drawdown": 0.3,
+        "min_win_rate": None,
+        "min_history_days": None,
+        "min_paper_days": None,
+    },  # fmt: skip
+}
+
+
+def _write(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _block(text: str, start: str) -> list[str]:
+    """The printed tables, from the line holding ``start`` to the portfolio table's end."""
+    lines = text.splitlines()
+    i = next(k for k, line in enumerate(lines) if start in line)
+    j = next(k for k, line in enumerate(lines) if k > i and "inverse_vol" in line)
+    return [line.rstrip() for line in lines[i : j + 2]]
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("cli")
+    out = tmp / "out"
+    path = _write(tmp / "cli-small.yaml", CONFIG)  # no tracking section: --output-dir sets it
+    res = runner.invoke(
+        app, ["tournament", "run", str(path), "--no-ray", "--output-dir", str(out)], env=ENV
+    )
+    return res, out
+
+
+@pytest.mark.slow
+def test_run_prints_the_leaderboard_and_where_mlflow_is(cli_run):
+    res, out = cli_run
+    assert res.exit_code == 0, res.output
+    text = res.stdout
+    assert "cli-small — 2 rounds" in text
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert sorted(board["agent"]) == ["channel", "hodl", "trend"]
+    rows = [line for line in text.splitlines() if any(f" {a} " in line for a in board["agent"])]
+    assert len(rows) == 3
+    for rank, (_, r) in enumerate(board.iterrows(), start=1):  # best first, as printed
+        line = rows[rank - 1]
+        assert line.split("│")[1].strip() == str(rank) and r["agent"] in line
+        assert f"{r['sharpe']:.2f}" in line  # the OOS Sharpe, 2 decimals
+        assert f"{100 * r['total_return']:.1f}%" in line
+    assert "Portfolio (OOS) vs baselines" in text and "kelly (portfolio)" in text
+    uri = f"sqlite:///{out.as_posix()}/mlflow.db"  # the MLflow default follows --output-dir
+    assert f"MLflow: {uri}" in text
+    assert f"mlflow ui --backend-store-uri {uri}" in text
+    assert (out / "mlflow.db").is_file()
+    assert f"plots and tables: {out}" in text.replace("\n", "")
+
+
+@pytest.mark.slow
+def test_report_re_renders_the_run_from_its_output_dir(cli_run):
+    res, out = cli_run
+    rep = runner.invoke(app, ["tournament", "report", str(out)], env=ENV)
+    assert rep.exit_code == 0, rep.output
+    title = "cli-small — 2 rounds"
+    assert _block(rep.stdout, title) == _block(res.stdout, title)
+
+
+@pytest.mark.slow
+def test_report_by_mlflow_run_id(cli_run):
+    import json
+
+    res, out = cli_run
+    summary = json.loads((out / "summary.json").read_text())
+    uri = f"sqlite:///{out.as_posix()}/mlflow.db"
+    rep = runner.invoke(
+        app, ["tournament", "report", summary["run_id"], "--mlflow-uri", uri], env=ENV
+    )
+    assert rep.exit_code == 0, rep.output
+    title = "cli-small — 2 rounds"
+    assert _block(rep.stdout, title) == _block(res.stdout, title)
+
+
+def test_bad_config_key_is_one_line_naming_it(tmp_path: Path):
+    cfg = {**CONFIG, "schedule": {"rounds": "7d", "lookback": "5d"}}
+    path = _write(tmp_path / "bad.yaml", cfg)
+    res = runner.invoke(app, ["tournament", "run", str(path), "--no-ray"], env=ENV)
+    assert res.exit_code == 2
+    msg = res.stderr.strip()
+    assert len(msg.splitlines()) == 1, msg
+    assert msg.startswith("error:") and "bad.yaml" in msg
+    assert "schedule.rounds" in msg and "unknown key" in msg and "'round'" in msg
+    assert "Traceback" not in res.output
+
+
+def test_missing_data_file_is_one_line(tmp_path: Path):
+    cfg = {**CONFIG, "data": {**CONFIG["data"], "files": [str(tmp_path / "nope.csv")]}}
+    path = _write(tmp_path / "nodata.yaml", cfg)
+    res = runner.invoke(app, ["tournament", "run", str(path), "--no-ray"], env=ENV)
+    assert res.exit_code == 2
+    msg = res.stderr.strip()
+    assert len(msg.splitlines()) == 1 and "data.files.0.path" in msg and "nope.csv" in msg
+
+
+def test_report_of_an_unknown_source_is_one_line(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no runs/*/mlflow.db here
+    res = runner.invoke(app, ["tournament", "report", "0123abcd"], env=ENV)
+    assert res.exit_code == 2
+    msg = res.stderr.strip()
+    assert len(msg.splitlines()) == 1 and "0123abcd" in msg and "--mlflow-uri" in msg
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = runner.invoke(app, ["tournament", "report", str(empty)], env=ENV)
+    assert res.exit_code == 2 and "no summary.json" in res.stderr

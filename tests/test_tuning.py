@@ -1,0 +1,294 @@
+"""Batched Optuna tuning: one engine call per batch, values equal a direct replay, toy optimum
+found, determinism, invalid sets never replayed, warm start first, NSGA-II Pareto front."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from quantarena.data.panel import BarPanel
+from quantarena.engine.costs import Costs, Fees
+from quantarena.engine.simulate import simulate
+from quantarena.strategies.params import Choice, Float, Int
+from quantarena.strategies.registry import get_agent
+from quantarena.training.samplers import distributions, make_sampler, restrict_space
+from quantarena.training.tuning import directions, evaluate_population, run_batches, tune
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SPACE = {"fast": "2:40", "slow": "5:120", "ma": "sma"}
+
+
+@pytest.fixture(scope="module")
+def toy_bars() -> BarPanel:
+    """A noisy 300-bar cycle: MA crossovers profit, fees punish the fastest windows, so the
+    best (fast, slow) is interior and known by brute force over the whole grid."""
+    T = 4000
+    t = np.arange(T)
+    rng = np.random.default_rng(0)
+    close = 100 * np.exp(0.03 * np.sin(2 * np.pi * t / 300) + np.cumsum(rng.normal(0, 0.002, T)))
+    op = np.r_[close[0], close[:-1]]
+    ts = np.int64(1_700_000_000) * 10**9 + t.astype(np.int64) * 60 * 10**9
+    return BarPanel.from_arrays(
+        ts,
+        op,
+        np.maximum(op, close),
+        np.minimum(op, close),
+        close,
+        np.ones(T),
+        symbols=["TOY"],
+        interval_ns=60 * 10**9,
+    )
+
+
+@pytest.fixture(scope="module")
+def btc_bars(btc_1m_csv) -> BarPanel:
+    from quantarena.engine.api import load_bars_any
+
+    return load_bars_any(btc_1m_csv).select(slice(0, 8000))
+
+
+COSTS = Costs(fees=Fees(taker_bps=5.0))
+
+
+def _count_simulate(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    sim_mod = sys.modules["quantarena.engine.simulate"]
+    real = sim_mod.simulate
+
+    def counting(bars, positions, *a, **k):
+        calls.append(int(positions.n_params))
+        return real(bars, positions, *a, **k)
+
+    monkeypatch.setattr(sim_mod, "simulate", counting)
+    return calls
+
+
+# ------------------------------------------------------------------ spaces and samplers
+
+
+def test_distributions_map_each_dimension():
+    d = distributions(
+        {"n": Int(2, 20, 2), "x": Float(0.01, 1.0, log=True), "k": Choice(["sma", "ema"])}
+    )
+    assert d["n"] == optuna.distributions.IntDistribution(2, 20, step=2)
+    assert d["x"] == optuna.distributions.FloatDistribution(0.01, 1.0, log=True)
+    assert d["k"] == optuna.distributions.CategoricalDistribution(["sma", "ema"])
+
+
+def test_restrict_space_narrows_and_rejects():
+    base = get_agent("momentum").space
+    sp = restrict_space(base, {"fast": "5:200", "slow": "50:400:10", "ma": "ema"})
+    assert sp["fast"] == Int(5, 200, 1)
+    assert sp["slow"] == Int(50, 400, 10)
+    assert sp["ma"] == Choice(["ema"])
+    with pytest.raises(ValueError, match="'fast'.*outside"):
+        restrict_space(base, {"fast": "1:20"})
+    with pytest.raises(ValueError, match="unknown parameter 'fsat'"):
+        restrict_space(base, {"fsat": "5:20"})
+    with pytest.raises(ValueError, match="hi below lo"):
+        restrict_space(base, {"fast": "20:5"})
+    vt = restrict_space({"x": Float(0.1, 10.0, log=True)}, {"x": "0.5:2"})
+    assert vt["x"] == Float(0.5, 2.0, log=True)
+
+
+def test_unknown_sampler_and_objective_are_one_line_errors(toy_bars):
+    with pytest.raises(ValueError, match="unknown sampler 'bayes'"):
+        make_sampler("bayes")
+    with pytest.raises(ValueError, match="objective 'sharp' is not a metric"):
+        tune(toy_bars, "momentum", n_trials=4, batch=4, objective="sharp", space=SPACE)
+    with pytest.raises(ValueError, match="warm_start #0: unknown parameter 'fsat'"):
+        tune(toy_bars, "momentum", n_trials=4, batch=4, warm_start=[{"fsat": 3}], space=SPACE)
+    assert directions(("sharpe", "max_drawdown")) == ["maximize", "minimize"]
+
+
+def test_cmaes_needs_its_package():
+    try:
+        import cmaes  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match="needs the cmaes package"):
+            make_sampler("cmaes")
+    else:
+        assert isinstance(make_sampler("cmaes", batch=16), optuna.samplers.CmaEsSampler)
+    with pytest.raises(ValueError, match="one objective"):
+        make_sampler("cmaes", n_objectives=2)
+
+
+# ------------------------------------------------------------------ the batched loop
+
+
+def test_finds_the_known_optimum_with_one_simulate_per_batch(toy_bars, monkeypatch):
+    agent = get_agent("momentum", max_position=1.0)
+    grid = agent.grid(fast="2:40", slow="5:120", ma="sma")  # 3,858 sets: the truth
+    full = evaluate_population(toy_bars, agent, grid, COSTS, backend="cpu")
+    best = int(np.nanargmax(full["sharpe"]))
+    truth = {"fast": int(grid["fast"][best]), "slow": int(grid["slow"][best]), "ma": "sma"}
+
+    calls = _count_simulate(monkeypatch)
+    res = tune(
+        toy_bars, agent, n_trials=320, batch=64, costs=COSTS, backend="cpu", seed=0, space=SPACE
+    )
+    assert res.best_params == truth
+    assert res.best_value == pytest.approx(full["sharpe"][best], rel=1e-9)
+    # 320 trials = 5 batches = 5 engine calls (never one per trial)
+    assert len(calls) == 5 == res.stats.simulations
+    assert sum(calls) == res.stats.columns <= 320
+    assert res.stats.asked == 320 == len(res.study.trials)
+    assert res.n_evaluated + res.stats.pruned == 320
+
+
+def test_told_values_equal_a_direct_replay_on_real_bars(btc_bars):
+    agent = get_agent("momentum")
+    res = tune(
+        btc_bars,
+        agent,
+        n_trials=48,
+        batch=24,
+        costs=COSTS,
+        backend="cpu",
+        seed=3,
+        space={"fast": "2:60", "slow": "10:240"},
+    )
+    done = [t for t in res.study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) >= 30
+    for t in done[::6]:
+        one = {k: np.asarray([v]) for k, v in t.params.items()}
+        pos = agent.positions(btc_bars, one)  # full (T, 1) array: not the streaming path
+        direct = simulate(
+            btc_bars, pos, COSTS, max_position=agent.max_position, backend="cpu"
+        ).metrics
+        assert t.value == pytest.approx(float(direct["sharpe"][0]), rel=1e-9, abs=1e-12)
+        row = res.evaluated.loc[res.evaluated["number"] == t.number].iloc[0]
+        assert row["total_return"] == pytest.approx(float(direct["total_return"][0]), rel=1e-9)
+
+
+def test_same_seed_same_trials_other_seed_differs(toy_bars):
+    kw = dict(n_trials=96, batch=32, costs=COSTS, backend="cpu", space=SPACE)
+    a = tune(toy_bars, "momentum", seed=7, **kw)
+    b = tune(toy_bars, "momentum", seed=7, **kw)
+    c = tune(toy_bars, "momentum", seed=8, **kw)
+
+    def key(r):
+        return [(t.params, t.state, t.value) for t in r.study.trials]
+
+    assert key(a) == key(b)
+    assert key(a) != key(c)
+
+
+def test_invalid_sets_are_pruned_and_never_replayed(toy_bars):
+    agent = get_agent("momentum")
+    seen: list[dict] = []
+
+    def evaluate(pop):
+        seen.append({k: v.copy() for k, v in pop.items()})
+        return evaluate_population(toy_bars, agent, pop, backend="cpu")
+
+    study = optuna.create_study(direction="maximize", sampler=make_sampler("random", 1))
+    sp = restrict_space(agent.space, {"fast": "2:100", "slow": "5:100", "ma": "sma"})
+    _, stats = run_batches(study, evaluate, sp, n_trials=128, batch=64, valid=agent.valid)
+    assert stats.pruned > 10  # fast >= slow is common in this space
+    for pop in seen:
+        assert agent.valid(pop).all()
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert len(pruned) == stats.pruned
+    assert all(t.params["fast"] >= t.params["slow"] for t in pruned)
+    assert sum(len(p["fast"]) for p in seen) == stats.columns
+
+
+def test_nan_objective_is_failed_and_errors_leave_no_running_trial():
+    space = {"x": Int(0, 9)}
+
+    def evaluate(pop):
+        x = pop["x"].astype(float)
+        return {"sharpe": np.where(x % 2 == 0, x, np.nan)}
+
+    study = optuna.create_study(direction="maximize", sampler=make_sampler("random", 0))
+    records, stats = run_batches(study, evaluate, space, n_trials=40, batch=20)
+    for t in study.trials:
+        if t.params["x"] % 2:
+            assert t.state == TrialState.FAIL
+        else:
+            assert t.state == TrialState.COMPLETE and t.value == t.params["x"]
+    assert stats.failed == sum(t.state == TrialState.FAIL for t in study.trials) > 0
+    assert len(records) == 40
+
+    def broken(pop):
+        raise RuntimeError("GPU fell over")
+
+    study2 = optuna.create_study(direction="maximize")
+    with pytest.raises(RuntimeError, match="fell over"):
+        run_batches(study2, broken, space, n_trials=10, batch=5)
+    assert [t.state for t in study2.trials] == [TrialState.FAIL] * 5
+
+
+def test_duplicate_sets_in_a_batch_are_replayed_once():
+    space = {"x": Choice([1, 2])}
+    widths: list[int] = []
+
+    def evaluate(pop):
+        widths.append(len(pop["x"]))
+        return {"sharpe": pop["x"].astype(float)}
+
+    study = optuna.create_study(direction="maximize", sampler=make_sampler("random", 0))
+    run_batches(study, evaluate, space, n_trials=30, batch=30)
+    assert widths == [2]
+    assert all(t.value == t.params["x"] for t in study.trials)
+
+
+def test_warm_start_trials_come_first_and_are_evaluated(toy_bars):
+    agent = get_agent("momentum", max_position=1.0)
+    warm = [{"fast": 13, "slow": 49, "ma": "sma"}, {"fast": 30, "slow": 100}]
+    res = tune(
+        toy_bars,
+        agent,
+        n_trials=16,
+        batch=8,
+        costs=COSTS,
+        backend="cpu",
+        warm_start=warm,
+        space=SPACE,
+    )
+    first = res.study.trials[:2]
+    assert first[0].params == warm[0]
+    assert first[1].params["fast"] == 30 and first[1].params["slow"] == 100
+    direct = evaluate_population(
+        toy_bars, agent, {"fast": np.array([13]), "slow": np.array([49])}, COSTS, backend="cpu"
+    )
+    assert first[0].value == pytest.approx(float(direct["sharpe"][0]), rel=1e-12)
+    assert all(t.state == TrialState.COMPLETE for t in first)
+
+
+def test_nsga2_returns_a_pareto_front(toy_bars):
+    res = tune(
+        toy_bars,
+        "momentum",
+        n_trials=128,
+        batch=32,
+        sampler="nsga2",
+        objective=("sharpe", "max_drawdown"),
+        costs=COSTS,
+        backend="cpu",
+        seed=2,
+        space=SPACE,
+    )
+    done = [t for t in res.study.trials if t.state == TrialState.COMPLETE]
+    front = res.best_trials
+    assert 1 <= len(front) < len(done)
+
+    def dominates(a, b):  # maximise sharpe, minimise drawdown
+        ge = a.values[0] >= b.values[0] and a.values[1] <= b.values[1]
+        gt = a.values[0] > b.values[0] or a.values[1] < b.values[1]
+        return ge and gt
+
+    for f in front:
+        assert not any(dominates(o, f) for o in done)
+    # every non-front trial is dominated by (or equal to) a front point
+    front_vals = {tuple(f.values) for f in front}
+    for o in done:
+        if tuple(o.values) not in front_vals:
+            assert any(dominates(f, o) for f in front)
+    assert res.best_value[0] == max(t.values[0] for t in done)
