@@ -24,6 +24,8 @@ MODULES = {
     "data": "benchmarks.bench_data",
     "kernel": "benchmarks.bench_engine_kernel",
     "engine": "benchmarks.bench_engine",
+    "tuning": "benchmarks.bench_tuning",
+    "ml": "benchmarks.bench_ml",
     "tournament": "benchmarks.bench_tournament",
 }
 START, END = "<!-- bench:cpu:start -->", "<!-- bench:cpu:end -->"

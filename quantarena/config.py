@@ -69,6 +69,7 @@ __all__ = [
     "ScheduleConfig",
     "TournamentConfig",
     "TrackingConfig",
+    "TuningConfig",
     "format_validation_error",
 ]
 
@@ -329,6 +330,36 @@ class ScheduleConfig(_Section):
     align: Literal["data", "week"] = "data"
 
 
+class TuningConfig(_Section):
+    """Optuna tuning inside each in-sample window (instead of scanning a fixed population).
+
+    ``sampler``: tpe | cmaes | random | nsga2; ``trials``: trials per round; ``batch``: trials
+    per engine call; ``oos_top``: best IS sets replayed out of sample (the PBO matrix width);
+    ``warm_start``: the previous round's best sets asked first. The search box is spanned by
+    the agent's ``params`` (min..max of each list, see
+    :func:`quantarena.training.tuning.space_from_values`).
+    """
+
+    sampler: Literal["tpe", "cmaes", "random", "nsga2"] = "tpe"
+    trials: PositiveInt = 512
+    batch: PositiveInt = 256
+    oos_top: PositiveInt = 32
+    warm_start: NonNegInt = 8
+
+    def spec(self, seed: int = 0) -> Any:
+        """The core's :class:`~quantarena.training.tuning.TuningSpec` for this section."""
+        from quantarena.training.tuning import TuningSpec
+
+        return TuningSpec(
+            sampler=self.sampler,
+            trials=self.trials,
+            batch=self.batch,
+            oos_top=self.oos_top,
+            warm_start=self.warm_start,
+            seed=int(seed),
+        )
+
+
 class AgentConfig(_Section):
     """One agent of the tournament.
 
@@ -339,6 +370,8 @@ class AgentConfig(_Section):
     the agent's actor asks Ray for (on a CPU-only cluster, the same share of one CPU).
     ``max_position``: the largest position as a fraction of the agent's capital.
     ``objective``: what the agent maximises in-sample when choosing its parameters.
+    ``tuning``: tune with Optuna inside each in-sample window (see :class:`TuningConfig`)
+    instead of scanning the grid / population; None (default) scans.
     """
 
     name: Name
@@ -348,6 +381,7 @@ class AgentConfig(_Section):
     gpu_fraction: Fraction = 0.25
     max_position: Fraction = 0.10
     objective: Literal[OBJECTIVES] = "sharpe"  # type: ignore[valid-type]
+    tuning: TuningConfig | None = None
 
     def values(self, param: str) -> list[Any]:
         """The expanded value list of one parameter (``"5:20:5"`` -> ``[5, 10, 15, 20]``)."""
@@ -367,6 +401,18 @@ class AgentConfig(_Section):
 
     @model_validator(mode="after")
     def _grid_not_huge(self) -> AgentConfig:
+        if self.tuning is not None:
+            if self.objective == "deflated_sharpe":
+                raise ValueError(
+                    "tuning: objective deflated_sharpe cannot be tuned trial by trial: "
+                    "use sharpe, sortino, calmar or total_return"
+                )
+            if self.tuning.sampler == "nsga2":
+                raise ValueError(
+                    "tuning.sampler: nsga2 is multi-objective; a tournament agent tunes one "
+                    "objective: use tpe, cmaes or random"
+                )
+            return self  # the params only span the search box: no grid is built
         if self.population is None and self.params and self.grid_size > MAX_GRID:
             raise ValueError(
                 f"the full grid holds {self.grid_size:,} parameter sets (> {MAX_GRID:,}): "

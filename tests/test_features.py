@@ -10,8 +10,9 @@ import pytest
 
 from quantarena.training.features import DEFAULT_SPEC, FeatureSpec, compute_features, next_returns
 
-SPEC = FeatureSpec(lags=(1, 3, 8), vol_windows=(5, 20), rsi_window=14, volume_window=30,
-                   ma_windows=(10, 50))
+SPEC = FeatureSpec(
+    lags=(1, 3, 8), vol_windows=(5, 20), rsi_window=14, volume_window=30, ma_windows=(10, 50)
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +38,17 @@ def assert_same(got: np.ndarray, expected: pd.Series, rtol: float = 1e-9, atol: 
 
 def test_shape_and_names(feats: np.ndarray) -> None:
     assert feats.shape == (3000, 1, SPEC.n_features) and feats.dtype == np.float64
-    assert SPEC.names == ["ret_1", "ret_3", "ret_8", "vol_5", "vol_20", "rsi_14", "volz_30",
-                          "dist_10", "dist_50"]
+    assert SPEC.names == [
+        "ret_1",
+        "ret_3",
+        "ret_8",
+        "vol_5",
+        "vol_20",
+        "rsi_14",
+        "volz_30",
+        "dist_10",
+        "dist_50",
+    ]
     # every feature defined from row `warmup` on, and some feature undefined just before it
     assert np.isfinite(feats[SPEC.warmup :]).all()
     assert not np.isfinite(feats[SPEC.warmup - 1]).all()

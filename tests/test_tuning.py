@@ -292,3 +292,116 @@ def test_nsga2_returns_a_pareto_front(toy_bars):
         if tuple(o.values) not in front_vals:
             assert any(dominates(f, o) for f in front)
     assert res.best_value[0] == max(t.values[0] for t in done)
+
+
+# ------------------------------------------------------------------ tournament integration
+
+
+@pytest.fixture(scope="module")
+def btc_rounds(btc_1m_csv):
+    from quantarena.engine.api import load_bars_any
+    from quantarena.tournaments.schedule import walk_forward
+
+    bars = load_bars_any(btc_1m_csv, end="2022-01-13")
+    rounds = walk_forward(bars.ts, "3d", "5d", "6h")
+    assert len(rounds) >= 2
+    return bars, rounds
+
+
+def test_tuned_round_equals_a_fixed_round_over_the_sets_it_tried(btc_rounds):
+    from quantarena.tournaments.rounds import AgentEntry, evaluate_round, evaluate_round_tuned
+    from quantarena.training.tuning import TuningSpec
+
+    bars, rounds = btc_rounds
+    agent = get_agent("momentum")
+    entry = AgentEntry("mom", agent, agent.grid(fast="5:60:5", slow="20:240:10", ma="sma"))
+    spec = TuningSpec(sampler="tpe", trials=64, batch=32, oos_top=8, seed=1)
+    res = evaluate_round_tuned(bars, entry, rounds[0], COSTS, tuning=spec, backend="cpu")
+    assert res.chosen_index == 0 and res.chosen == res.top_params[0]
+    assert len(res.top_params) == 8 and res.oos_daily_all.shape[1] == 8
+    assert res.is_sharpe_all.shape == (res.n_trials,) and 8 <= res.n_trials <= 64
+    for s in res.top_params:  # inside the box spanned by the grid, on its steps
+        assert s["fast"] % 5 == 0 and s["slow"] % 10 == 0 and s["fast"] < s["slow"]
+
+    # the same sets as a FIXED population through evaluate_round: same choice, same OOS
+    fixed = {
+        "fast": np.array([s["fast"] for s in res.top_params]),
+        "slow": np.array([s["slow"] for s in res.top_params]),
+        "ma": np.array(["sma"] * 8),
+    }
+    ref = evaluate_round(bars, AgentEntry("mom", agent, fixed), rounds[0], COSTS, backend="cpu")
+    assert ref.chosen == res.chosen
+    np.testing.assert_allclose(res.oos_returns, ref.oos_returns, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(res.oos_daily_all, ref.oos_daily_all, rtol=1e-12, atol=1e-15)
+    assert res.is_metrics["sharpe"] == pytest.approx(ref.is_metrics["sharpe"], rel=1e-12)
+    assert res.is_metrics["sharpe"] == pytest.approx(float(np.nanmax(res.is_sharpe_all)))
+
+    # next round, warm-started from this one: still deterministic
+    again = evaluate_round_tuned(
+        bars, entry, rounds[1], COSTS, tuning=spec, warm_start=res.top_params, backend="cpu"
+    )
+    twice = evaluate_round_tuned(
+        bars, entry, rounds[1], COSTS, tuning=spec, warm_start=res.top_params, backend="cpu"
+    )
+    assert again.chosen == twice.chosen and again.n_trials == twice.n_trials
+    assert np.isfinite(again.is_metrics["sharpe"])
+
+
+def test_tuned_round_rejects_deflated_sharpe(btc_rounds):
+    from quantarena.tournaments.rounds import AgentEntry, evaluate_round_tuned
+    from quantarena.training.tuning import TuningSpec
+
+    bars, rounds = btc_rounds
+    agent = get_agent("momentum")
+    entry = AgentEntry("mom", agent, agent.grid(), objective="deflated_sharpe")
+    with pytest.raises(ValueError, match="deflated_sharpe"):
+        evaluate_round_tuned(bars, entry, rounds[0], tuning=TuningSpec(trials=8), backend="cpu")
+    with pytest.raises(ValueError, match="tuning.sampler 'bayes'"):
+        TuningSpec(sampler="bayes")
+
+
+def test_space_from_values_and_warm_start_filter():
+    from quantarena.training.tuning import space_from_values, warm_start_sets
+
+    agent = get_agent("momentum")
+    sp = space_from_values(agent, {"fast": "5:50:5", "slow": [100, 400, 250, 150], "ma": "sma,ema"})
+    assert sp["fast"] == Int(5, 50, 5)
+    assert sp["slow"] == Int(100, 400, 50)
+    assert sp["ma"] == Choice(["sma", "ema"])
+    kept = warm_start_sets(
+        agent,
+        sp,
+        [
+            {"fast": 10, "slow": 150, "ma": "ema"},  # fits
+            {"fast": 7, "slow": 150, "ma": "ema"},  # off the step
+            {"fast": 60, "slow": 150, "ma": "ema"},  # outside the box
+            {"fast": 50, "slow": 100, "ma": "xma"},  # unknown choice
+        ],
+    )
+    assert kept == [{"fast": 10, "slow": 150, "ma": "ema"}]
+
+
+def test_agent_config_tuning_section():
+    from quantarena.config import AgentConfig
+
+    cfg = AgentConfig.model_validate(
+        {
+            "name": "m",
+            "kind": "momentum",
+            "params": {"fast": "2:1000", "slow": "3:5000"},  # 5M grid: fine when tuning
+            "tuning": {"sampler": "random", "trials": 64, "batch": 32},
+        }
+    )
+    spec = cfg.tuning.spec(seed=4)
+    assert (spec.sampler, spec.trials, spec.batch, spec.seed) == ("random", 64, 32, 4)
+    for bad, msg in [
+        ({"trials": 0}, "trials"),
+        ({"sampler": "bayes"}, "sampler"),
+        ({"trails": 5}, "trails"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            AgentConfig.model_validate({"name": "m", "kind": "momentum", "tuning": bad})
+    with pytest.raises(ValueError, match="deflated_sharpe"):
+        AgentConfig.model_validate(
+            {"name": "m", "kind": "momentum", "objective": "deflated_sharpe", "tuning": {}}
+        )

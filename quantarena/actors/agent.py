@@ -14,7 +14,7 @@ from typing import Any
 import ray
 
 from quantarena.data.panel import BarPanel
-from quantarena.tournaments.rounds import AgentEntry, RoundResult, evaluate_round
+from quantarena.tournaments.rounds import AgentEntry, RoundResult, run_agent_round
 from quantarena.tournaments.schedule import Round
 
 
@@ -39,6 +39,7 @@ class AgentActor:
         self.backend = get_backend(backend)
         self.periods_per_year = periods_per_year
         self.rounds_done = 0
+        self.previous: RoundResult | None = None
 
     def info(self) -> dict[str, Any]:
         """Where the actor runs and what it holds (for tests and the dashboard)."""
@@ -56,13 +57,15 @@ class AgentActor:
 
     def run_round(self, rnd: Round) -> RoundResult:
         """Pick parameters in sample and trade the round out of sample."""
-        res = evaluate_round(
+        res = run_agent_round(
             self.panel,
             self.entry,
             rnd,
             self.costs,
+            previous=self.previous,
             backend=self.backend.name,
             periods_per_year=self.periods_per_year,
         )
+        self.previous = res
         self.rounds_done += 1
         return res

@@ -78,7 +78,7 @@ def run_in_process(
 ) -> dict[str, Any]:
     """The same tournament without Ray: agents evaluated one after another in this process."""
     from quantarena.tournaments.director import run_tournament
-    from quantarena.tournaments.rounds import evaluate_round
+    from quantarena.tournaments.rounds import run_agent_round
     from quantarena.tournaments.setup import prepare
     from quantarena.tracking.tournament import TournamentRecorder, leaderboard_view
 
@@ -89,18 +89,23 @@ def run_in_process(
     if progress:
         progress(0, total, "round 1")
 
+    previous: dict[str, Any] = {}
+
     def evaluate(rnd: Any) -> dict[str, Any]:
-        return {
-            e.name: evaluate_round(
+        out = {
+            e.name: run_agent_round(
                 inputs.panel,
                 e,
                 rnd,
                 inputs.costs,
+                previous=previous.get(e.name),
                 backend=backend,
                 periods_per_year=inputs.periods_per_year,
             )
             for e in inputs.entries
         }
+        previous.update(out)
+        return out
 
     def on_round(rep: Any) -> None:
         rec.on_round(rep)

@@ -43,11 +43,13 @@ def _register() -> None:
     from quantarena.cli import data as data_cli
     from quantarena.cli import tournament as submit_cli
     from quantarena.cli import tournament_run as tournament_cli
+    from quantarena.cli import tune as tune_cli
 
     app.add_typer(data_cli.app, name="data", help="Ingest, inspect and synthesise market data.")
     backtest_cli.register(app)
     tournament_cli.register(app)
     submit_cli.register(app)
+    tune_cli.register(app)
 
 
 _register()

@@ -228,7 +228,9 @@ def audit_cmd(
 
         names = list(agent or ["all"])
         if "all" in names:
-            names = [n for n in names if n != "all"] + list_agents()
+            # "all" = the array agents; the ML agent trains models at every audit cut, so it
+            # is audited when named (`--agent ml`), not in the quick sweep
+            names = [n for n in names if n != "all"] + [a for a in list_agents() if a != "ml"]
         bars = load_bars_any(src, symbol, start, end)
         results = [audit(n, bars, specs or None, n_cuts=cuts, seed=seed) for n in names]
     if as_json:

@@ -10,7 +10,10 @@ refit - 1`` in one batch. See :mod:`quantarena.training.rolling` for the exact t
 Weight of bar ``t`` (decided at its close, filled at the open of ``t+1``): ``edge`` = ``P(up)
 - 0.5`` (``target="sign"``) or the predicted return in training-window std units
 (``target="return"``); ``+max_position`` when ``edge > threshold``, ``-max_position`` when
-``edge < -threshold`` (0 with ``long_only``), else 0; 0 before the first refit.
+``edge < -threshold`` (0 with ``long_only``), else 0; 0 before the first refit. With
+``sizing="scaled"`` the weight is instead ``clip(2 * edge, -1, 1) * max_position`` (sign
+target: ``2 P(up) - 1``) or ``clip(edge, -1, 1) * max_position`` (return target) where
+``|edge| > threshold``.
 
 All the training happens in :meth:`MLAgent.indicators` (one model per parameter set per
 refit: ML populations are small, a Python loop over the sets is fine; prediction is batched,
@@ -93,7 +96,7 @@ class MLAgent(Agent):
     ``window`` (feature vectors per sample, bars), ``lookback`` (training window: bars or
     duration), ``retrain_every`` (bars or duration between refits), ``epochs`` (maximum;
     early stopping with ``patience``), ``lr`` (Adam), ``threshold`` (|edge| needed to take a
-    position), ``seed``.
+    position), ``sizing`` (sign | scaled), ``seed``.
 
     Args:
         max_position, long_only: as for every agent.
@@ -120,6 +123,7 @@ class MLAgent(Agent):
         "patience": Int(1, 100, default=3),
         "lr": Float(1e-5, 1e-1, log=True, default=1e-3),
         "threshold": Float(0.0, 5.0, default=0.0),
+        "sizing": Choice(["sign", "scaled"]),
         "seed": Int(0, 2**31 - 1, default=0),
     }
     # every dimension is named: a grid expands an unnamed one over its full range
@@ -134,6 +138,7 @@ class MLAgent(Agent):
         "patience": 3,
         "lr": 1e-3,
         "threshold": 0.0,
+        "sizing": "sign",
         "seed": 0,
     }
 
@@ -211,11 +216,18 @@ class MLAgent(Agent):
         weights = xp.zeros((T, A, len(cfgs)), dtype=xp.float32)
         models, refits = [], []
         lo = 0.0 if self.long_only else -self.max_position
+        sizing = np.asarray(params.get("sizing", ["sign"] * len(cfgs))).astype(str)
         for j, cfg in enumerate(cfgs):
             res = rolling_fit_predict(data, cfg, rows=self._rows())
             e = res.edge
-            w = xp.where(e > thr[j], self.max_position, xp.where(e < -thr[j], lo, 0.0))
-            weights[:, :, j] = w.astype(xp.float32)  # NaN edge compares False: flat
+            if sizing[j] == "scaled":
+                s = xp.clip(e * (2.0 if cfg.target == "sign" else 1.0), -1.0, 1.0)
+                w = xp.where(xp.abs(e) > thr[j], s * self.max_position, 0.0)
+                w = xp.maximum(w, 0.0) if self.long_only else w
+            else:
+                w = xp.where(e > thr[j], self.max_position, xp.where(e < -thr[j], lo, 0.0))
+            w = xp.where(xp.isfinite(w), w, 0.0)  # NaN edge (no prediction): flat
+            weights[:, :, j] = w.astype(xp.float32)
             models.append(res.last)
             refits.append(res.refits)
         self.last_models = models

@@ -45,6 +45,7 @@ __all__ = [
     "RoundResult",
     "daily_returns",
     "evaluate_round",
+    "evaluate_round_tuned",
     "population_dsr",
     "select_best",
 ]
@@ -80,12 +81,17 @@ class AgentEntry:
         params: the population, name → ``(P,)`` array (a grid or a random sample).
         objective: the IS metric to select by (a key of the engine's metrics, or
             ``"deflated_sharpe"``: see :func:`population_dsr`).
+        tuning: a :class:`~quantarena.training.tuning.TuningSpec` to tune with Optuna in each
+            in-sample window instead of scanning ``params`` (None: scan).
+        space: the search space when tuning (name → ``Int``/``Float``/``Choice``).
     """
 
     name: str
     agent: Agent
     params: P.Params
     objective: str = "sharpe"
+    tuning: Any = None
+    space: Any = None
 
     @property
     def n_trials(self) -> int:
@@ -109,6 +115,11 @@ class RoundResult:
         oos_metrics: the chosen set's OOS metrics.
         oos_daily_all: ``(days, P)`` daily compounded OOS returns of every set (UTC days).
         timings: seconds spent in ``replay_is``, ``replay_oos`` and ``indicators``.
+        model: for learning agents (with ``last_models``), the chosen set's latest trained
+            model (a :class:`~quantarena.training.models.FitResult`), for MLflow.
+        top_params: with tuning (:func:`evaluate_round_tuned`), the sets replayed out of
+            sample, best IS first (``top_params[0] == chosen``): the next round's warm start.
+            Empty for a fixed population.
     """
 
     agent: str
@@ -123,6 +134,8 @@ class RoundResult:
     oos_metrics: dict[str, float]
     oos_daily_all: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+    top_params: list[dict[str, Any]] = field(default_factory=list)
+    model: Any = None
 
 
 def select_best(metrics: dict[str, np.ndarray], objective: str = "sharpe") -> int:
@@ -252,4 +265,180 @@ def evaluate_round(
         oos_metrics={k: float(v[best]) for k, v in oos_res.metrics.items()},
         oos_daily_all=daily_returns(oos_bars.ts, oos_all),
         timings={"indicators": t_ind, "replay_is": t_is, "replay_oos": t_oos},
+    )
+
+
+def evaluate_round_tuned(
+    bars: BarPanel,
+    entry: AgentEntry,
+    rnd: Round,
+    costs: Costs | None = None,
+    *,
+    tuning: Any,
+    warm_start: list[dict[str, Any]] | None = None,
+    space: Any = None,
+    stops: Stops | None = None,
+    leverage: float = 1.0,
+    backend: str = "auto",
+    block: int = 8192,
+    periods_per_year: float | None = None,
+) -> RoundResult:
+    """Like :func:`evaluate_round`, but the agent TUNES in sample with Optuna instead of
+    scanning its fixed population.
+
+    ``tuning`` is a :class:`~quantarena.training.tuning.TuningSpec` (sampler, trials, batch,
+    oos_top, seed). The search space is ``space`` (name → ``Int``/``Float``/``Choice``) or, by
+    default, the box spanned by ``entry.params`` (see
+    :func:`~quantarena.training.tuning.space_from_values`); each batch of trials is one
+    IS replay (indicators over the warm-up + IS + OOS window, scored on the IS bars only, so
+    no OOS bar leaks into the choice). ``warm_start`` sets (e.g. the previous round's
+    ``top_params``) are asked first.
+
+    Out of sample, the best ``tuning.oos_top`` distinct sets by the IS objective are replayed
+    in one call (best first: ``chosen_index`` is 0), so ``oos_daily_all`` is ``(days, K)``
+    with K fixed across rounds (the PBO matrix stays bounded). ``n_trials`` and
+    ``is_sharpe_all`` cover EVERY distinct set evaluated in sample, which is what the
+    deflated Sharpe must be deflated by. The objective ``"deflated_sharpe"`` is not
+    supported here (it needs every set's IS returns at once).
+    """
+    from quantarena.training.tuning import (
+        create_study,
+        run_batches,
+        space_from_values,
+        warm_start_sets,
+    )
+
+    if entry.objective == "deflated_sharpe":
+        raise ValueError(
+            f"agent {entry.name!r}: objective 'deflated_sharpe' cannot be tuned trial by trial: "
+            "use sharpe, sortino, calmar or total_return with tuning"
+        )
+    be = get_backend(backend)
+    xp = be.xp
+    agent = entry.agent
+    window = bars.select(slice(rnd.warmup_start, rnd.oos_end))
+    common = dict(
+        costs=costs,
+        stops=stops,
+        max_position=agent.max_position,
+        leverage=leverage,
+        backend=be,
+        block=block,
+        periods_per_year=periods_per_year,
+    )
+    is_bars = bars.select(rnd.is_slice)
+    t_ind = 0.0
+
+    def evaluate(pop: P.Params) -> dict[str, np.ndarray]:
+        nonlocal t_ind
+        t = time.perf_counter()
+        src = agent.source(window, pop, xp)
+        t_ind += time.perf_counter() - t
+        res = simulate(is_bars, OffsetSource(src, rnd.is_start - rnd.warmup_start), **common)
+        return {k: np.asarray(to_host(v), dtype=np.float64) for k, v in res.metrics.items()}
+
+    space = dict(space) if space is not None else space_from_values(agent, entry.params)
+    study = create_study(
+        sampler=tuning.sampler,
+        objective=entry.objective,
+        seed=int(tuning.seed) + int(rnd.index),
+        batch=tuning.batch,
+    )
+    for ps in warm_start_sets(agent, space, warm_start or []):
+        study.enqueue_trial(ps)
+    t0 = time.perf_counter()
+    records, _ = run_batches(
+        study,
+        evaluate,
+        space,
+        n_trials=tuning.trials,
+        batch=tuning.batch,
+        objective=entry.objective,
+        valid=agent.valid,
+    )
+    t_is = time.perf_counter() - t0 - t_ind
+    if not records:
+        raise ValueError(
+            f"agent {entry.name!r}: no valid parameter set among {tuning.trials} trials in "
+            f"round {rnd.index}: check its params ranges"
+        )
+    names = list(space)
+    seen: dict[tuple, int] = {}
+    rows = []
+    for r in records:  # distinct sets, first occurrence
+        key = tuple(str(r[n]) for n in names)
+        if key not in seen:
+            seen[key] = len(rows)
+            rows.append(r)
+    metric_names = [k for k in rows[0] if k != "number" and k not in names]
+    is_metrics_all = {m: np.array([r[m] for r in rows], dtype=np.float64) for m in metric_names}
+    v = is_metrics_all[entry.objective]
+    score = -v if entry.objective in LOWER_IS_BETTER else v
+    score = np.where(np.isfinite(score), score, -np.inf)
+    order = np.argsort(-score, kind="stable")[: max(int(tuning.oos_top), 1)]
+    top_sets = [{n: rows[i][n] for n in names} for i in order]
+    top_pop = {n: space[n].coerce(n, [s[n] for s in top_sets]) for n in names}
+
+    t0 = time.perf_counter()
+    oos_bars = bars.select(rnd.oos_slice)
+    src = agent.source(window, top_pop, xp)
+    oos_res = simulate(
+        oos_bars,
+        OffsetSource(src, rnd.oos_start - rnd.warmup_start),
+        record=("returns",),
+        **common,
+    )
+    oos_all = to_host(oos_res.returns)
+    t_oos = time.perf_counter() - t0
+    if oos_all.ndim == 1:
+        oos_all = oos_all[:, None]
+    best = int(order[0])
+    return RoundResult(
+        agent=entry.name,
+        round=rnd.index,
+        chosen=dict(top_sets[0]),
+        chosen_index=0,
+        n_trials=len(rows),
+        is_metrics={k: float(a[best]) for k, a in is_metrics_all.items()},
+        is_sharpe_all=is_metrics_all["sharpe"].copy(),
+        oos_ts=oos_bars.ts.copy(),
+        oos_returns=np.ascontiguousarray(oos_all[:, 0], dtype=np.float64),
+        oos_metrics={k: float(np.asarray(to_host(a))[0]) for k, a in oos_res.metrics.items()},
+        oos_daily_all=daily_returns(oos_bars.ts, oos_all),
+        timings={"indicators": t_ind, "replay_is": t_is, "replay_oos": t_oos},
+        top_params=[dict(s) for s in top_sets],
+    )
+
+
+def run_agent_round(
+    bars: BarPanel,
+    entry: AgentEntry,
+    rnd: Round,
+    costs: Costs | None = None,
+    *,
+    previous: RoundResult | None = None,
+    backend: str = "auto",
+    periods_per_year: float | None = None,
+) -> RoundResult:
+    """One agent's round, scanning its population or tuning (``entry.tuning``), warm-started
+    from the previous round's best sets. What agent actors and the in-process runner call."""
+    if entry.tuning is None:
+        res = evaluate_round(
+            bars, entry, rnd, costs, backend=backend, periods_per_year=periods_per_year
+        )
+        models = getattr(entry.agent, "last_models", None)
+        if models and 0 <= res.chosen_index < len(models):
+            res.model = models[res.chosen_index]
+        return res
+    warm = list(previous.top_params) if previous is not None else []
+    return evaluate_round_tuned(
+        bars,
+        entry,
+        rnd,
+        costs,
+        tuning=entry.tuning,
+        warm_start=warm[: entry.tuning.warm_start],
+        space=entry.space,
+        backend=backend,
+        periods_per_year=periods_per_year,
     )

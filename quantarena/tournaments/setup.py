@@ -56,10 +56,25 @@ def load_panel(cfg: Any, store_dir: str | Path | None = None) -> BarPanel:
 def build_entries(cfg: Any) -> list[AgentEntry]:
     """One :class:`AgentEntry` per configured agent. A ``population`` draws that many sets
     from the grid (or from the agent's space when no params are given), seeded by the
-    tournament seed and the agent's position, so re-runs pick the same sets."""
+    tournament seed and the agent's position, so re-runs pick the same sets. An agent with
+    ``tuning`` searches the box its params span (or its whole space) with Optuna instead."""
     entries = []
     for i, a in enumerate(cfg.agents):
         agent = get_agent(a.kind, max_position=a.max_position)
+        if getattr(a, "tuning", None) is not None:
+            from quantarena.training.tuning import space_from_values
+
+            entries.append(
+                AgentEntry(
+                    a.name,
+                    agent,
+                    agent.defaults(),
+                    objective=a.objective,
+                    tuning=a.tuning.spec(seed=cfg.seed * 1000 + i),
+                    space=space_from_values(agent, a.grid()) if a.params else dict(agent.space),
+                )
+            )
+            continue
         grid = agent.grid(**a.params) if a.params or a.population is None else None
         if a.population is None:
             pop = grid

@@ -124,7 +124,7 @@ def plot_drawdowns(
 
 
 def plot_weights(weights: pd.DataFrame, *, title: str = "Capital weights by round") -> Figure:
-    """Stacked area of capital weights over rounds (rows: rounds, columns: agents); the part
+    """Stacked bars of capital weights by round (rows: rounds, columns: agents); the part
     of each row below 1 is drawn as ``cash``. Raises ``ValueError`` on a negative or
     non-finite weight."""
     if weights.empty:
@@ -152,7 +152,25 @@ def plot_weights(weights: pd.DataFrame, *, title: str = "Capital weights by roun
     ax = fig.add_subplot()
     cycle = matplotlib.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
     colors = [c if c is not None else cycle[i % len(cycle)] for i, c in enumerate(colors)]
-    ax.stackplot(np.asarray(w.index), *layers, labels=labels, colors=colors, alpha=0.9)
+    # weights hold for a whole round: stacked bars, one per round (not interpolated areas)
+    x = np.arange(len(w.index))
+    bottom = np.zeros(len(x))
+    for layer, label, color in zip(layers, labels, colors, strict=True):
+        ax.bar(
+            x,
+            layer,
+            bottom=bottom,
+            width=1.0,
+            label=label,
+            color=color,
+            alpha=0.9,
+            edgecolor="white",
+            linewidth=0.5,
+        )
+        bottom = bottom + layer
+    step = max(1, len(x) // 20)
+    ax.set_xticks(x[::step], [str(i) for i in list(w.index)[::step]])
+    ax.set_xlim(-0.5, len(x) - 0.5)
     ax.set_title(title)
     ax.set_xlabel("round")
     ax.set_ylabel("weight")

@@ -181,9 +181,7 @@ def log_study(
             params["best.trial"] = str(best.number)
         client.log_batch(
             rid,
-            metrics=[
-                Metric(k, v, 0, 0) for k, v in metrics.items() if _finite(v) is not None
-            ],
+            metrics=[Metric(k, v, 0, 0) for k, v in metrics.items() if _finite(v) is not None],
             params=[Param(k, v[:6000]) for k, v in list(params.items())[:100]],
         )
         with tempfile.TemporaryDirectory() as tmp:

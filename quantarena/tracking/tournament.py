@@ -86,6 +86,8 @@ class TournamentRecorder:
         self.out.mkdir(parents=True, exist_ok=True)
         self.log: TournamentLogger | None = None
         self.run_id: str | None = None
+        self.latest_model: dict[str, str] = {}
+        self.registered: dict[str, int] = {}
         if enabled:
             self.log = TournamentLogger.from_config(cfg, buffer=True)
             self.run_id = self.log.start(cfg, tags={"quantarena.seed": cfg.seed})
@@ -105,9 +107,21 @@ class TournamentRecorder:
             metrics["weight"] = report.weights[self.cfg.allocation.method][agent]
             self.log.log_round(agent, k, metrics)
             self.log.log_params(agent, res.chosen, round_idx=k)
+            if getattr(res, "model", None) is not None:
+                self._log_model(agent, k, res)
         port = {f"{m}_{key}": v for m, d in report.portfolio.items() for key, v in d.items()}
         self.log.log_round(None, k, port)
         self.log.flush()
+
+    def _log_model(self, agent: str, k: int, res: Any) -> None:
+        """A learning agent's model of round ``k`` (with its signature and the round's OOS
+        metrics) on the agent's run; the latest is remembered for the registry."""
+        from quantarena.tracking.models import log_model
+
+        oos = {f"oos_{m}": res.oos_metrics.get(m) for m in ("sharpe", "total_return")}
+        self.latest_model[agent] = log_model(
+            self.log, res.model, f"model-round-{k}", agent=agent, metrics=oos, step=k
+        )
 
     # ------------------------------------------------------------------ at the end
     def finish(self, result: Any, periods_per_year: float) -> dict[str, Any]:
@@ -187,6 +201,18 @@ class TournamentRecorder:
             log.log_round(None, 0, pm_flat)
             log.flush()
             log.log_table(board.set_index("agent"), "leaderboard")
+            from quantarena.tracking.models import register_if_passed
+
+            for agent, uri in self.latest_model.items():  # gate-passing learners only
+                mv = register_if_passed(
+                    uri,
+                    f"{self.cfg.name}-{agent}",
+                    result.gates[agent],
+                    tracking_uri=self.cfg.tracking.mlflow_uri,
+                )
+                if mv is not None:
+                    self.registered[agent] = int(mv.version)
+            summary["registered_models"] = dict(self.registered)
             for name in [
                 *figs,
                 "leaderboard.md",

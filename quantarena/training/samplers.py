@@ -131,8 +131,7 @@ def make_sampler(
             import cmaes  # noqa: F401
         except ImportError:
             raise ValueError(
-                "sampler 'cmaes' needs the cmaes package (pip install cmaes): "
-                "or use --sampler tpe"
+                "sampler 'cmaes' needs the cmaes package (pip install cmaes): or use --sampler tpe"
             ) from None
         return optuna.samplers.CmaEsSampler(
             seed=seed, popsize=batch, warn_independent_sampling=False

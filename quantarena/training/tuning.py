@@ -54,7 +54,9 @@ __all__ = [
     "directions",
     "evaluate_population",
     "run_batches",
+    "space_from_values",
     "tune",
+    "warm_start_sets",
 ]
 
 Objective = str | Sequence[str]
@@ -82,6 +84,17 @@ class TuningSpec:
     oos_top: int = 32
     warm_start: int = 8
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        from quantarena.training.samplers import SAMPLERS
+
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"tuning.sampler {self.sampler!r}: use one of {', '.join(SAMPLERS)}")
+        for k in ("trials", "batch", "oos_top"):
+            if int(getattr(self, k)) < 1:
+                raise ValueError(f"tuning.{k} must be >= 1, got {getattr(self, k)}")
+        if int(self.warm_start) < 0:
+            raise ValueError(f"tuning.warm_start must be >= 0, got {self.warm_start}")
 
 
 @dataclass
@@ -172,6 +185,60 @@ def _check_warm_start(space: P.Space, warm: Sequence[Mapping[str, Any]]) -> list
                 val = next(c for c in dim.choices if c == val or str(c) == str(val))
                 val = _plain(val)
             clean[k] = val
+        out.append(clean)
+    return out
+
+
+def space_from_values(agent: Agent, values: Mapping[str, Any]) -> dict[str, P.Dimension]:
+    """The search box spanned by per-parameter values: a population (a tournament entry's
+    grid or sample) or value lists of any lengths (``AgentConfig.grid()``; no cartesian
+    product is built). Values are checked against the agent's own dimensions.
+
+    Per parameter of ``agent.space``: an ``Int`` becomes ``Int(min, max, step)`` with the
+    step the gcd of the values' offsets from ``min`` (a ``"5:50:5"`` grid stays on its step);
+    a ``Float`` becomes ``Float(min, max)`` (keeping ``log``); a ``Choice`` the distinct
+    values. One distinct value fixes the parameter; a parameter the population omits takes
+    its default.
+    """
+    import math
+
+    P._check_names(agent.space, list(values), f"agent {agent.name!r}")
+    out: dict[str, P.Dimension] = {}
+    for name, dim in agent.space.items():
+        given = P.as_values(values[name]) if name in values else [dim.default_value()]
+        if not given:
+            raise ValueError(f"parameter {name!r}: no values given")
+        vals = dim.coerce(name, given)
+        if isinstance(dim, P.Int):
+            u = np.unique(vals.astype(np.int64))
+            lo, hi = int(u[0]), int(u[-1])
+            step = 0
+            for x in u[1:]:
+                step = math.gcd(step, int(x) - lo)
+            out[name] = P.Int(lo, hi, max(step, 1)) if hi > lo else P.Choice([lo])
+        elif isinstance(dim, P.Float):
+            lo_f, hi_f = float(vals.min()), float(vals.max())
+            out[name] = P.Float(lo_f, hi_f, log=dim.log) if hi_f > lo_f else P.Choice([lo_f])
+        else:
+            out[name] = P.Choice(list(dict.fromkeys(_plain(v) for v in vals)))
+    return out
+
+
+def warm_start_sets(
+    agent: Agent, space: P.Space, sets: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The ``sets`` that fit ``space`` and ``agent.valid`` (others dropped silently: a warm
+    start is a hint, not a requirement), as plain values ready for ``enqueue_trial``."""
+    out = []
+    for ps in sets:
+        try:
+            (clean,) = _check_warm_start(space, [ps])
+        except ValueError:
+            continue
+        if set(clean) == set(space):
+            pop = _population(space, [clean])
+            if not bool(np.asarray(agent.valid(pop))[0]):
+                continue
         out.append(clean)
     return out
 
@@ -318,6 +385,7 @@ def create_study(
     study_name: str | None = None,
 ) -> optuna.Study:
     """A new study, or the existing one called ``study_name`` in ``storage`` (shared)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress is ours to show
     dirs = directions(objective)
     smp = (
         sampler

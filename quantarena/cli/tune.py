@@ -1,0 +1,227 @@
+"""``quantarena tune``: batched Optuna tuning of one agent on one market.
+
+Only typer and rich are imported at module level; Optuna, the engine and MLflow load inside
+the command.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from quantarena.cli.errors import user_errors
+
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
+
+
+def _num(v: Any, fmt: str = ".3f") -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return "—" if not math.isfinite(f) else format(f, fmt)
+
+
+def tune_cmd(
+    agent: str = typer.Option("momentum", "--agent", "-a", help="Agent name or module:Class."),
+    store: Path = typer.Option(None, "--store", help="Store directory (see `quantarena data`)."),
+    symbol: str = typer.Option(None, "--symbol", "-s", help="Symbol in the store or file."),
+    file: Path = typer.Option(None, "--file", help="A data file instead of a store."),
+    start: str = typer.Option(None, "--start", help="First bar time (ISO, UTC), inclusive."),
+    end: str = typer.Option(None, "--end", help="End time (ISO, UTC), exclusive."),
+    interval: str = typer.Option(None, "--interval", help="Bar interval, e.g. 1m, 1h."),
+    trials: int = typer.Option(1024, "--trials", "-n", help="Trials to ask in all."),
+    batch: int = typer.Option(256, "--batch", "-b", help="Trials per engine call."),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe | cmaes | random | nsga2."),
+    objective: str = typer.Option(
+        "sharpe", "--objective", help="Metric, or two for NSGA-II: sharpe,max_drawdown."
+    ),
+    param: list[str] = typer.Option(
+        None, "--param", "-p", help="Restrict a parameter: fast=5:200, slow=50:400:10, ma=sma."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Sampler seed."),
+    fee_bps: float = typer.Option(10.0, "--fee-bps", help="Taker fee, bps of traded notional."),
+    slippage_bps: float = typer.Option(0.0, "--slippage-bps", help="Slippage, bps of price."),
+    max_position: float = typer.Option(None, "--max-position", help="Weight cap (0.1 = 10%)."),
+    backend: str = typer.Option("auto", "--backend", help="auto | cpu | gpu."),
+    storage: str = typer.Option(
+        None, "--storage", help="Shared study: redis://host:6379/0 or sqlite:///study.db."
+    ),
+    study: str = typer.Option(None, "--study", help="Study name (joins it if it exists)."),
+    mlflow_uri: str = typer.Option(None, "--mlflow-uri", help="Log the study to MLflow."),
+    experiment: str = typer.Option("quantarena-tuning", "--experiment", help="MLflow experiment."),
+    top: int = typer.Option(10, "--top", help="Best trials to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Tune an agent's parameters with Optuna, a whole batch of trials per engine call."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from quantarena.cli.backtest import _bars_source, _parse_params
+
+    with user_errors():
+        if top < 1:
+            raise ValueError(f"--top must be at least 1, got {top}")
+        if trials < 1:
+            raise ValueError(f"--trials must be at least 1, got {trials}")
+        if batch < 1:
+            raise ValueError(f"--batch must be at least 1, got {batch}")
+        objs = tuple(o.strip() for o in objective.split(",") if o.strip())
+        if not objs:
+            raise ValueError("--objective is empty: give a metric such as sharpe")
+        if storage is not None and study is None:
+            raise ValueError("--storage needs --study NAME so other workers can join it")
+        specs = _parse_params(param)
+        src = _bars_source(store, file, default_sample=False)
+
+        import optuna
+
+        from quantarena.engine.api import load_bars_any
+        from quantarena.engine.costs import Costs, Fees, Slippage
+        from quantarena.strategies.registry import get_agent
+        from quantarena.training.samplers import SAMPLERS
+        from quantarena.training.tuning import tune
+
+        if sampler not in SAMPLERS:
+            raise ValueError(f"--sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        bars = load_bars_any(src, symbol, start, end, interval)
+        ag = (
+            get_agent(agent)
+            if max_position is None
+            else get_agent(agent, max_position=max_position)
+        )
+        costs = Costs(
+            fees=Fees(taker_bps=fee_bps) if fee_bps else None,
+            slippage=Slippage(bps=slippage_bps) if slippage_bps else None,
+        )
+        t0 = time.perf_counter()
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+            disable=as_json,
+        ) as progress:
+            task = progress.add_task(f"tuning {ag.name} ({sampler})", total=trials)
+            res = tune(
+                bars,
+                ag,
+                n_trials=trials,
+                batch=batch,
+                sampler=sampler,
+                objective=objs if len(objs) > 1 else objs[0],
+                costs=costs,
+                backend=backend,
+                seed=seed,
+                storage=storage,
+                study_name=study,
+                space=specs,
+                on_batch=lambda done, total: progress.update(task, completed=done),
+            )
+        elapsed = time.perf_counter() - t0
+        if res.best_params is None:
+            raise ValueError(
+                "no trial finished (every set was invalid or gave NaN): widen the --param ranges"
+            )
+        run_id = None
+        if mlflow_uri:
+            from quantarena.tracking.study import log_study
+
+            run_id = log_study(
+                res.study,
+                uri=mlflow_uri,
+                experiment=experiment,
+                objectives=objs,
+                context={
+                    "agent": ag.name,
+                    "symbols": ",".join(bars.symbols),
+                    "n_bars": bars.n_bars,
+                    "sampler": sampler,
+                    "batch": batch,
+                    "trials": trials,
+                    "seed": seed,
+                    "fee_bps": fee_bps,
+                    "slippage_bps": slippage_bps,
+                },
+            )
+
+    ev = res.evaluated
+    sort_cols = list(objs)
+    asc = [o in _lower_is_better() for o in objs]
+    best = ev.dropna(subset=sort_cols).sort_values(sort_cols, ascending=asc)
+    best = best.drop_duplicates(subset=list(_param_names(res))).head(top)
+    if as_json:
+        doc = {
+            "agent": ag.name,
+            "symbols": bars.symbols,
+            "n_bars": bars.n_bars,
+            "sampler": sampler,
+            "objective": list(objs),
+            "trials": res.stats.asked,
+            "evaluated": res.n_evaluated,
+            "pruned": res.stats.pruned,
+            "failed": res.stats.failed,
+            "simulations": res.stats.simulations,
+            "elapsed_s": round(elapsed, 4),
+            "best_params": res.best_params,
+            "best_value": list(res.best_value)
+            if isinstance(res.best_value, tuple)
+            else res.best_value,
+            "study": res.study.study_name,
+            "mlflow_run_id": run_id,
+        }
+        typer.echo(json.dumps(doc, indent=2, default=str))
+        return
+    names = _param_names(res)
+    title = (
+        f"{ag.name} on {','.join(bars.symbols)}: {res.stats.asked} trials "
+        f"({res.n_evaluated} replayed, {res.stats.pruned} invalid) in {res.stats.simulations} "
+        f"engine calls, {elapsed:.2f} s — best by {', '.join(objs)}"
+    )
+    table = Table(title=title, title_justify="left")
+    for col in ("rank", "trial", "params", *objs, "total return", "max DD", "trades"):
+        table.add_column(col, justify="left" if col == "params" else "right")
+    for rank, (_, row) in enumerate(best.iterrows(), start=1):
+        table.add_row(
+            str(rank),
+            str(int(row["number"])),
+            " ".join(f"{k}={row[k]}" for k in names),
+            *[_num(row[o]) for o in objs],
+            _num(100 * row["total_return"], ".2f") + "%",
+            _num(100 * row["max_drawdown"], ".2f") + "%",
+            _num(row.get("n_trades", float("nan")), ".0f"),
+        )
+    console.print(table)
+    console.print(
+        "best: "
+        + " ".join(f"{k}={v}" for k, v in res.best_params.items())
+        + f"  (study {res.study.study_name})"
+    )
+    if run_id:
+        console.print(f"mlflow run: {run_id}")
+
+
+def _param_names(res: Any) -> list[str]:
+    """Parameter names of a tune result (the columns before the metrics)."""
+    return list(res.best_params or {})
+
+
+def _lower_is_better() -> frozenset[str]:
+    from quantarena.tournaments.rounds import LOWER_IS_BETTER
+
+    return LOWER_IS_BETTER
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``tune`` command to ``app``."""
+    app.command("tune")(tune_cmd)
