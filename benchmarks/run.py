@@ -52,15 +52,26 @@ def _fmt(v: object) -> str:
 
 
 def to_markdown(rows: list[dict]) -> str:
-    cols: list[str] = []
+    """One Markdown table per suite, with that suite's own columns."""
+    out: list[str] = []
+    suites: list[str] = []
     for r in rows:
-        for k in r:
-            if k not in cols:
-                cols.append(k)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
-    return "\n".join(lines)
+        if r.get("suite") not in suites:
+            suites.append(r.get("suite"))
+    for suite in suites:
+        part = [
+            {k: v for k, v in r.items() if k != "suite"} for r in rows if r.get("suite") == suite
+        ]
+        cols: list[str] = []
+        for r in part:
+            cols += [k for k in r if k not in cols]
+        out.append(f"### {suite}\n")
+        out.append("| " + " | ".join(cols) + " |")
+        out.append("|" + "---|" * len(cols))
+        for r in part:
+            out.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
+        out.append("")
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,17 +93,23 @@ def main(argv: list[str] | None = None) -> int:
         console.rule(f"[bold]{key}")
         for r in mod.run(console):
             rows.append({"suite": key, **r})
-    table = Table(title=f"quantarena benchmarks — {machine()}")
-    cols: list[str] = []
-    for r in rows:
-        cols += [k for k in r if k not in cols]
-    for c in cols:
-        table.add_column(c)
-    for r in rows:
-        table.add_row(*(_fmt(r.get(c, "")) for c in cols))
-    console.print(table)
+    for suite in dict.fromkeys(r["suite"] for r in rows):
+        part = [r for r in rows if r["suite"] == suite]
+        table = Table(title=f"{suite} — {machine()}")
+        cols: list[str] = []
+        for r in part:
+            cols += [k for k in r if k not in cols and k != "suite"]
+        for c in cols:
+            table.add_column(c)
+        for r in part:
+            table.add_row(*(_fmt(r.get(c, "")) for c in cols))
+        console.print(table)
     out = ROOT / "bench-output"
     out.mkdir(exist_ok=True)
+    prev = out / "results.json"
+    if args.only and prev.exists():  # a partial run keeps the other suites' last figures
+        old = [r for r in json.loads(prev.read_text()) if r.get("suite") not in wanted]
+        rows = old + rows
     (out / "results.json").write_text(json.dumps(rows, indent=2, default=str))
     md = f"Run {dt.date.today().isoformat()} on {machine()} (`make bench`).\n\n" + to_markdown(rows)
     (out / "results.md").write_text(md + "\n")

@@ -30,6 +30,7 @@ class AgentActor:
         costs: Any,
         backend: str = "auto",
         periods_per_year: float | None = None,
+        threads: int | None = None,
     ):
         from quantarena.engine.backend import get_backend
 
@@ -38,6 +39,10 @@ class AgentActor:
         self.costs = costs
         self.backend = get_backend(backend)
         self.periods_per_year = periods_per_year
+        if threads:  # actors sharing a node's cores: don't oversubscribe Numba's pool
+            import numba
+
+            numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
         self.rounds_done = 0
         self.previous: RoundResult | None = None
 

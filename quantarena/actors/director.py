@@ -75,11 +75,13 @@ class DirectorActor:
         del panel
         self._set(total=len(inputs.rounds), stage="starting agents")
         asks = [agent_resources(a.gpu_fraction) for a in cfg.agents]
-        check_fits(asks, ray.cluster_resources())
+        cluster = ray.cluster_resources()
+        check_fits(asks, cluster)
+        threads = max(1, int(cluster.get("CPU", 1) // len(asks)))  # Numba threads per agent
         actors = {}
         for e, ask in zip(inputs.entries, asks, strict=True):
             actors[e.name] = AgentActor.options(name=f"agent:{e.name}", **ask).remote(
-                self.panel_ref, e, inputs.costs, self.backend, inputs.periods_per_year
+                self.panel_ref, e, inputs.costs, self.backend, inputs.periods_per_year, threads
             )
         info_refs = [a.info.remote() for a in actors.values()]
         ready, pending = ray.wait(

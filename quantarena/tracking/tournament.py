@@ -150,6 +150,14 @@ class TournamentRecorder:
             },
             index=idx,
         )
+        # plots need no more points than a screen has pixels: a year of 1-minute bars is
+        # ~500k rows per curve; keep the last row of every bucket (numbers in the tables and
+        # metrics come from the full series)
+        step = max(1, len(idx) // 4000)
+        if step > 1:
+            keep = np.r_[np.arange(step - 1, len(idx), step), len(idx) - 1]
+            keep = np.unique(keep)
+            agents_eq, port_eq = agents_eq.iloc[keep], port_eq.iloc[keep]
         baselines = [c for c in port_eq.columns if c != "portfolio"]
         figs = {
             "equity_agents.png": plot_equity(agents_eq, title="Agents — OOS equity"),
