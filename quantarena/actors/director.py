@@ -64,8 +64,7 @@ class DirectorActor:
     def run(self, log_mlflow: bool = True) -> dict[str, Any]:
         """Run every round; returns the summary (leaderboard rows, paths, timings)."""
         from quantarena.cluster.runtime import agent_resources
-        from quantarena.tournaments.director import run_tournament
-        from quantarena.tournaments.setup import prepare
+        from quantarena.tournaments.setup import play, prepare
         from quantarena.tracking.tournament import TournamentRecorder, leaderboard_view
 
         cfg = self.cfg
@@ -128,15 +127,7 @@ class DirectorActor:
         try:
             self._set(stage="round 1")
             t0 = time.perf_counter()
-            result = run_tournament(
-                inputs.rounds,
-                [e.name for e in inputs.entries],
-                evaluate,
-                periods_per_year=inputs.periods_per_year,
-                allocation=inputs.allocation,
-                gates=cfg.gates,
-                on_round=on_round,
-            )
+            result = play(inputs, cfg, evaluate, on_round)
             timings["selection"] = max(
                 time.perf_counter() - t0 - timings["replay"] - timings["ray"] - timings["tracking"],
                 0.0,

@@ -77,9 +77,8 @@ def run_in_process(
     backend: str = "auto",
 ) -> dict[str, Any]:
     """The same tournament without Ray: agents evaluated one after another in this process."""
-    from quantarena.tournaments.director import run_tournament
     from quantarena.tournaments.rounds import run_agent_round
-    from quantarena.tournaments.setup import prepare
+    from quantarena.tournaments.setup import play, prepare
     from quantarena.tracking.tournament import TournamentRecorder, leaderboard_view
 
     t0 = time.perf_counter()
@@ -113,15 +112,7 @@ def run_in_process(
             progress(rep.round.index + 1, total, f"round {rep.round.index + 1}")
 
     try:
-        result = run_tournament(
-            inputs.rounds,
-            [e.name for e in inputs.entries],
-            evaluate,
-            periods_per_year=inputs.periods_per_year,
-            allocation=inputs.allocation,
-            gates=cfg.gates,
-            on_round=on_round,
-        )
+        result = play(inputs, cfg, evaluate, on_round)
         summary = rec.finish(result, inputs.periods_per_year)
     except BaseException:
         rec.fail()

@@ -21,7 +21,7 @@ from quantarena.tournaments.director import AllocationConfig
 from quantarena.tournaments.rounds import AgentEntry
 from quantarena.tournaments.schedule import Round, walk_forward
 
-__all__ = ["TournamentInputs", "build_entries", "load_panel", "prepare"]
+__all__ = ["TournamentInputs", "build_entries", "load_panel", "play", "prepare"]
 
 
 @dataclass
@@ -130,6 +130,26 @@ def prepare(cfg: Any, panel: BarPanel | None = None) -> TournamentInputs:
         rounds=rounds,
         periods_per_year=bars_per_year(panel.interval_ns, days),
         allocation=allocation_of(cfg),
+    )
+
+
+def play(
+    inputs: TournamentInputs,
+    cfg: Any,
+    evaluate: Any,
+    on_round: Any = None,
+) -> Any:
+    """Run the director's rounds over ``inputs`` with ``evaluate`` (plain or Ray fan-out)."""
+    from quantarena.tournaments.director import run_tournament
+
+    return run_tournament(
+        inputs.rounds,
+        [e.name for e in inputs.entries],
+        evaluate,
+        periods_per_year=inputs.periods_per_year,
+        allocation=inputs.allocation,
+        gates=cfg.gates,
+        on_round=on_round,
     )
 
 
