@@ -30,10 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)  # config paths are relative to the repository
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from quantarena.cli.data import info as show_store
-    from quantarena.cli.tournament_run import show_summary
+    from quantarena.cli.tournament_run import round_progress, show_summary
     from quantarena.config import ConfigError, TournamentConfig
     from quantarena.data.errors import DataError
     from quantarena.data.store import Store
@@ -60,18 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     console.rule(f"[bold]2. tournament {cfg.name!r}")
     from quantarena.actors import driver
 
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        task = bar.add_task("starting Ray", total=None)
-
-        def progress(done: int, total: int, stage: str) -> None:
-            bar.update(task, completed=done, total=total or None, description=stage)
-
+    with round_progress(console, cfg.name) as progress:
         run = driver.run_in_process if args.no_ray else driver.run_on_ray
         summary = run(cfg, progress=progress)
     console.rule("[bold]3. results")

@@ -5,7 +5,9 @@ Only typer and rich load at import; Ray, MLflow and the engine load inside the c
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,25 @@ def _num(v: Any, fmt: str = "{:.2f}") -> str:
     except (TypeError, ValueError):
         return str(v)
     return "" if f != f else fmt.format(f)
+
+
+@contextlib.contextmanager
+def round_progress(console: Console, label: str) -> Iterator[Any]:
+    """A rich progress bar over a tournament's rounds; yields ``progress(done, total, stage)``,
+    the callback the drivers take."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task(f"{label}: starting", total=None)
+
+        def progress(done: int, total: int, stage: str) -> None:
+            bar.update(task, completed=done, total=total or None, description=f"{label}: {stage}")
+
+        yield progress
 
 
 def leaderboard_table(rows: list[dict[str, Any]], title: str) -> Table:
@@ -131,21 +152,7 @@ def run_command(
         cfg = with_tracking(cfg, mlflow_uri=mlflow_uri, output_dir=output_dir)
     from quantarena.actors import driver
 
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as bar:
-        task = bar.add_task(f"{cfg.name}: starting", total=None)
-
-        def progress(done: int, total: int, stage: str) -> None:
-            bar.update(
-                task, completed=done, total=total or None, description=f"{cfg.name}: {stage}"
-            )
-
+    with round_progress(console, cfg.name) as progress:
         with user_errors():
             run = driver.run_on_ray if ray else driver.run_in_process
             summary = run(cfg, progress=progress, log_mlflow=mlflow, backend=backend)
