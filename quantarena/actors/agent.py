@@ -18,6 +18,28 @@ from quantarena.tournaments.rounds import AgentEntry, RoundResult, run_agent_rou
 from quantarena.tournaments.schedule import Round
 
 
+def cap_gpu_memory(fraction: float | None) -> dict[str, float]:
+    """Hold this actor to its share of the GPU's memory: CuPy's memory pool and, when torch is
+    installed (ML agents), torch's caching allocator get ``fraction`` of the device each, so
+    agents sharing a GPU cannot starve each other. Returns the caps set (bytes / fraction)."""
+    if not fraction or fraction >= 1.0:
+        return {}
+    caps: dict[str, float] = {}
+    import cupy
+
+    total = cupy.cuda.Device().mem_info[1]
+    cupy.get_default_memory_pool().set_limit(size=int(total * fraction))
+    caps["cupy_bytes"] = float(int(total * fraction))
+    try:
+        import torch
+    except ImportError:
+        return caps
+    if torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(float(fraction))
+        caps["torch_fraction"] = float(fraction)
+    return caps
+
+
 @ray.remote
 class AgentActor:
     """Ray actor of one agent. Create with ``AgentActor.options(name="agent:<name>",
@@ -31,6 +53,7 @@ class AgentActor:
         backend: str = "auto",
         periods_per_year: float | None = None,
         threads: int | None = None,
+        gpu_fraction: float | None = None,
     ):
         from quantarena.engine.backend import get_backend
 
@@ -39,6 +62,7 @@ class AgentActor:
         self.costs = costs
         self.backend = get_backend(backend)
         self.periods_per_year = periods_per_year
+        self.memory_caps = cap_gpu_memory(gpu_fraction) if self.backend.is_gpu else {}
         if threads:  # actors sharing a node's cores: don't oversubscribe Numba's pool
             import numba
 
@@ -58,6 +82,7 @@ class AgentActor:
             "resources": ctx.get_assigned_resources(),
             "pid": os.getpid(),
             "zero_copy": not self.panel.close.flags.writeable,
+            "memory_caps": self.memory_caps,
         }
 
     def run_round(self, rnd: Round) -> RoundResult:

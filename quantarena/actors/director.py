@@ -80,7 +80,13 @@ class DirectorActor:
         actors = {}
         for e, ask in zip(inputs.entries, asks, strict=True):
             actors[e.name] = AgentActor.options(name=f"agent:{e.name}", **ask).remote(
-                self.panel_ref, e, inputs.costs, self.backend, inputs.periods_per_year, threads
+                self.panel_ref,
+                e,
+                inputs.costs,
+                self.backend,
+                inputs.periods_per_year,
+                threads,
+                ask.get("num_gpus"),
             )
         info_refs = [a.info.remote() for a in actors.values()]
         ready, pending = ray.wait(
