@@ -216,7 +216,7 @@ def evaluate_round(
     stops: Stops | None = None,
     leverage: float = 1.0,
     backend: str = "auto",
-    block: int = 8192,
+    block: int = 2048,
     periods_per_year: float | None = None,
 ) -> RoundResult:
     """Pick ``entry``'s parameters on ``rnd``'s in-sample bars and trade them out of sample.
@@ -229,7 +229,8 @@ def evaluate_round(
         stops: optional stops, applied to every parameter set.
         leverage: gross exposure cap.
         backend: engine backend (``"auto"`` picks the GPU when CUDA is usable).
-        block: bars per streamed block.
+        block: bars per streamed block (2048: a block of 1,000 sets stays in cache between
+            the agent's signal and the replay; results do not depend on it).
         periods_per_year: annualisation of the metrics (default: the engine's, a 365-day
             year); the director passes the tournament's (252 days for equities).
     """
@@ -306,7 +307,7 @@ def evaluate_round_tuned(
     stops: Stops | None = None,
     leverage: float = 1.0,
     backend: str = "auto",
-    block: int = 8192,
+    block: int = 2048,
     periods_per_year: float | None = None,
 ) -> RoundResult:
     """Like :func:`evaluate_round`, but the agent TUNES in sample with Optuna instead of

@@ -11,6 +11,7 @@ per-round leaderboards, to ``output_dir`` and as MLflow artifacts.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,8 @@ class TournamentRecorder:
         self.log: TournamentLogger | None = None
         self.run_id: str | None = None
         self.latest_model: dict[str, str] = {}
+        self.flush_every_s = 5.0
+        self._last_flush = time.monotonic()
         self.registered: dict[str, int] = {}
         if enabled:
             self.log = TournamentLogger.from_config(cfg, buffer=True)
@@ -111,7 +114,12 @@ class TournamentRecorder:
                 self._log_model(agent, k, res)
         port = {f"{m}_{key}": v for m, d in report.portfolio.items() for key, v in d.items()}
         self.log.log_round(None, k, port)
-        self.log.flush()
+        # write buffered metrics at most every few seconds: the MLflow UI stays live during a
+        # long tournament without one database round trip per agent per round
+        now = time.monotonic()
+        if now - self._last_flush >= self.flush_every_s:
+            self.log.flush()
+            self._last_flush = now
 
     def _log_model(self, agent: str, k: int, res: Any) -> None:
         """A learning agent's model of round ``k`` (with its signature and the round's OOS
