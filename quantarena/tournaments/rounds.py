@@ -207,6 +207,26 @@ def returns_from_equity(
     return r, eq_end / base - 1.0
 
 
+def _replay_oos(
+    bars: BarPanel, rnd: Round, source: Any, column: int, common: dict[str, Any]
+) -> tuple[BarPanel, Any, np.ndarray, np.ndarray]:
+    """Replay a population over ``rnd``'s OOS bars (starting flat, positions from ``source``
+    built on the warm-up + IS + OOS window); returns the OOS bars, the result, the per-bar
+    returns of set ``column`` and every set's daily returns (read from recorded equity)."""
+    oos_bars = bars.select(rnd.oos_slice)
+    res = simulate(
+        oos_bars,
+        OffsetSource(source, rnd.oos_start - rnd.warmup_start),
+        record=("equity",),
+        **common,
+    )
+    eq = to_host(res.equity)
+    if eq.ndim == 1:
+        eq = eq[:, None]
+    oos_returns, oos_daily = returns_from_equity(oos_bars.ts, eq, column)
+    return oos_bars, res, oos_returns, oos_daily
+
+
 def evaluate_round(
     bars: BarPanel,
     entry: AgentEntry,
@@ -266,17 +286,7 @@ def evaluate_round(
     best = select_best(is_metrics, entry.objective)
 
     t0 = time.perf_counter()
-    oos_bars = bars.select(rnd.oos_slice)
-    oos_res = simulate(
-        oos_bars,
-        OffsetSource(source, rnd.oos_start - rnd.warmup_start),
-        record=("equity",),
-        **common,
-    )
-    eq = to_host(oos_res.equity)
-    if eq.ndim == 1:
-        eq = eq[:, None]
-    oos_returns, oos_daily = returns_from_equity(oos_bars.ts, eq, best)
+    oos_bars, oos_res, oos_returns, oos_daily = _replay_oos(bars, rnd, source, best, common)
     t_oos = time.perf_counter() - t0
 
     return RoundResult(
@@ -407,18 +417,9 @@ def evaluate_round_tuned(
     top_pop = {n: space[n].coerce(n, [s[n] for s in top_sets]) for n in names}
 
     t0 = time.perf_counter()
-    oos_bars = bars.select(rnd.oos_slice)
     src = agent.source(window, top_pop, xp)
-    oos_res = simulate(
-        oos_bars,
-        OffsetSource(src, rnd.oos_start - rnd.warmup_start),
-        record=("returns",),
-        **common,
-    )
-    oos_all = to_host(oos_res.returns)
+    oos_bars, oos_res, oos_returns, oos_daily = _replay_oos(bars, rnd, src, 0, common)
     t_oos = time.perf_counter() - t0
-    if oos_all.ndim == 1:
-        oos_all = oos_all[:, None]
     best = int(order[0])
     return RoundResult(
         agent=entry.name,
@@ -429,9 +430,9 @@ def evaluate_round_tuned(
         is_metrics={k: float(a[best]) for k, a in is_metrics_all.items()},
         is_sharpe_all=is_metrics_all["sharpe"].copy(),
         oos_ts=oos_bars.ts.copy(),
-        oos_returns=np.ascontiguousarray(oos_all[:, 0], dtype=np.float64),
+        oos_returns=oos_returns,
         oos_metrics={k: float(np.asarray(to_host(a))[0]) for k, a in oos_res.metrics.items()},
-        oos_daily_all=daily_returns(oos_bars.ts, oos_all),
+        oos_daily_all=oos_daily,
         timings={"indicators": t_ind, "replay_is": t_is, "replay_oos": t_oos},
         top_params=[dict(s) for s in top_sets],
     )
