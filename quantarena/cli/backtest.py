@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from quantarena.cli import options as opt
 from quantarena.cli.errors import user_errors
 
 # piped output (tests, logs) gets a wide table instead of rich's 80-column default
@@ -79,16 +80,16 @@ def _num(v: Any, fmt: str = ".2f") -> str:
 
 
 def backtest_cmd(
-    agent: str = typer.Option("momentum", "--agent", "-a", help="Agent name or module:Class."),
+    agent: str = opt.AGENT,
     param: list[str] = typer.Option(
         None, "--param", "-p", help="name=values: 5:50:5 (stop included), 5,10,20 or 7. Repeat."
     ),
-    store: Path = typer.Option(None, "--store", help="Store directory (see `quantarena data`)."),
-    symbol: str = typer.Option(None, "--symbol", "-s", help="Symbol in the store or file."),
-    file: Path = typer.Option(None, "--file", help="A data file instead of a store."),
-    start: str = typer.Option(None, "--start", help="First bar time (ISO, UTC), inclusive."),
-    end: str = typer.Option(None, "--end", help="End time (ISO, UTC), exclusive."),
-    interval: str = typer.Option(None, "--interval", help="Bar interval, e.g. 1m, 1h."),
+    store: Path = opt.STORE,
+    symbol: str = opt.SYMBOL,
+    file: Path = opt.FILE,
+    start: str = opt.START,
+    end: str = opt.END,
+    interval: str = opt.INTERVAL,
     fee_bps: float = typer.Option(10.0, "--fee-bps", help="Taker fee, bps of traded notional."),
     slippage_bps: float = typer.Option(0.0, "--slippage-bps", help="Slippage, bps of price."),
     max_position: float = typer.Option(
@@ -207,10 +208,10 @@ def audit_cmd(
     ),
     param: list[str] = typer.Option(None, "--param", "-p", help="name=values, as for backtest."),
     store: Path = typer.Option(None, "--store", help="Store directory."),
-    symbol: str = typer.Option(None, "--symbol", "-s", help="Symbol in the store or file."),
+    symbol: str = opt.SYMBOL,
     file: Path = typer.Option(None, "--file", help="A data file (default: bundled sample)."),
     start: str = typer.Option(None, "--start", help="First bar time (ISO, UTC)."),
-    end: str = typer.Option(None, "--end", help="End time (ISO, UTC), exclusive."),
+    end: str = opt.END,
     cuts: int = typer.Option(6, "--cuts", help="Number of cut points."),
     seed: int = typer.Option(0, "--seed", help="Seed of the cut points and random walks."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),

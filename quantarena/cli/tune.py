@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from quantarena.cli import options as opt
 from quantarena.cli.errors import user_errors
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
@@ -31,13 +32,13 @@ def _num(v: Any, fmt: str = ".3f") -> str:
 
 
 def tune_cmd(
-    agent: str = typer.Option("momentum", "--agent", "-a", help="Agent name or module:Class."),
-    store: Path = typer.Option(None, "--store", help="Store directory (see `quantarena data`)."),
-    symbol: str = typer.Option(None, "--symbol", "-s", help="Symbol in the store or file."),
-    file: Path = typer.Option(None, "--file", help="A data file instead of a store."),
-    start: str = typer.Option(None, "--start", help="First bar time (ISO, UTC), inclusive."),
-    end: str = typer.Option(None, "--end", help="End time (ISO, UTC), exclusive."),
-    interval: str = typer.Option(None, "--interval", help="Bar interval, e.g. 1m, 1h."),
+    agent: str = opt.AGENT,
+    store: Path = opt.STORE,
+    symbol: str = opt.SYMBOL,
+    file: Path = opt.FILE,
+    start: str = opt.START,
+    end: str = opt.END,
+    interval: str = opt.INTERVAL,
     trials: int = typer.Option(1024, "--trials", "-n", help="Trials to ask in all."),
     batch: int = typer.Option(256, "--batch", "-b", help="Trials per engine call."),
     sampler: str = typer.Option("tpe", "--sampler", help="tpe | cmaes | random | nsga2."),
