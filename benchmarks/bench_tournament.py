@@ -100,10 +100,11 @@ def run(console: Console, weeks: int = 52, population: int = 1000) -> list[dict]
             "peer": "no peer (target < 180 s on 2 cores)",
             "updates/s": updates / wall,
             "notes": (
-                f"{updates:.3g} bar-param updates; replay {tm['replay']:.1f} s (busiest actor, "
-                f"summed over rounds), director selection+allocation {tm['selection']:.1f} s, "
-                f"Ray overhead {tm['ray']:.1f} s, MLflow+plots {tm['tracking']:.1f} s, "
-                f"data load {tm.get('data', 0):.1f} s"
+                f"{updates:.3g} bar-param updates; agents computed {tm['replay']:.1f} core-s "
+                f"({tm['slots']:.0f} at a time: {tm['replay'] / tm['slots']:.1f} s), director "
+                f"waited {tm['wait']:.1f} s for them (Ray and idle cores {tm['ray']:.1f} s), "
+                f"selection+allocation {tm['selection']:.1f} s, MLflow+plots "
+                f"{tm['tracking']:.1f} s, data load {tm.get('data', 0):.1f} s"
             ),
         }
     ]

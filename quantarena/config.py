@@ -541,13 +541,16 @@ class RayConfig(_Section):
     cluster); ``num_cpus`` / ``num_gpus`` size a local start (``num_gpus`` declares logical
     GPUs: ``1`` on a CPU machine lets GPU-fraction actors be placed, e.g. in tests);
     ``runtime_env`` is merged into the runtime environment of submitted jobs;
-    ``include_dashboard`` starts the dashboard with a local Ray."""
+    ``include_dashboard`` starts the dashboard with a local Ray; ``max_running_agents`` caps
+    the agent-rounds computing at once (default: the cluster's CPUs when agents run on CPUs —
+    more would only time-share the cores — and every agent when they run on GPUs)."""
 
     address: str | None = None
     num_cpus: PositiveInt | None = None
     num_gpus: NonNegFloat | None = None
     runtime_env: dict[str, Any] | None = None
     include_dashboard: bool = False
+    max_running_agents: PositiveInt | None = None
 
 
 class TournamentConfig(_Section):

@@ -184,6 +184,10 @@ def test_times_parse_to_ns_utc() -> None:
         ),
         (lambda d: d.update(seed=-1), "configs/x.yaml: seed: must be >= 0, got -1"),
         (
+            lambda d: d.update(ray={"max_running_agents": 0}),
+            "configs/x.yaml: ray.max_running_agents: must be >= 1, got 0",
+        ),
+        (
             lambda d: d["data"].update(store="store"),
             "configs/x.yaml: data: give exactly one of 'store' (a Parquet store) or 'files'",
         ),

@@ -157,3 +157,16 @@ def test_the_director_actor_is_the_mlflow_writer(ray_run):
     rounds = prepare(cfg).rounds
     expect = sum((r.n_is + r.n_oos) * sum(n_trials.values()) for r in rounds)
     assert summary["bar_param_updates"] == expect
+
+
+def test_agent_rounds_run_as_many_at_a_time_as_there_are_cores(ray_run):
+    from quantarena.actors.director import running_slots
+
+    _, summary, _, _ = ray_run
+    assert summary["timings"]["slots"] == 2  # num_cpus=2: two agent-rounds at once, not four
+    cpu = [{"backend": "cpu"}] * 8
+    gpu = [{"backend": "gpu"}] * 8
+    assert running_slots(None, cpu, {"CPU": 2.0, "GPU": 1.0}) == 2
+    assert running_slots(None, cpu[:1], {"CPU": 16.0}) == 1
+    assert running_slots(None, gpu, {"CPU": 2.0, "GPU": 1.0}) == 8  # all share the GPU
+    assert running_slots(3, cpu, {"CPU": 2.0}) == 3  # ray.max_running_agents wins

@@ -17,6 +17,7 @@ from typing import Any
 import ray
 
 from quantarena.actors.agent import AgentActor
+from quantarena.tournaments.pipeline import RoundPipeline
 
 
 def check_fits(asks: list[dict[str, float]], cluster: dict[str, float]) -> None:
@@ -30,6 +31,18 @@ def check_fits(asks: list[dict[str, float]], cluster: dict[str, float]) -> None:
                 f"the {len(asks)} agents ask for {need:g} {res}s but the cluster has {have:g}: "
                 f"lower agents[].gpu_fraction (e.g. to {have / len(asks):.2g}) or add {res}s"
             )
+
+
+def running_slots(
+    configured: int | None, infos: list[dict[str, Any]], cluster: dict[str, float]
+) -> int:
+    """How many agent-rounds compute at once: ``configured`` if set; else every agent when
+    they run on GPUs, and the cluster's CPU count (at least 1) when they run on CPUs."""
+    if configured:
+        return int(configured)
+    if any(i.get("backend") == "gpu" for i in infos):
+        return max(1, len(infos))
+    return max(1, min(len(infos), int(cluster.get("CPU", 1))))
 
 
 @ray.remote(max_concurrency=2)
@@ -76,10 +89,10 @@ class DirectorActor:
         asks = [agent_resources(a.gpu_fraction) for a in cfg.agents]
         cluster = ray.cluster_resources()
         check_fits(asks, cluster)
-        # Numba threads per agent: the node's cores shared out (two threads each for 8 agents
-        # on 2 cores measured 30% slower than one: oversubscription costs more than the idle
-        # tail of a round)
-        threads = max(1, int(cluster.get("CPU", 1) // len(asks)))
+        # Numba threads per agent: the cores shared out over the agent-rounds that run at once
+        # (on CPUs, by default as many as there are cores: one thread each)
+        n_cpu = max(1, int(cluster.get("CPU", 1)))
+        threads = max(1, n_cpu // (cfg.ray.max_running_agents or min(len(asks), n_cpu)))
         actors = {}
         for e, ask in zip(inputs.entries, asks, strict=True):
             actors[e.name] = AgentActor.options(name=f"agent:{e.name}", **ask).remote(
@@ -105,21 +118,32 @@ class DirectorActor:
             )
         infos = ray.get(info_refs)
         rec = TournamentRecorder(cfg, {a.name: a.kind for a in cfg.agents}, enabled=log_mlflow)
-        timings = {"replay": 0.0, "ray": 0.0, "tracking": 0.0, "selection": 0.0}
+        slots = running_slots(cfg.ray.max_running_agents, infos, cluster)
+        timings = {"replay": 0.0, "ray": 0.0, "tracking": 0.0, "selection": 0.0, "wait": 0.0}
+        timings["slots"] = float(slots)
+
+        def wait_any(refs: list[Any]) -> tuple[Any, Any]:
+            (ref,), _ = ray.wait(refs, num_returns=1)
+            return ref, ray.get(ref)
+
+        pipeline = RoundPipeline(
+            list(actors),
+            inputs.rounds,
+            lambda name, rnd: actors[name].run_round.remote(rnd),
+            wait_any,
+            slots,
+        )
 
         def evaluate(rnd: Any) -> dict[str, Any]:
             t0 = time.perf_counter()
-            refs = {name: a.run_round.remote(rnd) for name, a in actors.items()}
-            out = dict(zip(refs, ray.get(list(refs.values())), strict=True))
-            wall = time.perf_counter() - t0
-            busy = max(
+            out = pipeline.results(rnd)
+            timings["wait"] += time.perf_counter() - t0
+            timings["replay"] += sum(
                 r.timings.get("replay_is", 0)
                 + r.timings.get("replay_oos", 0)
                 + r.timings.get("indicators", 0)
                 for r in out.values()
             )
-            timings["replay"] += busy
-            timings["ray"] += max(wall - busy, 0.0)
             return out
 
         def on_round(report: Any) -> None:
@@ -138,9 +162,11 @@ class DirectorActor:
             t0 = time.perf_counter()
             result = play(inputs, cfg, evaluate, on_round)
             timings["selection"] = max(
-                time.perf_counter() - t0 - timings["replay"] - timings["ray"] - timings["tracking"],
-                0.0,
+                time.perf_counter() - t0 - timings["wait"] - timings["tracking"], 0.0
             )
+            # Ray's share: the director's waiting beyond the agents' compute spread over the
+            # slots (scheduling, transfers, and cores idle at the end of the schedule)
+            timings["ray"] = max(timings["wait"] - timings["replay"] / slots, 0.0)
             self._set(stage="writing results")
             t0 = time.perf_counter()
             summary = rec.finish(result, inputs.periods_per_year)

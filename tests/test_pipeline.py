@@ -1,0 +1,102 @@
+"""RoundPipeline: agents run rounds ahead of the director, a bounded number at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from quantarena.tournaments.pipeline import RoundPipeline
+from quantarena.tournaments.schedule import Round
+
+
+def _rounds(n: int) -> list[Round]:
+    out = []
+    for k in range(n):
+        s = 100 + 10 * k
+        out.append(
+            Round(
+                index=k,
+                is_start=s - 20,
+                is_end=s,
+                oos_start=s,
+                oos_end=s + 10,
+                warmup_start=s - 30,
+                warmup_start_ns=s - 30,
+                is_start_ns=s - 20,
+                oos_start_ns=s,
+                oos_end_ns=s + 10,
+            )
+        )
+    return out
+
+
+class FakeCluster:
+    """Agent-rounds that finish in a random order; records what ran when."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.running: dict[int, tuple[str, int]] = {}
+        self.started: list[tuple[str, int]] = []
+        self.max_running = 0
+        self.n = 0
+
+    def submit(self, agent: str, rnd: Round) -> int:
+        assert agent not in {a for a, _ in self.running.values()}, "agent started twice"
+        self.n += 1
+        self.running[self.n] = (agent, rnd.index)
+        self.started.append((agent, rnd.index))
+        self.max_running = max(self.max_running, len(self.running))
+        return self.n
+
+    def wait_any(self, handles: list[int]) -> tuple[int, str]:
+        assert sorted(handles) == sorted(self.running)
+        h = handles[int(self.rng.integers(len(handles)))]
+        agent, k = self.running.pop(h)
+        return h, f"{agent}@{k}"
+
+
+@pytest.mark.parametrize("slots", [1, 2, 3, 5])
+def test_every_round_every_agent_in_order_within_slots(slots):
+    agents = ["a", "b", "c"]
+    rounds = _rounds(6)
+    fc = FakeCluster(seed=slots)
+    pipe = RoundPipeline(agents, rounds, fc.submit, fc.wait_any, slots)
+    for r in rounds:
+        got = pipe.results(r)
+        assert got == {a: f"{a}@{r.index}" for a in agents}
+    assert fc.max_running <= slots
+    assert pipe.max_running == fc.max_running
+    assert fc.max_running == min(slots, len(agents))
+    for a in agents:  # each agent's rounds start in schedule order, once each
+        assert [k for x, k in fc.started if x == a] == list(range(6))
+    assert not pipe.cancel()
+
+
+def test_runs_ahead_of_the_director_without_waiting_for_a_barrier():
+    agents = ["a", "b"]
+    rounds = _rounds(4)
+    fc = FakeCluster()
+    pipe = RoundPipeline(agents, rounds, fc.submit, fc.wait_any, slots=2)
+    pipe.results(rounds[0])
+    # while the director works on round 0, both slots already hold later rounds' work
+    ks = [k for _, k in fc.running.values()]
+    assert len(ks) == 2 and min(ks) >= 1
+
+
+def test_lookahead_bounds_how_far_agents_run_ahead():
+    agents = ["a", "b"]
+    rounds = _rounds(5)
+    fc = FakeCluster(seed=3)
+    pipe = RoundPipeline(agents, rounds, fc.submit, fc.wait_any, slots=2, lookahead=0)
+    for r in rounds:
+        pipe.results(r)
+        assert all(k <= r.index for _, k in fc.started)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="slots"):
+        RoundPipeline(["a"], _rounds(1), lambda a, r: 0, lambda h: (0, 0), slots=0)
+    fc = FakeCluster()
+    pipe = RoundPipeline(["a"], _rounds(2), fc.submit, fc.wait_any, slots=1)
+    with pytest.raises(KeyError, match="round 7"):
+        pipe.results(_rounds(8)[7])
