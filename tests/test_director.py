@@ -354,6 +354,51 @@ def test_agent_record_matches_hand_computation():
     assert math.isnan(agent_record(results[2:], PPY)["win_rate"])
 
 
+def test_moments_merged_round_by_round_equal_the_direct_ones():
+    from quantarena.tournaments.record import Moments
+
+    rng = np.random.default_rng(9)
+    x = 1e-4 + 1e-3 * rng.standard_t(3, 5000)  # fat tails, small mean: as 1m returns
+    cuts = [0, 1, 1, 3, 700, 2500, 4999, 5000]  # includes empty and one-value chunks
+    m = Moments()
+    for a, b in itertools.pairwise(cuts):
+        m.merge(Moments.of(x[a:b]))
+    d = x - x.mean()
+    assert m.n == x.size
+    assert m.mean == pytest.approx(x.mean(), rel=1e-12)
+    for k, got in ((2, m.m2), (3, m.m3), (4, m.m4)):
+        assert got == pytest.approx(np.sum(d**k), rel=1e-9), k
+
+
+def test_track_record_equals_agent_record_after_every_round():
+    from quantarena.tournaments.record import TrackRecord
+
+    rng = np.random.default_rng(11)
+    sizes = [BARS, 2, BARS, 1, BARS, BARS]
+    agents = {
+        "noisy": [0.0005 + 0.01 * rng.standard_t(4, n) for n in sizes],
+        "idle": [np.zeros(n) for n in sizes],  # never trades: zero variance
+        "crash": [np.r_[-0.3, 0.01 * np.ones(n - 1)] for n in sizes],
+    }
+    for name, rets in agents.items():
+        track = TrackRecord()
+        results = []
+        for k, r in enumerate(rets):
+            wr = float("nan") if k == 1 else 0.25 * (k % 4)
+            sh = rng.normal(0.5, 1.0, 7)
+            sh[k % 7] = np.nan
+            results.append(_result(name, k, r, n_trades=k, win_rate=wr, is_sharpe_all=sh))
+            track.add(results[-1], PPY)
+            want = agent_record(results, PPY)
+            got = track.stats(PPY)
+            assert sorted(got) == sorted(want)
+            for key, v in want.items():
+                if math.isnan(v):
+                    assert math.isnan(got[key]), (name, k, key)
+                else:
+                    assert got[key] == pytest.approx(v, rel=1e-9, abs=1e-12), (name, k, key)
+
+
 def test_final_leaderboard_is_the_record_ranked_by_deflated_sharpe():
     rets = _with_crash()
     res = _run(rets)

@@ -117,7 +117,6 @@ class DirectorActor:
                 "for — lower agents[].gpu_fraction or add nodes"
             )
         infos = ray.get(info_refs)
-        rec = TournamentRecorder(cfg, {a.name: a.kind for a in cfg.agents}, enabled=log_mlflow)
         slots = running_slots(cfg.ray.max_running_agents, infos, cluster)
         timings = {"replay": 0.0, "ray": 0.0, "tracking": 0.0, "selection": 0.0, "wait": 0.0}
         timings["slots"] = float(slots)
@@ -133,6 +132,13 @@ class DirectorActor:
             wait_any,
             slots,
         )
+        pipeline.start()  # agents work while MLflow sets up (its first call takes seconds)
+        try:
+            rec = TournamentRecorder(cfg, {a.name: a.kind for a in cfg.agents}, enabled=log_mlflow)
+        except BaseException:
+            for a in actors.values():
+                ray.kill(a)
+            raise
 
         def evaluate(rnd: Any) -> dict[str, Any]:
             t0 = time.perf_counter()

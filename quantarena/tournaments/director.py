@@ -25,7 +25,9 @@ computed from its daily OOS returns of every parameter set.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +38,7 @@ from quantarena.tournaments.allocation import equal_weights, inverse_vol_weights
 from quantarena.tournaments.gates import GateConfig, GateStatus, evaluate_gates
 from quantarena.tournaments.overfitting import deflated_sharpe, pbo, sharpe_stats
 from quantarena.tournaments.ranking import cumulative_leaderboard, rank_agents
+from quantarena.tournaments.record import TrackRecord
 from quantarena.tournaments.rounds import RoundResult, daily_returns
 from quantarena.tournaments.schedule import Round
 
@@ -279,6 +282,7 @@ def run_tournament(
     gate_status: dict[str, GateStatus] = {}
     per_round_boards: list[pd.DataFrame] = []
     cumulative = pd.DataFrame()
+    tracks = {a: TrackRecord() for a in agents}  # the same as agent_record(history), O(round)
 
     for rnd in rounds:
         w = _weights_for(history, agents, eligible, cfg)
@@ -305,7 +309,9 @@ def run_tournament(
         board = _rank(pd.DataFrame(this).T.rename_axis("agent"), score, periods_per_year)
         board["round"] = rnd.index
         per_round_boards.append(board)
-        record = {a: agent_record([h[a] for h in history], periods_per_year) for a in agents}
+        for a in agents:
+            tracks[a].add(results[a], periods_per_year)
+        record = {a: tracks[a].stats(periods_per_year) for a in agents}
         stats = {a: {**record[a], "paper_days": (paper_days or {}).get(a)} for a in agents}
         gate_status = evaluate_gates(stats, gate_cfg)
         eligible = np.array(
@@ -336,7 +342,11 @@ def run_tournament(
         raise ValueError(
             "the schedule has no rounds: the data is shorter than warm-up + lookback + one round"
         )
-    pbos = {a: _pbo_of([h[a] for h in history]) for a in agents}
+    # CSCV over every set's daily OOS returns: ~0.5 s per agent of 1,000 sets and a year;
+    # NumPy releases the GIL in its matrix products, so the agents' PBOs overlap in threads
+    with ThreadPoolExecutor(max_workers=min(len(agents), os.cpu_count() or 1)) as pool:
+        pbo_list = list(pool.map(lambda a: _pbo_of([h[a] for h in history]), agents))
+    pbos = dict(zip(agents, pbo_list, strict=True))
     final = cumulative.copy()
     final["pbo"] = [pbos[a] for a in agents]
     # next round's weights, from all rounds played

@@ -89,6 +89,10 @@ class RoundPipeline:
             busy.add(a)
             self.max_running = max(self.max_running, len(self._running))
 
+    def start(self) -> None:
+        """Start the first agent-rounds now (e.g. while the caller sets up its logging)."""
+        self._start_more()
+
     def results(self, rnd: Round) -> dict[str, Any]:
         """Every agent's result of ``rnd`` (blocks until they are in); rounds must be asked
         for in schedule order."""
