@@ -100,3 +100,25 @@ def test_bad_arguments():
     pipe = RoundPipeline(["a"], _rounds(2), fc.submit, fc.wait_any, slots=1)
     with pytest.raises(KeyError, match="round 7"):
         pipe.results(_rounds(8)[7])
+
+
+def test_groups_have_their_own_slots():
+    agents = ["a", "b", "c", "d"]
+    groups = {"a": "n1", "b": "n1", "c": "n2", "d": "n2"}
+    rounds = _rounds(4)
+    fc = FakeCluster(seed=4)
+    seen: list[set[str]] = []
+    wait = fc.wait_any
+
+    def wait_any(handles):
+        seen.append({fc.running[h][0] for h in handles})
+        return wait(handles)
+
+    pipe = RoundPipeline(agents, rounds, fc.submit, wait_any, {"n1": 1, "n2": 1}, groups=groups)
+    for r in rounds:
+        assert pipe.results(r) == {a: f"{a}@{r.index}" for a in agents}
+    for running in seen:  # never two agents of one node at once
+        assert len(running) <= 2 and len({groups[a] for a in running}) == len(running)
+    assert fc.max_running == 2
+    with pytest.raises(ValueError, match="no slots given for group"):
+        RoundPipeline(agents, rounds, fc.submit, wait_any, {"n1": 1}, groups=groups)

@@ -164,9 +164,13 @@ def test_agent_rounds_run_as_many_at_a_time_as_there_are_cores(ray_run):
 
     _, summary, _, _ = ray_run
     assert summary["timings"]["slots"] == 2  # num_cpus=2: two agent-rounds at once, not four
-    cpu = [{"backend": "cpu"}] * 8
-    gpu = [{"backend": "gpu"}] * 8
-    assert running_slots(None, cpu, {"CPU": 2.0, "GPU": 1.0}) == 2
-    assert running_slots(None, cpu[:1], {"CPU": 16.0}) == 1
-    assert running_slots(None, gpu, {"CPU": 2.0, "GPU": 1.0}) == 8  # all share the GPU
-    assert running_slots(3, cpu, {"CPU": 2.0}) == 3  # ray.max_running_agents wins
+    cpu = [{"agent": f"a{i}", "backend": "cpu", "node_id": "n1"} for i in range(8)]
+    gpu = [{**i, "backend": "gpu"} for i in cpu]
+    assert running_slots(None, cpu, {"n1": 2.0}) == ({"n1": 2}, {i["agent"]: "n1" for i in cpu})
+    assert running_slots(None, cpu[:1], {"n1": 16.0})[0] == {"n1": 1}
+    assert running_slots(None, gpu, {"n1": 2.0})[0] == {"": 8}  # all share the GPU
+    assert running_slots(3, cpu, {"n1": 2.0})[0] == {"": 3}  # ray.max_running_agents wins
+    # two nodes: each runs as many of its own agents at once as it has CPUs
+    two = [{**i, "node_id": "n1" if k < 5 else "n2"} for k, i in enumerate(cpu)]
+    slots, groups = running_slots(None, two, {"n1": 4.0, "n2": 1.0})
+    assert slots == {"n1": 4, "n2": 1} and groups["a7"] == "n2"

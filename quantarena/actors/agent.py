@@ -81,6 +81,7 @@ class AgentActor:
             "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
             "resources": ctx.get_assigned_resources(),
             "pid": os.getpid(),
+            "node_id": ctx.get_node_id(),
             "zero_copy": not self.panel.close.flags.writeable,
             "memory_caps": self.memory_caps,
         }

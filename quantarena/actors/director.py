@@ -34,15 +34,27 @@ def check_fits(asks: list[dict[str, float]], cluster: dict[str, float]) -> None:
 
 
 def running_slots(
-    configured: int | None, infos: list[dict[str, Any]], cluster: dict[str, float]
-) -> int:
-    """How many agent-rounds compute at once: ``configured`` if set; else every agent when
-    they run on GPUs, and the cluster's CPU count (at least 1) when they run on CPUs."""
+    configured: int | None, infos: list[dict[str, Any]], node_cpus: dict[str, float]
+) -> tuple[dict[str, int], dict[str, str]]:
+    """How many agent-rounds compute at once, per group of agents: ``(slots, groups)`` for
+    :class:`~quantarena.tournaments.pipeline.RoundPipeline`.
+
+    ``configured`` (``ray.max_running_agents``) caps the whole tournament; agents on GPUs all
+    run at once; agents on CPUs run, on each node, as many at a time as the node has CPUs
+    (``node_cpus``: node id → CPUs; ``infos``: the agents' :meth:`AgentActor.info`, with the
+    node each was placed on)."""
+    agents = [str(i["agent"]) for i in infos]
     if configured:
-        return int(configured)
+        return {"": int(configured)}, dict.fromkeys(agents, "")
     if any(i.get("backend") == "gpu" for i in infos):
-        return max(1, len(infos))
-    return max(1, min(len(infos), int(cluster.get("CPU", 1))))
+        return {"": max(1, len(infos))}, dict.fromkeys(agents, "")
+    groups = {str(i["agent"]): str(i.get("node_id", "")) for i in infos}
+    count: dict[str, int] = {}
+    for g in groups.values():
+        count[g] = count.get(g, 0) + 1
+    default = sum(node_cpus.values()) if set(count) == {""} else 1.0
+    slots = {g: max(1, min(n, int(node_cpus.get(g, default)))) for g, n in count.items()}
+    return slots, groups
 
 
 @ray.remote(max_concurrency=2)
@@ -95,7 +107,11 @@ class DirectorActor:
         threads = max(1, n_cpu // (cfg.ray.max_running_agents or min(len(asks), n_cpu)))
         actors = {}
         for e, ask in zip(inputs.entries, asks, strict=True):
-            actors[e.name] = AgentActor.options(name=f"agent:{e.name}", **ask).remote(
+            # SPREAD: on a cluster, agents go to different nodes (not packed onto the first
+            # one that fits their fractions); on one node it changes nothing
+            actors[e.name] = AgentActor.options(
+                name=f"agent:{e.name}", scheduling_strategy="SPREAD", **ask
+            ).remote(
                 self.panel_ref,
                 e,
                 inputs.costs,
@@ -117,7 +133,11 @@ class DirectorActor:
                 "for — lower agents[].gpu_fraction or add nodes"
             )
         infos = ray.get(info_refs)
-        slots = running_slots(cfg.ray.max_running_agents, infos, cluster)
+        node_cpus = {
+            n["NodeID"]: float(n["Resources"].get("CPU", 0.0)) for n in ray.nodes() if n["Alive"]
+        }
+        slot_map, groups = running_slots(cfg.ray.max_running_agents, infos, node_cpus)
+        slots = sum(slot_map.values())
         timings = {"replay": 0.0, "ray": 0.0, "tracking": 0.0, "selection": 0.0, "wait": 0.0}
         timings["slots"] = float(slots)
 
@@ -130,7 +150,8 @@ class DirectorActor:
             inputs.rounds,
             lambda name, rnd: actors[name].run_round.remote(rnd),
             wait_any,
-            slots,
+            slot_map,
+            groups=groups,
         )
         pipeline.start()  # agents work while MLflow sets up (its first call takes seconds)
         try:

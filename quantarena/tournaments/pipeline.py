@@ -21,7 +21,7 @@ functions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from quantarena.tournaments.schedule import Round
@@ -37,7 +37,9 @@ class RoundPipeline:
         rounds: the schedule, in order.
         submit: ``submit(agent, round) -> handle`` starts one agent-round (non-blocking).
         wait_any: ``wait_any(handles) -> (handle, result)`` waits for one of ``handles``.
-        slots: agent-rounds running at once (>= 1).
+        slots: agent-rounds running at once (>= 1); with ``groups``, a mapping group → its
+            slots (e.g. each cluster node's cores).
+        groups: agent → group (e.g. the node an agent actor was placed on); ``None``: one group.
         lookahead: how many rounds past the one the director asks for may be started
             (``None``: any; results are small, a few arrays per agent-round).
 
@@ -51,11 +53,21 @@ class RoundPipeline:
         rounds: Sequence[Round],
         submit: Callable[[str, Round], Any],
         wait_any: Callable[[list[Any]], tuple[Any, Any]],
-        slots: int,
+        slots: int | Mapping[str, int],
         lookahead: int | None = None,
+        groups: Mapping[str, str] | None = None,
     ) -> None:
-        if int(slots) < 1:
-            raise ValueError(f"slots must be >= 1, got {slots}")
+        if groups is None:
+            groups = dict.fromkeys(agents, "")
+            slots = {"": slots} if not isinstance(slots, Mapping) else slots
+        if not isinstance(slots, Mapping):
+            raise ValueError("with groups, give slots as a mapping group -> slots")
+        missing = sorted({groups.get(a) for a in agents} - set(slots), key=str)
+        if missing:
+            raise ValueError(f"no slots given for group(s) {missing}")
+        bad = {g: n for g, n in slots.items() if int(n) < 1}
+        if bad:
+            raise ValueError(f"slots must be >= 1, got {bad}")
         if lookahead is not None and int(lookahead) < 0:
             raise ValueError(f"lookahead must be >= 0, got {lookahead}")
         self.agents = list(agents)
@@ -63,7 +75,8 @@ class RoundPipeline:
         self._pos = {r.index: i for i, r in enumerate(self.rounds)}
         self.submit = submit
         self.wait_any = wait_any
-        self.slots = int(slots)
+        self.groups = {a: groups[a] for a in agents}
+        self.slots = {g: int(n) for g, n in slots.items()}
         self.lookahead = lookahead
         # per agent, the position (in `rounds`) of its next round to start
         self._next = dict.fromkeys(self.agents, 0)
@@ -75,10 +88,19 @@ class RoundPipeline:
     def _start_more(self) -> None:
         """Start agent-rounds, earliest round first, while slots are free."""
         busy = {a for a, _ in self._running.values()}
+        used = dict.fromkeys(self.slots, 0)
+        for a in busy:
+            used[self.groups[a]] += 1
         limit = len(self.rounds) if self.lookahead is None else self._asked + self.lookahead + 1
-        while len(self._running) < self.slots:
-            stop = min(limit, len(self.rounds))
-            cands = [a for a in self.agents if a not in busy and self._next[a] < stop]
+        stop = min(limit, len(self.rounds))
+        while True:
+            cands = [
+                a
+                for a in self.agents
+                if a not in busy
+                and self._next[a] < stop
+                and used[self.groups[a]] < self.slots[self.groups[a]]
+            ]
             if not cands:
                 return
             a = min(cands, key=lambda x: (self._next[x], self.agents.index(x)))
@@ -87,6 +109,7 @@ class RoundPipeline:
             self._running[handle] = (a, k)
             self._next[a] = k + 1
             busy.add(a)
+            used[self.groups[a]] += 1
             self.max_running = max(self.max_running, len(self._running))
 
     def start(self) -> None:
