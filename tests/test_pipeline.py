@@ -122,3 +122,21 @@ def test_groups_have_their_own_slots():
     assert fc.max_running == 2
     with pytest.raises(ValueError, match="no slots given for group"):
         RoundPipeline(agents, rounds, fc.submit, wait_any, {"n1": 1}, groups=groups)
+
+
+def test_an_agent_error_reaches_the_director_and_the_rest_can_be_cancelled():
+    agents = ["a", "b", "c"]
+    fc = FakeCluster(seed=1)
+
+    def wait_any(handles):
+        h = handles[0]
+        agent, k = fc.running.pop(h)
+        if agent == "b" and k == 1:
+            raise ValueError("agent b: round 1 failed")
+        return h, f"{agent}@{k}"
+
+    pipe = RoundPipeline(agents, _rounds(3), fc.submit, wait_any, slots=2)
+    pipe.results(_rounds(3)[0])
+    with pytest.raises(ValueError, match="agent b: round 1 failed"):
+        pipe.results(_rounds(3)[1])
+    assert pipe.cancel()  # what still runs, for the caller to kill
