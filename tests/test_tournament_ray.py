@@ -174,3 +174,38 @@ def test_agent_rounds_run_as_many_at_a_time_as_there_are_cores(ray_run):
     two = [{**i, "node_id": "n1" if k < 5 else "n2"} for k, i in enumerate(cpu)]
     slots, groups = running_slots(None, two, {"n1": 4.0, "n2": 1.0})
     assert slots == {"n1": 4, "n2": 1} and groups["a7"] == "n2"
+
+
+def test_tuned_agents_running_ahead_keep_their_warm_starts_in_order(local_ray, tmp_path: Path):
+    """Agents run rounds ahead of the director; a tuning agent's round k+1 is warm-started
+    from its own round k, so it must still see its rounds in order: Ray == in process."""
+    from quantarena.actors.driver import run_in_process, run_on_ray
+    from quantarena.config import TournamentConfig
+
+    def cfg(out: Path) -> TournamentConfig:
+        return TournamentConfig.from_dict({
+            "name": "ray-tuned", "seed": 2,
+            "data": {"files": [{"path": str(ROOT / "data/sample/btc-perp-20211231-20220201_1m.csv"),
+                                "symbol": "BTCPERP"}], "interval": "15m", "start": "2022-01-04"},
+            "schedule": {"round": "5d", "lookback": "3d", "warmup": "1d"},
+            "agents": [
+                {"name": "tuned", "kind": "momentum",
+                 "params": {"fast": "2:20:1", "slow": "10:80:2"},
+                 "tuning": {"sampler": "tpe", "trials": 24, "batch": 12, "oos_top": 4}},
+                {"name": "channel", "kind": "breakout",
+                 "params": {"window": [10, 20], "exit_window": [5, 10]}},
+                {"name": "hodl", "kind": "buy_hold"},
+            ],
+            "gates": {"min_history_days": None, "min_paper_days": None},
+            "tracking": {"output_dir": str(out)},
+        })  # fmt: skip
+
+    on_ray = run_on_ray(cfg(tmp_path / "ray"), log_mlflow=False)
+    local = run_in_process(cfg(tmp_path / "local"), log_mlflow=False)
+    assert on_ray["rounds"] == local["rounds"] >= 4
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(on_ray["leaderboard"]), pd.DataFrame(local["leaderboard"])
+    )
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(on_ray["portfolio"]), pd.DataFrame(local["portfolio"])
+    )

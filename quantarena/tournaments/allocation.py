@@ -23,7 +23,7 @@ Kelly (:func:`kelly_weights`), step by step:
 4. Singular Σ (duplicate agents, fewer observations than agents, ``shrinkage="none"``):
    μ is projected onto the range of Σ, i.e. directions of zero estimated variance are
    ignored rather than levered without bound; unconstrained, this is the pseudo-inverse
-   solution ``f = Σ⁺μ``. Long-only, a ridge of 1e-10 · (largest eigenvalue) then makes the
+   solution ``f = Σ⁺μ``. Long-only, a ridge of 1e-8 · (largest eigenvalue) then makes the
    solution unique, so identical agents get identical weights (non-singular Σ: no ridge).
 5. Multiply by ``fraction`` (half Kelly by default), clip each weight to ``[−cap, cap]``,
    then scale all weights down together if the gross exposure ``Σ|f|`` exceeds
@@ -159,7 +159,9 @@ def solve_kelly(mu: ArrayLike, cov: ArrayLike, long_only: bool = True) -> np.nda
         return vk @ ((vk.T @ mu) / w[keep])  # Σ⁺μ
     # min ||A f − b||², A = L' (Σ + εI = L L'), b = L⁻¹ μ_r  ⇔  max f'μ_r − ½ f'(Σ + εI) f
     # a ridge only where Σ is singular, to make the optimum unique (duplicates split evenly)
-    w_reg = w if keep.all() else np.maximum(w, 0.0) + top * 1e-10
+    # (1e-8: the least-squares problem's condition number is 1/1e-8, so duplicates split to
+    # ~1e-7 relative, whatever NNLS implementation; the ridge moves weights by ~1e-8)
+    w_reg = w if keep.all() else np.maximum(w, 0.0) + top * 1e-8
     a = (v * np.sqrt(w_reg)).T  # A'A = V diag(w_reg) V' = Σ + εI
     b = (v.T @ mu_r) / np.sqrt(w_reg)  # A'b = μ_r
     f, _ = nnls(a, b, maxiter=50 * n)
