@@ -52,8 +52,7 @@ def running_slots(
     count: dict[str, int] = {}
     for g in groups.values():
         count[g] = count.get(g, 0) + 1
-    default = sum(node_cpus.values()) if set(count) == {""} else 1.0
-    slots = {g: max(1, min(n, int(node_cpus.get(g, default)))) for g, n in count.items()}
+    slots = {g: max(1, min(n, int(node_cpus.get(g, 1)))) for g, n in count.items()}
     return slots, groups
 
 

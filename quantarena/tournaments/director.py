@@ -36,7 +36,7 @@ import pandas as pd
 
 from quantarena.tournaments.allocation import equal_weights, inverse_vol_weights, kelly_weights
 from quantarena.tournaments.gates import GateConfig, GateStatus, evaluate_gates
-from quantarena.tournaments.overfitting import deflated_sharpe, pbo, sharpe_stats
+from quantarena.tournaments.overfitting import pbo
 from quantarena.tournaments.ranking import cumulative_leaderboard, rank_agents
 from quantarena.tournaments.record import TrackRecord
 from quantarena.tournaments.rounds import RoundResult, daily_returns
@@ -150,39 +150,10 @@ def agent_record(results: Sequence[RoundResult], periods_per_year: float) -> dic
     tried so far), ``dsr`` (deflated Sharpe probability with that N and the variance of the
     trial Sharpes in sample), ``sharpe_pp`` (per-period Sharpe), ``n_obs``.
     """
-    r = np.concatenate([x.oos_returns for x in results])
-    m = _series_metrics(r, periods_per_year)
-    trades = sum(x.oos_metrics.get("n_trades", 0.0) for x in results)
-    wins = sum(
-        x.oos_metrics.get("win_rate", 0.0) * x.oos_metrics.get("n_trades", 0.0)
-        for x in results
-        if np.isfinite(x.oos_metrics.get("win_rate", np.nan))
-    )
-    days = sum(float(x.oos_ts[-1] - x.oos_ts[0]) / DAY_NS for x in results if x.oos_ts.size)
-    # bar length: add one bar per round so a week of 1m bars counts as 7 days
-    days += sum(float(np.median(np.diff(x.oos_ts))) / DAY_NS for x in results if x.oos_ts.size > 1)
-    n_trials = int(sum(x.n_trials for x in results))
-    trial_sr = np.concatenate([x.is_sharpe_all for x in results])
-    trial_sr = trial_sr[np.isfinite(trial_sr)] / np.sqrt(periods_per_year)  # per-period
-    var_sr = float(np.var(trial_sr, ddof=1)) if trial_sr.size > 1 else 0.0
-    stats = sharpe_stats(r) if r.size > 2 else None
-    if stats is not None and np.isfinite(stats.sr):
-        dsr = float(deflated_sharpe(stats, max(n_trials, 1), var_sr))
-    else:
-        dsr = float("nan")
-    return {
-        **m,
-        "skew": float(stats.skew) if stats is not None else float("nan"),
-        "kurt": float(stats.kurt) if stats is not None else float("nan"),
-        "var_trials_sharpe": var_sr,
-        "win_rate": wins / trades if trades > 0 else float("nan"),
-        "n_trades": float(trades),
-        "history_days": days,
-        "n_trials": float(n_trials),
-        "dsr": dsr,
-        "sharpe_pp": float(stats.sr) if stats is not None else float("nan"),
-        "n_obs": float(r.size),
-    }
+    track = TrackRecord()
+    for x in results:
+        track.add(x, periods_per_year)
+    return track.stats(periods_per_year)
 
 
 def _pbo_of(results: Sequence[RoundResult]) -> float:
@@ -282,7 +253,7 @@ def run_tournament(
     gate_status: dict[str, GateStatus] = {}
     per_round_boards: list[pd.DataFrame] = []
     cumulative = pd.DataFrame()
-    tracks = {a: TrackRecord() for a in agents}  # the same as agent_record(history), O(round)
+    tracks = {a: TrackRecord() for a in agents}  # agent_record(history), O(round) each round
 
     for rnd in rounds:
         w = _weights_for(history, agents, eligible, cfg)

@@ -1,11 +1,12 @@
 """An agent's out-of-sample track record, updated round by round.
 
-:func:`quantarena.tournaments.director.agent_record` computes a record from every round's
-per-bar returns at once; recomputing it after each round costs O(rounds²) over a tournament
-(a year of weekly 1-minute rounds: 52 re-reads of up to half a million returns per agent).
-:class:`TrackRecord` keeps running sums instead — count, mean and central moments 2-4 merged
-round by round (Pébay 2008), the equity level and its peak, trade and trial counts — so each
-round costs O(its own bars), and gives the same numbers (equal to ~1e-12 relative, tested).
+Recomputing a record from every round's per-bar returns after each round would cost
+O(rounds²) over a tournament (a year of weekly 1-minute rounds: 52 re-reads of up to half a
+million returns per agent). :class:`TrackRecord` keeps running sums instead — count, mean and
+central moments 2-4 merged round by round (Pébay 2008), the equity level and its peak, trade
+and trial counts — so each round costs O(its own bars), and gives the numbers of the direct
+computation over all returns at once (to ~1e-12 relative, tested).
+:func:`~quantarena.tournaments.director.agent_record` folds a list of rounds into one.
 
 Conventions as :func:`~quantarena.tournaments.director.agent_record`: per-bar simple returns,
 Sharpe annualised with ``sqrt(periods_per_year)`` (ddof=1), drawdowns as positive fractions of
