@@ -16,8 +16,8 @@ __all__ = ["__version__", "backtest"]
 
 
 def __getattr__(name: str) -> Any:  # lazy public API, keeps `import quantarena` fast
-    if name == "backtest":
-        from quantarena.engine.api import backtest
+    if name == "backtest":  # the module is callable: qa.backtest(...) runs a backtest
+        import quantarena.backtest as module
 
-        return backtest
+        return module
     raise AttributeError(f"module 'quantarena' has no attribute {name!r}")

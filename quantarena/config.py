@@ -67,6 +67,7 @@ __all__ = [
     "GateConfig",
     "RayConfig",
     "ScheduleConfig",
+    "StopsConfig",
     "TournamentConfig",
     "TrackingConfig",
     "TuningConfig",
@@ -360,6 +361,22 @@ class TuningConfig(_Section):
         )
 
 
+class StopsConfig(_Section):
+    """Protective exits of an agent's positions, fractions of the entry price (0.02 = 2 %):
+    ``stop_loss``, ``take_profit``, ``trailing`` (None: off). See
+    :mod:`quantarena.engine.stops`."""
+
+    stop_loss: PositiveFloat | None = None
+    take_profit: PositiveFloat | None = None
+    trailing: PositiveFloat | None = None
+
+    def to_stops(self) -> Any:
+        """The engine's :class:`~quantarena.engine.stops.Stops`."""
+        from quantarena.engine.stops import Stops
+
+        return Stops(stop_loss=self.stop_loss, take_profit=self.take_profit, trailing=self.trailing)
+
+
 class AgentConfig(_Section):
     """One agent of the tournament.
 
@@ -371,7 +388,9 @@ class AgentConfig(_Section):
     ``max_position``: the largest position as a fraction of the agent's capital.
     ``objective``: what the agent maximises in-sample when choosing its parameters.
     ``tuning``: tune with Optuna inside each in-sample window (see :class:`TuningConfig`)
-    instead of scanning the grid / population; None (default) scans.
+    instead of scanning the grid / population; None (default) scans. ``stops``: stop-loss /
+    take-profit / trailing exits (see :class:`StopsConfig`), in sample and out of sample;
+    ``leverage``: the cap on the sum of |weights| of the agent's positions per bar.
     """
 
     name: Name
@@ -382,6 +401,8 @@ class AgentConfig(_Section):
     max_position: Fraction = 0.10
     objective: Literal[OBJECTIVES] = "sharpe"  # type: ignore[valid-type]
     tuning: TuningConfig | None = None
+    stops: StopsConfig | None = None
+    leverage: PositiveFloat = 1.0
 
     def values(self, param: str) -> list[Any]:
         """The expanded value list of one parameter (``"5:20:5"`` -> ``[5, 10, 15, 20]``)."""

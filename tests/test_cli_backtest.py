@@ -85,8 +85,8 @@ def test_backtest_json_matches_the_api(small_csv: Path) -> None:
     assert doc["agent"] == "breakout" and doc["n_params"] == 2 and doc["n_bars"] == 8000
     assert [row["rank"] for row in doc["top"]] == [1, 2]
     assert doc["top"][0]["params"]["window"] in (20, 40)
+    from quantarena.backtest import backtest
     from quantarena.engine import Costs, Fees
-    from quantarena.engine.api import backtest
 
     res = backtest(
         small_csv,

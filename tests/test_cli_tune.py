@@ -111,3 +111,40 @@ def test_tune_errors_are_one_line(app, btc_1m_csv, extra, message):
     assert res.exit_code == 2
     assert message in res.output
     assert "Traceback" not in res.output
+
+
+def test_tune_fees_paid_is_minimised(app, btc_1m_csv):
+    """A lower-is-better objective: the study minimises it and the table's best row is the
+    cheapest set, not the most expensive one."""
+    res = runner.invoke(
+        app, _args(btc_1m_csv, "--json", "--fee-bps", "5", "--objective", "fees_paid")
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    bp = doc["best_params"]
+
+    from quantarena.engine.api import load_bars_any
+    from quantarena.engine.costs import Costs, Fees
+    from quantarena.engine.simulate import simulate
+    from quantarena.strategies.registry import get_agent
+
+    bars = load_bars_any(btc_1m_csv, end="2022-01-07")
+    agent = get_agent("momentum")
+    grid = agent.grid(fast="5:30", slow="40:120")
+    fees = simulate(
+        bars, agent.source(bars, grid), Costs(fees=Fees(taker_bps=5.0)), max_position=0.1,
+        backend="cpu",
+    ).metrics["fees_paid"]  # fmt: skip
+    best = {k: np.asarray([v]) for k, v in bp.items()}
+    one = simulate(bars, agent.positions(bars, best), Costs(fees=Fees(taker_bps=5.0)),
+                   max_position=0.1, backend="cpu").metrics["fees_paid"][0]  # fmt: skip
+    assert doc["best_value"] == pytest.approx(float(one), rel=1e-9)
+    # the cheapest of the 32 trials sits in the low tail of the whole grid, far from its top
+    assert one < np.quantile(fees, 0.5) < fees.max()
+
+    table = runner.invoke(app, _args(btc_1m_csv, "--fee-bps", "5", "--objective", "fees_paid"))
+    assert table.exit_code == 0, table.output
+    rows = [ln.split("│") for ln in table.stdout.splitlines() if ln.startswith("│")]
+    ranked = [float(r[4]) for r in rows]
+    assert len(ranked) >= 3 and ranked == sorted(ranked)  # cheapest first
+    assert f"fast={bp['fast']} slow={bp['slow']} " in rows[0][3]

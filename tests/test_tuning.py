@@ -57,7 +57,9 @@ COSTS = Costs(fees=Fees(taker_bps=5.0))
 
 def _count_simulate(monkeypatch) -> list[int]:
     calls: list[int] = []
-    sim_mod = sys.modules["quantarena.engine.simulate"]
+    import quantarena.strategies.runner  # noqa: F401  (every replay calls simulate from here)
+
+    sim_mod = sys.modules["quantarena.strategies.runner"]
     real = sim_mod.simulate
 
     def counting(bars, positions, *a, **k):

@@ -114,7 +114,7 @@ def backtest_cmd(
         specs = _parse_params(param)
         src = _bars_source(store, file, default_sample=False)
 
-        from quantarena.engine.api import backtest
+        from quantarena.backtest import backtest
         from quantarena.engine.costs import Costs, Fees, Slippage
 
         costs = Costs(

@@ -158,7 +158,7 @@ def tune_cmd(
 
     ev = res.evaluated
     sort_cols = list(objs)
-    asc = [o in _lower_is_better() for o in objs]
+    asc = [not _higher_is_better(o) for o in objs]
     best = ev.dropna(subset=sort_cols).sort_values(sort_cols, ascending=asc)
     best = best.drop_duplicates(subset=list(_param_names(res))).head(top)
     if as_json:
@@ -217,10 +217,10 @@ def _param_names(res: Any) -> list[str]:
     return list(res.best_params or {})
 
 
-def _lower_is_better() -> frozenset[str]:
-    from quantarena.tournaments.rounds import LOWER_IS_BETTER
+def _higher_is_better(metric: str) -> bool:
+    from quantarena.engine.metrics import higher_is_better
 
-    return LOWER_IS_BETTER
+    return higher_is_better(metric)
 
 
 def register(app: typer.Typer) -> None:

@@ -57,10 +57,15 @@ def build_entries(cfg: Any) -> list[AgentEntry]:
     """One :class:`AgentEntry` per configured agent. A ``population`` draws that many sets
     from the grid (or from the agent's space when no params are given), seeded by the
     tournament seed and the agent's position, so re-runs pick the same sets. An agent with
-    ``tuning`` searches the box its params span (or its whole space) with Optuna instead."""
+    ``tuning`` searches the box its params span (or its whole space) with Optuna instead.
+    The agent's ``stops`` and ``leverage`` go with its entry to every replay."""
     entries = []
     for i, a in enumerate(cfg.agents):
         agent = get_agent(a.kind, max_position=a.max_position)
+        risk = {
+            "stops": a.stops.to_stops() if getattr(a, "stops", None) is not None else None,
+            "leverage": float(getattr(a, "leverage", 1.0)),
+        }
         if getattr(a, "tuning", None) is not None:
             from quantarena.training.tuning import space_from_values
 
@@ -72,6 +77,7 @@ def build_entries(cfg: Any) -> list[AgentEntry]:
                     objective=a.objective,
                     tuning=a.tuning.spec(seed=cfg.seed * 1000 + i),
                     space=space_from_values(agent, a.grid()) if a.params else dict(agent.space),
+                    **risk,
                 )
             )
             continue
@@ -85,7 +91,7 @@ def build_entries(cfg: Any) -> list[AgentEntry]:
             rng = np.random.default_rng(cfg.seed * 1000 + i)
             idx = np.sort(rng.choice(n, size=min(a.population, n), replace=False))
             pop = P.take(grid, idx)
-        entries.append(AgentEntry(a.name, agent, pop, objective=a.objective))
+        entries.append(AgentEntry(a.name, agent, pop, objective=a.objective, **risk))
     return entries
 
 

@@ -41,9 +41,9 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from quantarena.engine.metrics import METRICS, direction
 from quantarena.strategies import params as P
 from quantarena.strategies.base import Agent
-from quantarena.tournaments.rounds import LOWER_IS_BETTER
 from quantarena.training.samplers import distributions, make_sampler, restrict_space
 from quantarena.training.storage import make_storage
 
@@ -153,9 +153,17 @@ def _objectives(objective: Objective) -> tuple[str, ...]:
 
 
 def directions(objective: Objective) -> list[str]:
-    """Optuna directions: ``"minimize"`` for :data:`LOWER_IS_BETTER` metrics, else
-    ``"maximize"``."""
-    return ["minimize" if o in LOWER_IS_BETTER else "maximize" for o in _objectives(objective)]
+    """Optuna directions, one per objective, from each metric's entry in
+    :data:`quantarena.engine.metrics.METRICS` (``"minimize"`` for drawdown, volatility,
+    turnover and costs; an unknown metric raises ``ValueError``)."""
+    out = []
+    for o in _objectives(objective):
+        if o not in METRICS:
+            raise ValueError(
+                f"objective {o!r} is not a metric: use one of {', '.join(sorted(METRICS))}"
+            )
+        out.append(direction(o))
+    return out
 
 
 def _plain(v: Any) -> Any:
@@ -355,20 +363,23 @@ def evaluate_population(
     backend: Any = "auto",
     periods_per_year: float | None = None,
     block: int = 8192,
+    stops: Any = None,
+    leverage: float = 1.0,
 ) -> dict[str, np.ndarray]:
-    """Every engine metric of a population, ``{name: (P,)}``, from ONE :func:`simulate` call
-    (fills at the next bar's open; Sharpe annualised with ``periods_per_year``, default the
-    engine's 365-day year)."""
-    from quantarena.engine.backend import get_backend, to_host
-    from quantarena.engine.simulate import simulate
+    """Every engine metric of a population, ``{name: (P,)}``, from ONE engine call
+    (:func:`~quantarena.strategies.runner.run_population`: fills at the next bar's open;
+    Sharpe annualised with ``periods_per_year``, default the engine's 365-day year)."""
+    from quantarena.engine.backend import to_host
+    from quantarena.strategies.runner import run_population
 
-    be = get_backend(backend)
-    res = simulate(
+    res = run_population(
+        agent,
         bars,
-        agent.source(bars, params, be.xp),
-        costs,
-        max_position=agent.max_position,
-        backend=be,
+        params,
+        costs=costs,
+        stops=stops,
+        leverage=leverage,
+        backend=backend,
         block=block,
         periods_per_year=periods_per_year,
     )
