@@ -23,8 +23,8 @@ from quantarena.tournaments.rounds import (
     AgentEntry,
     daily_returns,
     evaluate_round,
-    run_agent_round,
     population_dsr,
+    run_agent_round,
     select_best,
 )
 from quantarena.tournaments.schedule import walk_forward

@@ -17,8 +17,8 @@ so a batch of 256 trials costs one kernel call over 256 columns, never 256 backt
 * ``warm_start`` parameter sets are enqueued first (``study.enqueue_trial``), so a study
   starts from, e.g., the previous round's best trials; they are in the first batch.
 * Objectives: a metric of the engine (annualised ``sharpe``, ``sortino``, ``calmar``,
-  ``total_return``, ...; ``max_drawdown`` etc. are minimised, see
-  :data:`~quantarena.tournaments.rounds.LOWER_IS_BETTER`) or a tuple of them for
+  ``total_return``, ...; ``max_drawdown``, ``fees_paid`` etc. are minimised: each metric's
+  direction is in :data:`quantarena.engine.metrics.METRICS`) or a tuple of them for
   multi-objective search (NSGA-II: ``("sharpe", "max_drawdown")``).
 * Fills follow the engine: a position decided at the close of bar t fills at the open of
   bar t+1; costs (fees, slippage in bps of traded notional) as :class:`~quantarena.engine.
