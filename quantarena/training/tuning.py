@@ -442,6 +442,8 @@ def tune(
     space: Mapping[str, Any] | None = None,
     periods_per_year: float | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    stops: Any = None,
+    leverage: float = 1.0,
 ) -> TuneResult:
     """Tune ``agent``'s parameters on ``bars`` with Optuna, one engine call per batch.
 
@@ -463,6 +465,8 @@ def tune(
             :func:`~quantarena.training.samplers.restrict_space`), e.g. ``{"fast": "5:50"}``.
         periods_per_year: annualisation (default: the engine's, 365-day year).
         on_batch: progress callback ``(done, total)``.
+        stops: :class:`~quantarena.engine.stops.Stops` applied to every trial (None: none).
+        leverage: cap on the sum of |weights| per bar.
     """
     if isinstance(agent, str):
         from quantarena.strategies.registry import get_agent
@@ -484,7 +488,14 @@ def tune(
 
     def evaluate(pop: P.Params) -> dict[str, np.ndarray]:
         return evaluate_population(
-            bars, agent, pop, costs, backend=backend, periods_per_year=periods_per_year
+            bars,
+            agent,
+            pop,
+            costs,
+            backend=backend,
+            periods_per_year=periods_per_year,
+            stops=stops,
+            leverage=leverage,
         )
 
     with warnings.catch_warnings():
