@@ -422,6 +422,8 @@ def test_config_stops_and_leverage_reach_the_rounds(btc_1h: BarPanel):
         ],
     )
     plain, risky = build_entries(cfg)
+    with pytest.raises(ValueError, match="stop_loss"):
+        AgentConfig(name="x", kind="momentum", stops={"stop_loss": -0.01})
     assert risky.stops == Stops(stop_loss=0.004, trailing=0.003) and risky.leverage == 0.3
     rounds = walk_forward(btc_1h.ts, round_ns="1d", lookback_ns="4d", warmup_ns="1d")
     got = _equity(_play(btc_1h, risky, rounds, COSTS))

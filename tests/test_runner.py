@@ -134,3 +134,22 @@ def test_backtest_ranks_costs_cheapest_first(btc_1m_csv):
     assert np.all(np.diff(by_fees) >= 0) and by_fees[0] < by_fees[-1]
     by_sharpe = res.ranked("sharpe")["sharpe"].to_numpy()
     assert np.all(np.diff(by_sharpe[np.isfinite(by_sharpe)]) <= 0)
+
+
+@pytest.mark.gpu
+def test_gpu_carried_account_equals_cpu(bars, agent):
+    """The carried account and the pending targets on the GPU kernel: same equity as the CPU."""
+    from quantarena.engine.backend import to_host
+
+    pop = agent.grid(**GRID)
+    stops = Stops(stop_loss=0.004, trailing=0.003)
+    out = {}
+    for be in ("cpu", "gpu"):
+        run = PopulationRun(agent, bars, pop, costs=COSTS, stops=stops, backend=be, block=700)
+        head = run.replay(slice(50, 1500))
+        tail = run.replay(
+            slice(1500, 3000), start=head.account(2), from_prior_close=True, record=("equity",)
+        )
+        out[be] = (to_host(tail.equity), tail.metrics["total_return"])
+    np.testing.assert_allclose(out["gpu"][0], out["cpu"][0], rtol=1e-9)
+    np.testing.assert_allclose(out["gpu"][1], out["cpu"][1], rtol=1e-9, atol=1e-12)
