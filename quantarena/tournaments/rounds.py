@@ -111,7 +111,10 @@ class RoundResult:
             variance of trial Sharpes).
         oos_ts: ``(n,)`` OOS bar open times (ns UTC).
         oos_returns: ``(n,)`` per-bar simple returns of the chosen set, OOS.
-        oos_metrics: the chosen set's OOS metrics.
+        oos_metrics: the chosen set's OOS metrics, of the agent's account over this round:
+            returns, Sharpe and drawdown from the round's first bar; ``end_equity``,
+            ``fees_paid`` and ``funding_paid`` in the account's cash (it started the first
+            round with 1.0).
         oos_daily_all: ``(days, P)`` daily compounded OOS returns of every set (UTC days).
         timings: seconds spent in ``replay_is``, ``replay_oos`` and ``indicators``.
         model: for learning agents (with ``last_models``), the chosen set's latest trained
