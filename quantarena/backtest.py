@@ -67,6 +67,8 @@ class BacktestResult:
         agent: the agent (with its ``max_position``).
         bars: the panel that was replayed.
         sim: the engine's :class:`~quantarena.engine.simulate.SimResult`.
+        settings: the replay settings (costs, stops, leverage, fill, ...), to re-run one set.
+        init_cash: the starting equity.
     """
 
     metrics: pd.DataFrame
