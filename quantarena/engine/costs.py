@@ -22,6 +22,11 @@ take-profit level for a stop exit). The models act on it as follows, for a trade
 
 :class:`Costs` bundles them; :meth:`Costs.compile` turns them into the plain numbers and
 arrays the kernels take (:class:`CompiledCosts`).
+
+Defaults: :data:`DEFAULT_COSTS` (= :meth:`Costs.default`: 10 bps taker fee + 2 bps slippage) is
+the one default of every entry point — ``quantarena.backtest``, the CLI's ``backtest`` and
+``tune``, :func:`quantarena.training.tuning.tune` and a tournament config's ``costs`` section.
+Only the low-level :func:`quantarena.engine.simulate` treats ``costs=None`` as free.
 """
 
 from __future__ import annotations
@@ -32,6 +37,13 @@ from typing import Literal
 import numpy as np
 
 NS_PER_HOUR = 3_600_000_000_000
+
+#: The default taker fee, bps of traded notional (see :meth:`Costs.default`).
+DEFAULT_FEE_BPS = 10.0
+#: The default maker fee, bps (charged only with ``Fees(liquidity="maker")``).
+DEFAULT_MAKER_FEE_BPS = 2.0
+#: The default slippage, bps of the fill price.
+DEFAULT_SLIPPAGE_BPS = 2.0
 
 
 class CostError(ValueError):
@@ -172,15 +184,51 @@ class Costs:
     funding: Funding | None = None
 
     @classmethod
-    def crypto_default(cls) -> Costs:
-        """10 bps taker fee (a retail tier on the large crypto exchanges; maker 2 bps) and
-        2 bps slippage; no impact, no funding."""
-        return cls(fees=Fees(taker_bps=10.0, maker_bps=2.0), slippage=Slippage(bps=2.0))
+    def default(cls) -> Costs:
+        """The default costs of every entry point (``quantarena.backtest``, the CLI's
+        ``backtest`` and ``tune``, :func:`~quantarena.training.tuning.tune` and a tournament's
+        ``costs`` section): a 10 bps taker fee (a retail tier on the large crypto exchanges;
+        maker 2 bps) and 2 bps slippage; no impact, no funding. Same as :data:`DEFAULT_COSTS`."""
+        return cls(
+            fees=Fees(taker_bps=DEFAULT_FEE_BPS, maker_bps=DEFAULT_MAKER_FEE_BPS),
+            slippage=Slippage(bps=DEFAULT_SLIPPAGE_BPS),
+        )
 
     @classmethod
     def none(cls) -> Costs:
         """No costs at all."""
         return cls()
+
+    def describe(self) -> str:
+        """One line naming the costs applied, e.g. ``"fee 10 bps (taker), slippage 2 bps"``
+        or ``"no costs"``; printed beside results so a figure always says what it paid."""
+        parts = []
+        if self.fees is not None and self.fees.rate_bps() > 0:
+            parts.append(f"fee {self.fees.rate_bps():g} bps ({self.fees.liquidity})")
+        if self.slippage is not None and self.slippage.bps > 0:
+            parts.append(f"slippage {self.slippage.bps:g} bps")
+        if self.impact is not None and self.impact.k_bps > 0:
+            i = self.impact
+            parts.append(f"impact {i.k_bps:g}·participation^{i.alpha:g} bps (max {i.max_bps:g})")
+        if self.funding is not None:
+            f = self.funding
+            if f.rates is not None:
+                parts.append("funding per bar")
+            elif f.rate_per_8h != 0:
+                parts.append(f"funding {f.rate_per_8h:g} per {f.period_hours:g} h")
+        return ", ".join(parts) if parts else "no costs"
+
+    def as_dict(self) -> dict[str, float]:
+        """The flat numbers of :meth:`describe` (bps; funding as a rate per period), for JSON
+        output and run logs."""
+        i = self.impact
+        f = self.funding
+        return {
+            "fee_bps": self.fees.rate_bps() if self.fees else 0.0,
+            "slippage_bps": float(self.slippage.bps) if self.slippage else 0.0,
+            "impact_k_bps": float(i.k_bps) if i else 0.0,
+            "funding_rate_per_8h": float(f.rate_per_8h) if f and f.rates is None else 0.0,
+        }
 
     def compile(self, ts: np.ndarray, interval_ns: int, n_assets: int) -> CompiledCosts:
         """Plain numbers for the kernels; the funding rates as a ``(T, A)`` array."""
@@ -198,3 +246,8 @@ class Costs:
             impact_max_bps=float(imp.max_bps) if imp else 1000.0,
             funding=fund,
         )
+
+
+#: The default costs of every entry point: :meth:`Costs.default` (10 bps taker fee + 2 bps
+#: slippage). Pass ``Costs.none()`` to trade for free.
+DEFAULT_COSTS = Costs.default()

@@ -41,6 +41,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from quantarena.engine.costs import DEFAULT_COSTS
 from quantarena.strategies import params as P
 from quantarena.strategies.base import Agent
 from quantarena.tournaments.rounds import LOWER_IS_BETTER
@@ -422,7 +423,7 @@ def tune(
     batch: int = 256,
     sampler: str = "tpe",
     objective: Objective = "sharpe",
-    costs: Any = None,
+    costs: Any = DEFAULT_COSTS,
     backend: str = "auto",
     seed: int = 0,
     storage: Any = None,
@@ -442,7 +443,8 @@ def tune(
         sampler: ``"tpe"`` | ``"cmaes"`` | ``"random"`` | ``"nsga2"`` (seeded by ``seed``).
         objective: a metric (``"sharpe"``: annualised, maximised) or a tuple for
             multi-objective search (``("sharpe", "max_drawdown")`` with NSGA-II).
-        costs: :class:`~quantarena.engine.costs.Costs` (fees/slippage in bps); None: free.
+        costs: :class:`~quantarena.engine.costs.Costs` (fees/slippage in bps); default
+            :data:`~quantarena.engine.costs.DEFAULT_COSTS`; ``Costs.none()`` or None: free.
         backend: ``"auto"`` | ``"cpu"`` | ``"gpu"``.
         storage: None (memory), ``"redis://host:6379/0"`` (a journal shared by workers),
             or an RDB URL (``sqlite:///x.db``).
