@@ -401,6 +401,7 @@ class AgentConfig(_Section):
 
     @model_validator(mode="after")
     def _grid_not_huge(self) -> AgentConfig:
+        _check_agent(self)
         if self.tuning is not None:
             if self.objective == "deflated_sharpe":
                 raise ValueError(
@@ -419,6 +420,49 @@ class AgentConfig(_Section):
                 "set 'population' to sample fewer"
             )
         return self
+
+
+#: grids up to this many sets are built at load time to check that one valid set exists
+_CHECK_GRID_UP_TO = 20_000
+
+
+def _unknown_agent(kind: str, known: typing.Collection[str]) -> str:
+    near = difflib.get_close_matches(kind, list(known), n=1)
+    hint = f" — did you mean {near[0]!r}?" if near else ""
+    return f"unknown agent {kind!r}{hint} (known: {', '.join(sorted(known))})"
+
+
+def _check_agent(a: AgentConfig) -> None:
+    """Check ``kind`` against the agent registry and every ``params`` name and value against
+    the agent's parameter space, so a bad agent is refused when the config is loaded (by
+    ``tournament run``, ``submit`` and the Python API alike), not on the cluster later.
+    Raises :class:`_KeyedError` naming ``kind`` or ``params.NAME``."""
+    from quantarena.strategies.registry import get_agent_class, list_agents
+
+    known = list_agents()
+    if a.kind not in known:
+        raise _KeyedError(("kind",), _unknown_agent(a.kind, known))
+    cls = get_agent_class(a.kind)
+    space = cls.space
+    for name, spec in a.params.items():
+        if name not in space:
+            near = difflib.get_close_matches(name, list(space), n=1)
+            hint = f" — did you mean {near[0]!r}?" if near else ""
+            raise _KeyedError(
+                ("params", name),
+                f"unknown parameter {name!r} of agent {a.kind!r}{hint} "
+                f"(parameters: {', '.join(space) or 'none'})",
+            )
+        try:
+            space[name].coerce(name, as_values(spec))
+        except ValueError as exc:
+            msg = re.sub(rf"^parameter {re.escape(repr(name))}: ", "", str(exc))
+            raise _KeyedError(("params", name), f"{msg} (agent {a.kind!r})") from None
+    if a.tuning is None and a.params and a.grid_size <= _CHECK_GRID_UP_TO:
+        try:
+            cls().grid(**a.params)
+        except ValueError as exc:
+            raise _KeyedError(("params",), str(exc)) from None
 
 
 class FundingConfig(_Section):
@@ -657,16 +701,13 @@ class TournamentConfig(_Section):
     def check_agent_kinds(
         self, known: typing.Collection[str], *, source: str | None = None
     ) -> None:
-        """Raise :class:`ConfigError` naming ``agents.N.kind`` if a kind is not in ``known``."""
+        """Raise :class:`ConfigError` naming ``agents.N.kind`` if a kind is not in ``known``
+        (loading already checks every kind against the registry; this checks a narrower set,
+        e.g. the agents a cluster's workers can import)."""
         where = f"{source}: " if source else ""
         for i, agent in enumerate(self.agents):
             if agent.kind not in known:
-                near = difflib.get_close_matches(agent.kind, list(known), n=1)
-                hint = f" — did you mean {near[0]!r}?" if near else ""
-                raise ConfigError(
-                    f"{where}agents.{i}.kind: unknown agent kind {agent.kind!r}; known: "
-                    f"{', '.join(sorted(known))}{hint}"
-                )
+                raise ConfigError(f"{where}agents.{i}.kind: {_unknown_agent(agent.kind, known)}")
 
     def agent(self, name: str) -> AgentConfig:
         """The agent called ``name``."""
@@ -680,7 +721,8 @@ class TournamentConfig(_Section):
 
 
 class _KeyedError(ValueError):
-    """A model-level error that knows the key path it belongs to."""
+    """A model-level error that knows the key path it belongs to (relative to the model
+    whose validator raised it)."""
 
     def __init__(self, loc: tuple[Any, ...], msg: str) -> None:
         super().__init__(msg)
@@ -789,8 +831,8 @@ def _message(e: Mapping[str, Any], model: type[BaseModel]) -> tuple[tuple[Any, .
         return loc, "required key is missing"
     if kind in ("value_error", "assertion_error"):
         err = ctx.get("error")
-        if isinstance(err, _KeyedError):
-            return err.loc, str(err)
+        if isinstance(err, _KeyedError):  # its key path is relative to the failing model
+            return loc + tuple(err.loc), str(err)
         msg = str(err) if err is not None else str(e.get("msg", ""))
         msg = re.sub(r"^(Value|Assertion) error, ", "", msg)
         if isinstance(got, Mapping):  # a whole section: the message says what is wrong

@@ -244,11 +244,11 @@ def test_several_problems_are_counted() -> None:
 
 
 def test_huge_grid_needs_population() -> None:
-    params = {"fast": "1:10000:1", "slow": "1:10000:1"}
-    msg = _bad(lambda d: d["agents"][0].update(params=params))
-    assert "agents.0: the full grid holds 100,000,000 parameter sets" in msg
+    params = {"window": "2:5000:1", "exit_window": "1:5000:1"}
+    msg = _bad(lambda d: d["agents"][0].update(kind="breakout", params=params))
+    assert "agents.0: the full grid holds 24,995,000 parameter sets" in msg
     raw = copy.deepcopy(BASE)
-    raw["agents"][0].update(params=params, population=500)
+    raw["agents"][0].update(kind="breakout", params=params, population=500)
     assert TournamentConfig.from_dict(raw).agents[0].population == 500
 
 
@@ -295,7 +295,7 @@ def test_check_paths_and_kinds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         TournamentConfig.from_dict(raw).check_paths()
     with pytest.raises(
         ConfigError,
-        match=r"agents\.0\.kind: unknown agent kind 'momentum'.*did you mean 'momentum2'",
+        match=r"agents\.0\.kind: unknown agent 'momentum' — did you mean 'momentum2'\?",
     ):
         cfg.check_agent_kinds({"momentum2", "breakout"})
 
@@ -339,3 +339,89 @@ def test_explicit_tracking_is_kept() -> None:
     )
     raw["tracking"] = {"output_dir": "out/x"}
     assert TournamentConfig.from_dict(raw).tracking.mlflow_uri == "sqlite:///out/x/mlflow.db"
+
+
+# --------------------------------------------------------------------------- agents at load
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda d: d["agents"][0].update(kind="momentun"),
+            "configs/x.yaml: agents.0.kind: unknown agent 'momentun' — did you mean 'momentum'? "
+            "(known: breakout, buy_hold, mean_reversion, ml, momentum, vol_target)",
+        ),
+        (
+            lambda d: d["agents"][0]["params"].update(fsat=3),
+            "configs/x.yaml: agents.0.params.fsat: unknown parameter 'fsat' of agent 'momentum' "
+            "— did you mean 'fast'? (parameters: fast, slow, ma)",
+        ),
+        (
+            lambda d: d["agents"][0]["params"].update(fast="0:10:5"),
+            "configs/x.yaml: agents.0.params.fast: 0 is outside its range 2..1000 "
+            "(agent 'momentum')",
+        ),
+        (
+            lambda d: d["agents"][0]["params"].update(ma="wma"),
+            "configs/x.yaml: agents.0.params.ma: 'wma' is not one of sma, ema (agent 'momentum')",
+        ),
+        (
+            lambda d: d["agents"][0]["params"].update(fast=60, slow=50),
+            "configs/x.yaml: agents.0.params: no valid parameter set in the grid for agent "
+            "'momentum': check the ranges",
+        ),
+        (  # a tuned agent's params span its search box: names and ranges are checked too
+            lambda d: d["agents"][0].update(params={"slow": [10, 9000]}, tuning={"trials": 8}),
+            "configs/x.yaml: agents.0.params.slow: 9000 is outside its range 3..5000 "
+            "(agent 'momentum')",
+        ),
+    ],
+)
+def test_agent_kinds_and_params_are_checked_at_load(mutate, expected: str) -> None:
+    assert _bad(mutate) == expected
+
+
+def _write(path: Path, raw: dict) -> Path:
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("agent", "needle"),
+    [
+        ({"name": "x", "kind": "momentun"}, "agents.1.kind: unknown agent 'momentun' — did you"),
+        (
+            {"name": "x", "kind": "breakout", "params": {"windw": 20}},
+            "agents.1.params.windw: unknown parameter 'windw' of agent 'breakout' — did you",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["run", "submit"])
+def test_cli_refuses_a_bad_agent_before_ray_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, agent: dict, needle: str
+) -> None:
+    """``tournament run`` and ``submit`` fail on the config file, in one line naming the file
+    and the key, before any Ray start or cluster call (both are replaced by failures here)."""
+    from typer.testing import CliRunner
+
+    from quantarena.actors import driver
+    from quantarena.cli import app
+    from quantarena.cluster import jobs
+
+    def no_ray(*a, **k):
+        raise AssertionError("Ray was reached")
+
+    monkeypatch.setattr(driver, "run_on_ray", no_ray)
+    monkeypatch.setattr(driver, "run_in_process", no_ray)
+    monkeypatch.setattr(jobs, "submit_entrypoint", no_ray)
+    monkeypatch.chdir(ROOT)
+    raw = copy.deepcopy(BASE)
+    raw["agents"].append(agent)
+    path = _write(tmp_path / "bad-agent.yaml", raw)
+    args = ["tournament", "run", str(path)] if command == "run" else ["submit", str(path)]
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "300", "NO_COLOR": "1"})
+    assert res.exit_code == 2, res.output
+    msg = " ".join(res.stderr.split())
+    assert msg.startswith(f"error: {path}: ") and needle in msg, msg
+    assert "Traceback" not in res.output
