@@ -425,3 +425,60 @@ def test_cli_refuses_a_bad_agent_before_ray_starts(
     msg = " ".join(res.stderr.split())
     assert msg.startswith(f"error: {path}: ") and needle in msg, msg
     assert "Traceback" not in res.output
+
+
+# --------------------------------------------------------------------------- binding gates
+
+
+def test_gates_binding_is_a_config_key_that_reaches_the_allocator() -> None:
+    from quantarena.tournaments.director import AllocationConfig
+    from quantarena.tournaments.gates import BINDING
+    from quantarena.tournaments.setup import allocation_of
+
+    cfg = TournamentConfig.from_dict(BASE)
+    assert cfg.gates.binding == BINDING == ("sharpe", "max_drawdown")
+    assert allocation_of(cfg).gated_by == BINDING == AllocationConfig().gated_by
+    raw = copy.deepcopy(BASE)
+    raw["gates"] = {"binding": ["sharpe", "win_rate"]}
+    cfg = TournamentConfig.from_dict(raw)
+    assert allocation_of(cfg).gated_by == ("sharpe", "win_rate")
+    assert "binding:\n  - sharpe\n  - win_rate" in cfg.to_yaml()
+    assert TournamentConfig.model_validate(yaml.safe_load(cfg.to_yaml())) == cfg
+    raw["gates"] = {"binding": []}
+    assert allocation_of(TournamentConfig.from_dict(raw)).gated_by == ()
+
+
+@pytest.mark.parametrize(
+    ("binding", "expected"),
+    [
+        (
+            ["sharpe", "drawdown"],
+            "configs/x.yaml: gates.binding: unknown gate 'drawdown' — did you mean "
+            "'max_drawdown'? (gates: sharpe, max_drawdown, win_rate, history, paper)",
+        ),
+        (["sharpe", "sharpe"], "configs/x.yaml: gates.binding: a gate is listed twice"),
+        ("sharpe", "configs/x.yaml: gates.binding: must be a list of gate names, e.g. [sharpe]"),
+    ],
+)
+def test_bad_binding_gates_name_the_key(binding, expected: str) -> None:
+    assert _bad(lambda d: d.update(gates={"binding": binding})).startswith(expected)
+
+
+def test_leaderboard_marks_the_gates_that_hold_back_capital() -> None:
+    from rich.console import Console
+
+    from quantarena.cli.tournament_run import leaderboard_table
+
+    rows = [
+        {"rank": 1, "agent": "a", "weight": 0.5, "gates_passed": False,
+         "gates_failed": "sharpe, history, paper", "held_back_by": "sharpe"},
+        {"rank": 2, "agent": "b", "weight": 0.5, "gates_passed": False,
+         "gates_failed": "history, paper", "held_back_by": float("nan")},  # as read from CSV
+        {"rank": 3, "agent": "c", "gates_passed": True, "gates_failed": "", "held_back_by": ""},
+    ]  # fmt: skip
+    console = Console(width=250, record=True, color_system=None)
+    console.print(leaderboard_table(rows, "t"))
+    text = console.export_text()
+    assert "fail sharpe*, history, paper" in text
+    assert "fail history, paper" in text and "history*" not in text
+    assert "gate* = binding: an agent failing it gets no capital (gates.binding)" in text

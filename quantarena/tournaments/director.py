@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from quantarena.tournaments.allocation import equal_weights, inverse_vol_weights, kelly_weights
-from quantarena.tournaments.gates import GateConfig, GateStatus, evaluate_gates
+from quantarena.tournaments.gates import BINDING, GateConfig, GateStatus, evaluate_gates
 from quantarena.tournaments.overfitting import pbo
 from quantarena.tournaments.ranking import cumulative_leaderboard, rank_agents
 from quantarena.tournaments.record import TrackRecord
@@ -66,8 +66,9 @@ class AllocationConfig:
         cap_per_agent: largest weight of one agent. gross_cap: largest total weight.
         estimation_window: rounds of OOS history used to estimate μ and Σ.
         min_rounds: rounds of OOS history before any non-zero Kelly weight.
-        gated_by: gates an agent must pass to get Kelly capital (the history and
-            paper-trading gates decide graduation to paper trading, not capital).
+        gated_by: gates an agent must pass to get Kelly capital (a tournament config's
+            ``gates.binding``; the history and paper-trading gates decide graduation to
+            paper trading, not capital).
     """
 
     method: str = "kelly"
@@ -77,7 +78,7 @@ class AllocationConfig:
     gross_cap: float = 1.0
     estimation_window: int = 12
     min_rounds: int = 1
-    gated_by: tuple[str, ...] = ("sharpe", "max_drawdown")
+    gated_by: tuple[str, ...] = BINDING
 
 
 @dataclass
@@ -295,6 +296,9 @@ def run_tournament(
         cumulative = pd.DataFrame(record).T.rename_axis("agent")
         cumulative["gates_passed"] = [gate_status[a].passed for a in agents]
         cumulative["gates_failed"] = [", ".join(gate_status[a].failed) for a in agents]
+        cumulative["held_back_by"] = [  # the failed gates that hold back capital
+            ", ".join(g for g in gate_status[a].failed if g in cfg.gated_by) for a in agents
+        ]
         cumulative["weight"] = [float(x) for x in w[cfg.method]]
         rep = RoundReport(
             round=rnd,

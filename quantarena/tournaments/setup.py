@@ -93,8 +93,8 @@ def allocation_of(cfg: Any) -> AllocationConfig:
     """The director's allocation settings from the config section."""
     al = cfg.allocation
     extra = {}
-    if getattr(al, "gated_by", None) is not None:
-        extra["gated_by"] = tuple(al.gated_by)
+    if getattr(cfg, "gates", None) is not None:
+        extra["gated_by"] = tuple(cfg.gates.binding)  # which gates hold back capital
     return AllocationConfig(
         method=al.method,
         kelly_fraction=al.kelly_fraction,

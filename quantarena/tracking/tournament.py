@@ -45,6 +45,7 @@ LEADERBOARD_COLUMNS = (
     "rounds_won",
     "gates_passed",
     "gates_failed",
+    "held_back_by",
 )
 
 
