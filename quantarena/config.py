@@ -42,7 +42,6 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PlainSerializer,
     ValidationError,
@@ -50,10 +49,20 @@ from pydantic import (
     model_validator,
 )
 
+from quantarena.config_sections import (
+    Section,
+    composite_section,
+    range_check,
+    reject_bool,
+    section,
+)
 from quantarena.data.intervals import interval_ns, interval_str
+from quantarena.engine.costs import DEFAULT_COSTS, Costs
 from quantarena.strategies.params import as_values
+from quantarena.tournaments import director as _director
 from quantarena.tournaments.gates import GateConfig
 from quantarena.tournaments.schedule import duration_ns
+from quantarena.training.tuning import TuningSpec
 
 __all__ = [
     "OBJECTIVES",
@@ -89,44 +98,12 @@ class ConfigError(ValueError):
 # --------------------------------------------------------------------------- field types
 
 
-def _range_check(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool):
-    if hi is None and lo is not None:
-        text = f"{'>' if lo_open else '>='} {_num(lo)}"
-    elif lo is None and hi is not None:
-        text = f"{'<' if hi_open else '<='} {_num(hi)}"
-    else:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        text = f"in {left}{_num(lo)}, {_num(hi)}{right}"
-
-    def check(v: float) -> float:
-        if isinstance(v, float) and not math.isfinite(v):
-            raise ValueError(f"must be a finite number {text}")
-        bad_lo = lo is not None and (v <= lo if lo_open else v < lo)
-        bad_hi = hi is not None and (v >= hi if hi_open else v > hi)
-        if bad_lo or bad_hi:
-            raise ValueError(f"must be {text}")
-        return v
-
-    return AfterValidator(check)
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
-def _no_bool(v: Any) -> Any:
-    if isinstance(v, bool):
-        raise ValueError("must be a number, not true/false")
-    return v
+_range_check = range_check
+_no_bool = reject_bool
 
 
 Fraction = Annotated[float, BeforeValidator(_no_bool), _range_check(0, 1, True, False)]
 """A float in (0, 1]."""
-UnitFloat = Annotated[float, BeforeValidator(_no_bool), _range_check(0, 1, False, False)]
-"""A float in [0, 1]."""
-Bps = Annotated[float, BeforeValidator(_no_bool), _range_check(0, None, False, True)]
-"""Basis points, >= 0."""
 PositiveFloat = Annotated[float, BeforeValidator(_no_bool), _range_check(0, None, True, True)]
 NonNegFloat = Annotated[float, BeforeValidator(_no_bool), _range_check(0, None, False, True)]
 PositiveInt = Annotated[int, BeforeValidator(_no_bool), _range_check(1, None, False, True)]
@@ -241,8 +218,7 @@ def _check_grid_spec(v: Any) -> Any:
 ParamSpec = Annotated[Any, AfterValidator(_check_grid_spec)]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+_Section = Section
 
 
 # --------------------------------------------------------------------------- sections
@@ -330,9 +306,14 @@ class ScheduleConfig(_Section):
     align: Literal["data", "week"] = "data"
 
 
-class TuningConfig(_Section):
+_TuningFields = section(TuningSpec, name="_TuningFields", exclude=("seed",))
+
+
+class TuningConfig(_TuningFields):  # type: ignore[misc, valid-type]
     """Optuna tuning inside each in-sample window (instead of scanning a fixed population).
 
+    The fields, defaults and ranges are those of the core's
+    :class:`~quantarena.training.tuning.TuningSpec` (its ``seed`` is the tournament's):
     ``sampler``: tpe | cmaes | random | nsga2; ``trials``: trials per round; ``batch``: trials
     per engine call; ``oos_top``: best IS sets replayed out of sample (the PBO matrix width);
     ``warm_start``: the previous round's best sets asked first. The search box is spanned by
@@ -340,24 +321,9 @@ class TuningConfig(_Section):
     :func:`quantarena.training.tuning.space_from_values`).
     """
 
-    sampler: Literal["tpe", "cmaes", "random", "nsga2"] = "tpe"
-    trials: PositiveInt = 512
-    batch: PositiveInt = 256
-    oos_top: PositiveInt = 32
-    warm_start: NonNegInt = 8
-
-    def spec(self, seed: int = 0) -> Any:
+    def spec(self, seed: int = 0) -> TuningSpec:
         """The core's :class:`~quantarena.training.tuning.TuningSpec` for this section."""
-        from quantarena.training.tuning import TuningSpec
-
-        return TuningSpec(
-            sampler=self.sampler,
-            trials=self.trials,
-            batch=self.batch,
-            oos_top=self.oos_top,
-            warm_start=self.warm_start,
-            seed=int(seed),
-        )
+        return TuningSpec(**self.model_dump(), seed=int(seed))
 
 
 class AgentConfig(_Section):
@@ -465,73 +431,40 @@ def _check_agent(a: AgentConfig) -> None:
             raise _KeyedError(("params",), str(exc)) from None
 
 
-class FundingConfig(_Section):
-    """Perpetual-swap funding: ``rate_per_8h`` is the rate charged on position notional at
-    each funding time (a fraction: 0.0001 = 1 bp; longs pay when positive), every
-    ``period_hours`` hours since the epoch (00:00 / 08:00 / 16:00 UTC for 8 h)."""
-
-    rate_per_8h: float
-    period_hours: PositiveFloat = 8.0
-
-    @field_validator("rate_per_8h")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v):
-            raise ValueError("must be a finite number")
-        return v
+_CostsFields = composite_section(Costs, DEFAULT_COSTS, name="_CostsFields")
 
 
-class CostsConfig(_Section):
-    """Trading costs, in bps of traded notional (see :mod:`quantarena.engine.costs`).
+class CostsConfig(_CostsFields):  # type: ignore[misc, valid-type]
+    """Trading costs, in bps of traded notional, generated from the engine's cost models
+    (:mod:`quantarena.engine.costs`) with defaults from ``DEFAULT_COSTS`` — the same costs
+    ``quantarena.backtest`` and the CLI charge by default.
 
-    ``fee_bps``: commission per fill (taker); ``slippage_bps``: fixed adverse price move per
-    fill; ``impact_k_bps`` / ``impact_alpha`` / ``impact_max_bps``: volume impact
-    ``min(k * participation**alpha, max)`` bps (0 = off); ``funding``: perpetual funding.
+    ``fee_bps``: commission per fill (taker, :class:`~quantarena.engine.costs.Fees`);
+    ``slippage_bps``: fixed adverse price move per fill (``Slippage``); ``impact_k_bps`` /
+    ``impact_alpha`` / ``impact_max_bps``: volume impact ``min(k * participation**alpha,
+    max)`` bps, 0 = off (``VolumeImpact``); ``funding``: perpetual funding
+    ``{rate_per_8h, period_hours}`` (``Funding``; leave out for spot).
     """
 
-    fee_bps: Bps = 10.0
-    slippage_bps: Bps = 2.0
-    impact_k_bps: Bps = 0.0
-    impact_alpha: Annotated[float, _range_check(0, 2, True, False)] = 0.5
-    impact_max_bps: Bps = 1000.0
-    funding: FundingConfig | None = None
-
-    def to_costs(self) -> Any:
+    def to_costs(self) -> Costs:
         """The engine's :class:`~quantarena.engine.costs.Costs` for these settings."""
-        from quantarena.engine.costs import Costs, Fees, Funding, Slippage, VolumeImpact
-
-        return Costs(
-            fees=Fees(taker_bps=self.fee_bps),
-            slippage=Slippage(bps=self.slippage_bps),
-            impact=(
-                VolumeImpact(self.impact_k_bps, self.impact_alpha, self.impact_max_bps)
-                if self.impact_k_bps > 0
-                else None
-            ),
-            funding=(
-                Funding(
-                    rate_per_8h=self.funding.rate_per_8h, period_hours=self.funding.period_hours
-                )
-                if self.funding is not None
-                else None
-            ),
-        )
+        return self.to_core()  # type: ignore[no-any-return]
 
 
-def _check_shrinkage(v: Any) -> Any:
-    if isinstance(v, str):
-        key = v.lower().replace("_", "-")
-        if key in ("ledoit-wolf", "none"):
-            return key
-        raise ValueError("must be 'ledoit-wolf', 'none' or a number in [0, 1]")
-    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1:
-        raise ValueError("must be 'ledoit-wolf', 'none' or a number in [0, 1]")
-    return float(v)
+FundingConfig = CostsConfig.model_fields["funding"].annotation.__args__[0]  # type: ignore[union-attr]
+"""The ``costs.funding`` section, generated from :class:`~quantarena.engine.costs.Funding`."""
 
 
-class AllocationConfig(_Section):
-    """How capital moves between agents each round (see
-    :mod:`quantarena.tournaments.allocation`).
+_AllocationFields = section(
+    _director.AllocationConfig, name="_AllocationFields", exclude=("gated_by",)
+)
+
+
+class AllocationConfig(_AllocationFields):  # type: ignore[misc, valid-type]
+    """How capital moves between agents (see :mod:`quantarena.tournaments.allocation`); the
+    fields, defaults and ranges are the director's
+    :class:`~quantarena.tournaments.director.AllocationConfig` (which gates hold back
+    capital is ``gates.binding``).
 
     ``method``: ``"kelly"`` (fractional multivariate Kelly on the agents' out-of-sample
     returns), ``"equal"`` or ``"inverse_vol"``; ``kelly_fraction``: the Kelly multiplier (0.5 =
@@ -542,17 +475,6 @@ class AllocationConfig(_Section):
     non-zero weight; ``long_only``: no negative weights.
     """
 
-    method: Literal["kelly", "equal", "inverse_vol"] = "kelly"
-    kelly_fraction: Fraction = 0.5
-    shrinkage: Annotated[Any, AfterValidator(_check_shrinkage)] = "ledoit-wolf"
-    cap_per_agent: Fraction = 0.5
-    gross_cap: PositiveFloat = 1.0
-    estimation_window: Annotated[
-        int, BeforeValidator(_no_bool), _range_check(2, None, False, True)
-    ] = 12
-    min_rounds: NonNegInt = 2
-    long_only: bool = True
-
     @model_validator(mode="after")
     def _caps(self) -> AllocationConfig:
         if self.cap_per_agent > self.gross_cap:
@@ -560,6 +482,12 @@ class AllocationConfig(_Section):
                 f"cap_per_agent {self.cap_per_agent:g} is above gross_cap {self.gross_cap:g}"
             )
         return self
+
+    def to_core(self, gated_by: typing.Sequence[str] | None = None) -> Any:
+        """The director's :class:`~quantarena.tournaments.director.AllocationConfig`;
+        ``gated_by``: the binding gates (``gates.binding``), default the director's."""
+        extra = {} if gated_by is None else {"gated_by": tuple(gated_by)}
+        return _director.AllocationConfig(**self.model_dump(), **extra)
 
 
 class TrackingConfig(_Section):

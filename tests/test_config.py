@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import yaml
 
 from quantarena.config import ConfigError, TournamentConfig
+from quantarena.engine.costs import Fees
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = 86_400 * 10**9
@@ -482,3 +484,128 @@ def test_leaderboard_marks_the_gates_that_hold_back_capital() -> None:
     assert "fail sharpe*, history, paper" in text
     assert "fail history, paper" in text and "history*" not in text
     assert "gate* = binding: an agent failing it gets no capital (gates.binding)" in text
+
+
+# --------------------------------------------------------------------------- sections from the core
+
+
+def test_section_defaults_are_the_core_dataclasses_defaults() -> None:
+    from quantarena.engine.costs import DEFAULT_COSTS
+    from quantarena.tournaments import director
+    from quantarena.training.tuning import TuningSpec
+
+    cfg = TournamentConfig.from_dict(BASE)
+    assert cfg.costs.to_costs() == DEFAULT_COSTS  # the same default costs as qa.backtest
+    assert cfg.allocation.to_core() == director.AllocationConfig()
+    raw = copy.deepcopy(BASE)
+    raw["agents"][0]["tuning"] = {}
+    assert TournamentConfig.from_dict(raw).agents[0].tuning.spec(seed=5) == TuningSpec(seed=5)
+    # the YAML names: flat cost keys, nested funding, no internal fields
+    assert list(type(cfg.costs).model_fields) == [
+        "fee_bps", "slippage_bps", "impact_k_bps", "impact_alpha", "impact_max_bps", "funding",
+    ]  # fmt: skip
+    assert "gated_by" not in type(cfg.allocation).model_fields
+    assert "seed" not in type(TournamentConfig.from_dict(raw).agents[0].tuning).model_fields
+
+
+def test_section_values_reach_the_core() -> None:
+    from quantarena.tournaments.setup import allocation_of
+
+    raw = copy.deepcopy(BASE)
+    raw["allocation"] = {"long_only": False, "min_rounds": 3, "shrinkage": "Ledoit_Wolf"}
+    raw["gates"] = {"binding": ["sharpe"]}
+    raw["costs"] = {"fee_bps": 0, "funding": {"rate_per_8h": -0.0001, "period_hours": 4}}
+    cfg = TournamentConfig.from_dict(raw)
+    alloc = allocation_of(cfg)
+    assert (alloc.long_only, alloc.min_rounds, alloc.shrinkage) == (False, 3, "ledoit-wolf")
+    assert alloc.gated_by == ("sharpe",)
+    costs = cfg.costs.to_costs()
+    assert costs.fees.rate_bps() == 0.0 and costs.slippage.bps == 2.0
+    assert (costs.funding.rate_per_8h, costs.funding.period_hours) == (-0.0001, 4.0)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda d: d.update(allocation={"kelly_fraction": 0}),
+            "configs/x.yaml: allocation.kelly_fraction: must be in (0, 1], got 0",
+        ),
+        (
+            lambda d: d.update(allocation={"estimation_window": 1}),
+            "configs/x.yaml: allocation.estimation_window: must be >= 2, got 1",
+        ),
+        (
+            lambda d: d.update(allocation={"shrinkage": True}),
+            "configs/x.yaml: allocation.shrinkage: must be 'ledoit-wolf', 'none' or a number "
+            "in [0, 1], got True",
+        ),
+        (
+            lambda d: d["agents"][0].update(tuning={"trials": 0}),
+            "configs/x.yaml: agents.0.tuning.trials: must be >= 1, got 0",
+        ),
+        (
+            lambda d: d["agents"][0].update(tuning={"sampler": "grid"}),
+            "configs/x.yaml: agents.0.tuning.sampler: must be 'tpe', 'cmaes', 'random' or "
+            "'nsga2', got 'grid'",
+        ),
+        (
+            lambda d: d["agents"][0].update(tuning={"seed": 3}),
+            "configs/x.yaml: agents.0.tuning.seed: unknown key",
+        ),
+        (
+            lambda d: d.update(costs={"impact_alpha": 3}),
+            "configs/x.yaml: costs.impact_alpha: must be in (0, 2], got 3",
+        ),
+        (
+            lambda d: d.update(costs={"slippage_bps": True}),
+            "configs/x.yaml: costs.slippage_bps: must be a number, not true/false, got True",
+        ),
+        (
+            lambda d: d.update(costs={"fee_bps": float("inf")}),
+            "configs/x.yaml: costs.fee_bps: must be a finite number >= 0, got inf",
+        ),
+        (
+            lambda d: d.update(costs={"funding": {"rate_per_8h": 1e-4, "period_hours": 0}}),
+            "configs/x.yaml: costs.funding.period_hours: must be > 0, got 0",
+        ),
+        (
+            lambda d: d.update(costs={"funding": {"rate_8h": 1e-4}}),
+            "configs/x.yaml: costs.funding.rate_8h: unknown key — did you mean 'rate_per_8h'?",
+        ),
+    ],
+)
+def test_generated_sections_name_the_key(mutate, expected: str) -> None:
+    assert _bad(mutate).startswith(expected)
+
+
+@dataclass(frozen=True)
+class Borrow:
+    """A cost model the config has never seen: a borrow fee on short notional."""
+
+    apr: float = field(default=0.0, metadata={"key": "borrow_apr", "ge": 0, "le": 1})
+    basis: int = field(default=365, metadata={"key": "borrow_days", "ge": 360})
+
+
+@dataclass(frozen=True)
+class MyCosts:
+    fees: Fees | None = field(default=None, metadata={"config": "flat"})
+    borrow: Borrow | None = field(default=None, metadata={"config": "flat"})
+    extra: Borrow | None = field(default=None, metadata={"config": "section"})
+
+
+def test_a_new_cost_model_is_one_dataclass() -> None:
+    """The generator, on a container it has never seen: a new model's annotated fields become
+    keys with their ranges and defaults, and build the core object back."""
+    from quantarena.config_sections import composite_section
+
+    section = composite_section(MyCosts, MyCosts(fees=Fees(taker_bps=7)), name="MySection")
+    assert list(section.model_fields) == ["fee_bps", "borrow_apr", "borrow_days", "extra"]
+    assert section().fee_bps == 7.0 and section().borrow_days == 365
+    assert section().to_core() == MyCosts(fees=Fees(taker_bps=7))  # Borrow off: left out
+    got = section(borrow_apr=0.05, extra={"borrow_apr": 0.1}).to_core()
+    assert got.borrow == Borrow(apr=0.05) and got.extra == Borrow(apr=0.1, basis=365)
+    with pytest.raises(ValueError, match="must be >= 360"):
+        section(borrow_days=30)
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
+        section(borrow_apr=2)

@@ -132,6 +132,8 @@ def show_summary(console: Console, summary: dict[str, Any], method: str) -> None
         leaderboard_table(summary["leaderboard"], f"{summary['name']} — {summary['rounds']} rounds")
     )
     console.print(portfolio_table(summary["portfolio"], method))
+    if summary.get("costs"):
+        console.print(f"costs applied: {summary['costs']}")
     console.print(f"plots and tables: [bold]{summary['output_dir']}[/]")
     if summary.get("run_id"):
         console.print(

@@ -65,9 +65,11 @@ class Fees:
     sends market orders) or ``"maker"``.
     """
 
-    taker_bps: float = 0.0
-    maker_bps: float = 0.0
-    liquidity: Literal["taker", "maker"] = "taker"
+    taker_bps: float = field(
+        default=0.0, metadata={"key": "fee_bps", "ge": 0, "doc": "commission per fill (taker)"}
+    )
+    maker_bps: float = field(default=0.0, metadata={"config": False})
+    liquidity: Literal["taker", "maker"] = field(default="taker", metadata={"config": False})
 
     def __post_init__(self) -> None:
         _check_bps("Fees.taker_bps", self.taker_bps)
@@ -84,7 +86,10 @@ class Fees:
 class Slippage:
     """A fixed adverse price move of ``bps`` on every fill (buys pay more, sells get less)."""
 
-    bps: float = 0.0
+    bps: float = field(
+        default=0.0,
+        metadata={"key": "slippage_bps", "ge": 0, "doc": "fixed adverse price move per fill"},
+    )
 
     def __post_init__(self) -> None:
         _check_bps("Slippage.bps", self.bps)
@@ -99,9 +104,11 @@ class VolumeImpact:
     """Square-root-style market impact: ``min(k_bps * participation**alpha, max_bps)`` bps,
     participation = traded notional / the fill bar's notional volume (``volume * close``)."""
 
-    k_bps: float = 0.0
-    alpha: float = 0.5
-    max_bps: float = 1000.0
+    k_bps: float = field(
+        default=0.0, metadata={"key": "impact_k_bps", "ge": 0, "doc": "impact scale; 0 = off"}
+    )
+    alpha: float = field(default=0.5, metadata={"key": "impact_alpha", "gt": 0, "le": 2})
+    max_bps: float = field(default=1000.0, metadata={"key": "impact_max_bps", "ge": 0})
 
     def __post_init__(self) -> None:
         _check_bps("VolumeImpact.k_bps", self.k_bps)
@@ -127,9 +134,11 @@ class Funding:
     rate charged at each bar, shape ``(T,)`` or ``(T, A)``, aligned to the panel's bars.
     """
 
-    rate_per_8h: float = 0.0
-    rates: np.ndarray | None = field(default=None, compare=False)
-    period_hours: float = 8.0
+    rate_per_8h: float = field(
+        default=0.0, metadata={"doc": "rate per funding time (0.0001 = 1 bp); longs pay if > 0"}
+    )
+    rates: np.ndarray | None = field(default=None, compare=False, metadata={"config": False})
+    period_hours: float = field(default=8.0, metadata={"gt": 0})
 
     def __post_init__(self) -> None:
         if not np.isfinite(float(self.rate_per_8h)):
@@ -176,12 +185,19 @@ class CompiledCosts:
 
 @dataclass(frozen=True)
 class Costs:
-    """All cost models of a simulation; any may be ``None`` (free)."""
+    """All cost models of a simulation; any may be ``None`` (free).
 
-    fees: Fees | None = None
-    slippage: Slippage | None = None
-    impact: VolumeImpact | None = None
-    funding: Funding | None = None
+    A tournament config's ``costs`` section is generated from these fields
+    (:func:`quantarena.config_sections.composite_section`): ``metadata["config"]`` ``"flat"``
+    puts the model's fields (named by their ``key``: ``fee_bps``, ``slippage_bps``,
+    ``impact_*``) directly in the section, ``"section"`` nests it (``funding: {...}``). A new
+    cost model is one dataclass here plus one field below.
+    """
+
+    fees: Fees | None = field(default=None, metadata={"config": "flat"})
+    slippage: Slippage | None = field(default=None, metadata={"config": "flat"})
+    impact: VolumeImpact | None = field(default=None, metadata={"config": "flat"})
+    funding: Funding | None = field(default=None, metadata={"config": "section"})
 
     @classmethod
     def default(cls) -> Costs:

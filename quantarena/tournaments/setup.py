@@ -90,21 +90,9 @@ def build_entries(cfg: Any) -> list[AgentEntry]:
 
 
 def allocation_of(cfg: Any) -> AllocationConfig:
-    """The director's allocation settings from the config section."""
-    al = cfg.allocation
-    extra = {}
-    if getattr(cfg, "gates", None) is not None:
-        extra["gated_by"] = tuple(cfg.gates.binding)  # which gates hold back capital
-    return AllocationConfig(
-        method=al.method,
-        kelly_fraction=al.kelly_fraction,
-        shrinkage=al.shrinkage,
-        cap_per_agent=al.cap_per_agent,
-        gross_cap=al.gross_cap,
-        estimation_window=al.estimation_window,
-        min_rounds=al.min_rounds,
-        **extra,
-    )
+    """The director's allocation settings from the config's ``allocation`` section, with the
+    gates that hold back capital from ``gates.binding``."""
+    return cfg.allocation.to_core(gated_by=cfg.gates.binding)  # type: ignore[no-any-return]
 
 
 def prepare(cfg: Any, panel: BarPanel | None = None) -> TournamentInputs:

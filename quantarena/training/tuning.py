@@ -34,7 +34,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
@@ -45,7 +45,7 @@ from quantarena.engine.costs import DEFAULT_COSTS
 from quantarena.strategies import params as P
 from quantarena.strategies.base import Agent
 from quantarena.tournaments.rounds import LOWER_IS_BETTER
-from quantarena.training.samplers import distributions, make_sampler, restrict_space
+from quantarena.training.samplers import SAMPLERS, distributions, make_sampler, restrict_space
 from quantarena.training.storage import make_storage
 
 __all__ = [
@@ -79,12 +79,12 @@ class TuningSpec:
         seed: sampler seed (the round index is added, so rounds differ but reruns agree).
     """
 
-    sampler: str = "tpe"
-    trials: int = 512
-    batch: int = 256
-    oos_top: int = 32
-    warm_start: int = 8
-    seed: int = 0
+    sampler: Literal[SAMPLERS] = "tpe"  # type: ignore[valid-type]
+    trials: int = field(default=512, metadata={"ge": 1})
+    batch: int = field(default=256, metadata={"ge": 1})
+    oos_top: int = field(default=32, metadata={"ge": 1})
+    warm_start: int = field(default=8, metadata={"ge": 0})
+    seed: int = field(default=0, metadata={"config": False})  # set by the tournament
 
     def __post_init__(self) -> None:
         from quantarena.training.samplers import SAMPLERS
