@@ -19,14 +19,14 @@ INTERVAL = typer.Option(None, "--interval", help="Bar interval, e.g. 1m, 1h.")
 FEE_BPS = typer.Option(
     None,
     "--fee-bps",
-    help="Taker fee, bps of traded notional [default: the engine's default costs, "
-    "printed with the results].",
+    help="Taker fee, bps of traded notional; left out: the engine's DEFAULT_COSTS, as in "
+    "quantarena.backtest and a tournament. The costs applied are printed with the results.",
     show_default=False,
 )
 SLIPPAGE_BPS = typer.Option(
     None,
     "--slippage-bps",
-    help="Slippage, bps of price [default: the engine's default costs, printed with the results].",
+    help="Slippage, bps of price; left out: the engine's DEFAULT_COSTS.",
     show_default=False,
 )
 
