@@ -58,6 +58,7 @@ from quantarena.config_sections import (
 )
 from quantarena.data.intervals import interval_ns, interval_str
 from quantarena.engine.costs import DEFAULT_COSTS, Costs
+from quantarena.engine.stops import Stops
 from quantarena.strategies.params import as_values
 from quantarena.tournaments import director as _director
 from quantarena.tournaments.gates import GateConfig
@@ -76,6 +77,7 @@ __all__ = [
     "GateConfig",
     "RayConfig",
     "ScheduleConfig",
+    "StopsConfig",
     "TournamentConfig",
     "TrackingConfig",
     "TuningConfig",
@@ -326,6 +328,20 @@ class TuningConfig(_TuningFields):  # type: ignore[misc, valid-type]
         return TuningSpec(**self.model_dump(), seed=int(seed))
 
 
+_StopsFields = section(Stops, name="_StopsFields")
+
+
+class StopsConfig(_StopsFields):  # type: ignore[misc, valid-type]
+    """Protective exits of every parameter set of an agent, as fractions of price (0.02 =
+    2 %), generated from the engine's :class:`~quantarena.engine.stops.Stops`:
+    ``stop_loss``, ``take_profit``, ``trailing``; null (default) or 0 = off. Levels, gaps
+    and fills are the engine's (docs/engine.md, "Stops")."""
+
+    def to_core(self) -> Stops:
+        """The engine's :class:`~quantarena.engine.stops.Stops`."""
+        return Stops(**self.model_dump())
+
+
 class AgentConfig(_Section):
     """One agent of the tournament.
 
@@ -337,7 +353,8 @@ class AgentConfig(_Section):
     ``max_position``: the largest position as a fraction of the agent's capital.
     ``objective``: what the agent maximises in-sample when choosing its parameters.
     ``tuning``: tune with Optuna inside each in-sample window (see :class:`TuningConfig`)
-    instead of scanning the grid / population; None (default) scans.
+    instead of scanning the grid / population; None (default) scans. ``stops``: stop-loss,
+    take-profit and trailing stop of every parameter set (see :class:`StopsConfig`).
     """
 
     name: Name
@@ -348,6 +365,7 @@ class AgentConfig(_Section):
     max_position: Fraction = 0.10
     objective: Literal[OBJECTIVES] = "sharpe"  # type: ignore[valid-type]
     tuning: TuningConfig | None = None
+    stops: StopsConfig | None = None
 
     def values(self, param: str) -> list[Any]:
         """The expanded value list of one parameter (``"5:20:5"`` -> ``[5, 10, 15, 20]``)."""

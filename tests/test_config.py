@@ -609,3 +609,51 @@ def test_a_new_cost_model_is_one_dataclass() -> None:
         section(borrow_days=30)
     with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
         section(borrow_apr=2)
+
+
+def test_agent_stops_section_reaches_the_rounds() -> None:
+    """``agents[].stops`` (generated from the engine's Stops) is applied in every round: the
+    round equals a direct ``evaluate_round(..., stops=Stops(...))`` and differs without it."""
+    import dataclasses
+
+    import numpy as np
+
+    from quantarena.engine.api import load_bars_any
+    from quantarena.engine.stops import Stops
+    from quantarena.tournaments.rounds import evaluate_round, run_agent_round
+    from quantarena.tournaments.setup import prepare
+
+    raw = copy.deepcopy(BASE)
+    raw["schedule"] = {"round": "1d", "lookback": "2d", "max_rounds": 1}
+    raw["agents"][0].update(params={"fast": [4, 8], "slow": [24]}, max_position=1.0)
+    raw["agents"][0]["stops"] = {"stop_loss": 0.003, "trailing": 0.004}
+    cfg = TournamentConfig.from_dict(raw)
+    assert cfg.agents[0].stops.to_core() == Stops(stop_loss=0.003, trailing=0.004)
+    bars = load_bars_any(ROOT / "data/sample/btc-perp-20211231-20220201_1m.csv", end="2022-01-08")
+    inputs = prepare(cfg, panel=bars)
+    entry, rnd = inputs.entries[0], inputs.rounds[0]
+    assert entry.stops == Stops(stop_loss=0.003, trailing=0.004)
+    got = run_agent_round(inputs.panel, entry, rnd, inputs.costs, backend="cpu")
+    plain = dataclasses.replace(entry, stops=None)
+    direct = evaluate_round(
+        inputs.panel, plain, rnd, inputs.costs, stops=entry.stops, backend="cpu"
+    )
+    without = evaluate_round(inputs.panel, plain, rnd, inputs.costs, backend="cpu")
+    np.testing.assert_array_equal(got.oos_returns, direct.oos_returns)
+    assert not np.array_equal(got.oos_returns, without.oos_returns)
+    del raw["agents"][0]["stops"]
+    assert prepare(TournamentConfig.from_dict(raw), panel=bars).entries[0].stops is None
+
+
+@pytest.mark.parametrize(
+    ("stops", "expected"),
+    [
+        ({"stop_loss": -0.01}, "agents.0.stops.stop_loss: must be a fraction >= 0 (0.02 = 2%)"),
+        ({"trailing": "2%"}, "agents.0.stops.trailing: must be a fraction >= 0"),
+        ({"stop": 0.01}, "agents.0.stops.stop: unknown key — did you mean 'stop_loss'?"),
+    ],
+)
+def test_bad_stops_name_the_key(stops, expected: str) -> None:
+    assert _bad(lambda d: d["agents"][0].update(stops=stops)).startswith(
+        f"configs/x.yaml: {expected}"
+    )

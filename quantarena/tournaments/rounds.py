@@ -84,6 +84,7 @@ class AgentEntry:
         tuning: a :class:`~quantarena.training.tuning.TuningSpec` to tune with Optuna in each
             in-sample window instead of scanning ``params`` (None: scan).
         space: the search space when tuning (name → ``Int``/``Float``/``Choice``).
+        stops: stop-loss / take-profit / trailing applied to every parameter set (None: off).
     """
 
     name: str
@@ -92,6 +93,7 @@ class AgentEntry:
     objective: str = "sharpe"
     tuning: Any = None
     space: Any = None
+    stops: Stops | None = None
 
     @property
     def n_trials(self) -> int:
@@ -452,7 +454,13 @@ def run_agent_round(
     from the previous round's best sets. What agent actors and the in-process runner call."""
     if entry.tuning is None:
         res = evaluate_round(
-            bars, entry, rnd, costs, backend=backend, periods_per_year=periods_per_year
+            bars,
+            entry,
+            rnd,
+            costs,
+            stops=entry.stops,
+            backend=backend,
+            periods_per_year=periods_per_year,
         )
         models = getattr(entry.agent, "last_models", None)
         if models and 0 <= res.chosen_index < len(models):
@@ -467,6 +475,7 @@ def run_agent_round(
         tuning=entry.tuning,
         warm_start=warm[: entry.tuning.warm_start],
         space=entry.space,
+        stops=entry.stops,
         backend=backend,
         periods_per_year=periods_per_year,
     )

@@ -72,6 +72,7 @@ def build_entries(cfg: Any) -> list[AgentEntry]:
                     objective=a.objective,
                     tuning=a.tuning.spec(seed=cfg.seed * 1000 + i),
                     space=space_from_values(agent, a.grid()) if a.params else dict(agent.space),
+                    stops=_stops(a),
                 )
             )
             continue
@@ -85,8 +86,18 @@ def build_entries(cfg: Any) -> list[AgentEntry]:
             rng = np.random.default_rng(cfg.seed * 1000 + i)
             idx = np.sort(rng.choice(n, size=min(a.population, n), replace=False))
             pop = P.take(grid, idx)
-        entries.append(AgentEntry(a.name, agent, pop, objective=a.objective))
+        entries.append(AgentEntry(a.name, agent, pop, objective=a.objective, stops=_stops(a)))
     return entries
+
+
+def _stops(agent_cfg: Any) -> Any:
+    """The engine's :class:`~quantarena.engine.stops.Stops` of an agent's ``stops`` section
+    (None when absent or all off)."""
+    section = getattr(agent_cfg, "stops", None)
+    if section is None:
+        return None
+    stops = section.to_core()
+    return stops if stops.active else None
 
 
 def allocation_of(cfg: Any) -> AllocationConfig:
