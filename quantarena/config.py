@@ -9,6 +9,15 @@ with ONE line naming the file and the key path, e.g.::
 
     configs/x.yaml: agents.0.gpu_fraction: must be in (0, 1], got 2
 
+The sections for core settings — ``costs``, ``allocation``, ``agents[].tuning``,
+``agents[].stops`` — are generated from the core's own dataclasses
+(:mod:`quantarena.config_sections`): types, defaults and ranges are declared once, in the core
+(``costs`` defaults are ``quantarena.engine.costs.DEFAULT_COSTS``, as for ``qa.backtest`` and
+the CLI); ``gates`` is the core's :class:`~quantarena.tournaments.gates.GateConfig`. Agent
+kinds, parameter names and parameter values are checked against the agent registry when the
+config is loaded, so ``tournament run``, ``submit`` and the Python API refuse a bad agent
+before Ray starts.
+
 Conventions:
 
 * Durations (``schedule.round``, ``lookback``, ``warmup``) are written ``"7d"``, ``"3w"``,
