@@ -3,11 +3,10 @@
 Example::
 
     import quantarena as qa
-    from quantarena.engine import Costs, Fees
 
     res = qa.backtest("data/sample/btc-perp-20211231-20220201_1m.csv", "momentum",
                       {"fast": "5:50:5", "slow": "50:200:10"},
-                      costs=Costs(fees=Fees(taker_bps=10)))
+                      costs=qa.Costs(fees=qa.Fees(taker_bps=5)))  # default: qa.DEFAULT_COSTS
     res.best(5)                 # top 5 parameter sets by Sharpe
     res.equity()                # equity curve of the best set (pandas Series, UTC index)
     res.plot("best.png")        # equity curves of the top 5 + drawdown panel
@@ -39,6 +38,7 @@ import pandas as pd
 
 from quantarena.data.panel import BarPanel
 from quantarena.engine.api import load_bars_any
+from quantarena.engine.costs import DEFAULT_COSTS
 from quantarena.engine.metrics import higher_is_better
 from quantarena.strategies import params as P
 from quantarena.strategies.base import Agent
@@ -204,7 +204,7 @@ def backtest(
     bars: BarPanel | pd.DataFrame | str | Path,
     agent: str | Agent = "momentum",
     params: Mapping[str, Any] | None = None,
-    costs: Costs | None = None,
+    costs: Costs | None = DEFAULT_COSTS,
     *,
     backend: str = "auto",
     fill: str = "open",
@@ -233,7 +233,9 @@ def backtest(
         params: name -> values ("5:50:5", list, range, array, scalar); their cartesian grid is
             run (invalid sets such as fast >= slow dropped). None: the agent's default grid.
             With ``grid=False``, equal-length arrays are taken as the population itself.
-        costs: fees, slippage, impact, funding (``None``: free).
+        costs: fees, slippage, impact, funding; default
+            :data:`~quantarena.engine.costs.DEFAULT_COSTS` (10 bps fee + 2 bps slippage, the
+            same as the CLI and a tournament); ``Costs.none()`` or ``None``: free.
         backend: "auto" | "cpu" | "gpu".
         fill: "open" (next bar's open, default) or "close" (optimistic, comparison only).
         stops: stop-loss / take-profit / trailing (fractions).

@@ -172,8 +172,8 @@ def test_grid_false_takes_the_population_as_given(btc: pd.DataFrame) -> None:
 
 
 def test_max_position_and_agent_options(btc: pd.DataFrame) -> None:
-    small = backtest(btc, "buy_hold", max_position=0.1)
-    big = backtest(btc, "buy_hold", max_position=0.5)
+    small = backtest(btc, "buy_hold", costs=Costs.none(), max_position=0.1)
+    big = backtest(btc, "buy_hold", costs=Costs.none(), max_position=0.5)
     price_ret = btc["close"].iloc[-1] / btc["open"].iloc[1] - 1
     assert small.metrics.loc[0, "total_return"] == pytest.approx(0.1 * price_ret, rel=1e-9)
     assert big.metrics.loc[0, "total_return"] == pytest.approx(0.5 * price_ret, rel=1e-9)

@@ -273,6 +273,7 @@ def test_an_agent_failing_a_gate_gets_no_kelly_capital():
     board = res.leaderboard.set_index("agent")
     assert board.loc["d", "gates_failed"] == "max_drawdown" and not board.loc["d", "gates_passed"]
     assert board.loc["d", "next_weight"] == 0.0
+    assert board.loc["d", "held_back_by"] == "max_drawdown"  # a binding gate: no capital
     # the baselines ignore the gates
     assert (res.weights["equal"]["d"] == 0.25).all()
     assert (res.weights["inverse_vol"].iloc[1:]["d"] > 0).all()
@@ -281,6 +282,9 @@ def test_an_agent_failing_a_gate_gets_no_kelly_capital():
     res2 = _run(rets, allocation=only_sharpe)
     assert res2.weights["kelly"].loc[1, "d"] == 0  # round 0 alone: d lost money
     assert (res2.weights["kelly"].loc[2:, "d"] > 0).all()
+    board2 = res2.leaderboard.set_index("agent")
+    assert board2.loc["d", "gates_failed"] == "max_drawdown"
+    assert board2.loc["d", "held_back_by"] == ""  # failed, but not binding for capital
     for k in range(5):
         exp = _expected_weights(rets, k, only_sharpe, GATES)
         np.testing.assert_allclose(res2.weights["kelly"].loc[k], exp["kelly"], rtol=1e-10)

@@ -159,7 +159,7 @@ def emulated_kernel(tmp_path_factory):
     [
         dict(costs=COSTS, stops=STOPS),
         dict(costs=COSTS, stops=STOPS, fill="close"),
-        dict(costs=Costs.crypto_default(), max_position=0.8, leverage=0.9),
+        dict(costs=Costs.default(), max_position=0.8, leverage=0.9),
     ],
     ids=["stops+costs", "fill-close", "plain"],
 )
@@ -214,7 +214,7 @@ def test_gpu_parity_float32_source_and_streaming(bars, weights):
             return cp.asarray(weights[t0:t1], dtype=cp.float32)
 
     w32 = weights.astype(np.float32).astype(np.float64)
-    kw = dict(costs=Costs.crypto_default(), stops=STOPS, record=("returns",))
+    kw = dict(costs=Costs.default(), stops=STOPS, record=("returns",))
     cpu = simulate(bars, w32, backend="cpu", block=100_000, **kw)
     gpu = simulate(bars, Source(), backend="gpu", block=333, **kw)
     _compare(cpu, gpu, rtol=1e-9)

@@ -129,6 +129,7 @@ def test_backtest_of_the_agent_earns_on_ar1(ar) -> None:
             "hidden": 16,
             "window": 4,
         },
+        costs=qa.Costs.none(),  # the signal itself, before costs
         max_position=1.0,
     )
     row = res.best(1).iloc[0]

@@ -90,8 +90,8 @@ def backtest_cmd(
     start: str = opt.START,
     end: str = opt.END,
     interval: str = opt.INTERVAL,
-    fee_bps: float = typer.Option(10.0, "--fee-bps", help="Taker fee, bps of traded notional."),
-    slippage_bps: float = typer.Option(0.0, "--slippage-bps", help="Slippage, bps of price."),
+    fee_bps: float = opt.FEE_BPS,
+    slippage_bps: float = opt.SLIPPAGE_BPS,
     max_position: float = typer.Option(
         None, "--max-position", help="Per-asset weight (0.1 = 10%)."
     ),
@@ -115,12 +115,8 @@ def backtest_cmd(
         src = _bars_source(store, file, default_sample=False)
 
         from quantarena.backtest import backtest
-        from quantarena.engine.costs import Costs, Fees, Slippage
 
-        costs = Costs(
-            fees=Fees(taker_bps=fee_bps) if fee_bps else None,
-            slippage=Slippage(bps=slippage_bps) if slippage_bps else None,
-        )
+        costs = opt.costs_from_options(fee_bps, slippage_bps)
         opts: dict[str, Any] = {"long_only": True} if long_only else {}
         t0 = time.perf_counter()
         res = backtest(
@@ -165,8 +161,8 @@ def backtest_cmd(
             "backend": res.sim.backend,
             "by": by,
             "elapsed_s": round(elapsed, 4),
-            "fee_bps": fee_bps,
-            "slippage_bps": slippage_bps,
+            "costs": costs.describe(),
+            **{k: costs.as_dict()[k] for k in ("fee_bps", "slippage_bps")},
             "max_position": res.agent.max_position,
             "top": rows,
             "out": str(out) if out else None,
@@ -176,7 +172,8 @@ def backtest_cmd(
         return
     title = (
         f"{res.agent.name} on {','.join(res.bars.symbols)}: {res.n_params} parameter sets × "
-        f"{res.bars.n_bars:,} bars in {elapsed:.2f} s ({res.sim.backend}), best by {by}"
+        f"{res.bars.n_bars:,} bars in {elapsed:.2f} s ({res.sim.backend}), best by {by}; "
+        f"costs: {costs.describe()}"
     )
     table = Table(title=title, title_justify="left")
     for col in ("rank", "params", "sharpe", "total return", "CAGR", "max DD", "win rate", "trades"):

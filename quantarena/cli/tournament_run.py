@@ -83,8 +83,7 @@ def leaderboard_table(rows: list[dict[str, Any]], title: str) -> Table:
         t.add_column(col, justify=just)
     for r in rows:
         passed = r.get("gates_passed")
-        failed = r.get("gates_failed") or ""
-        gates = "[green]pass[/]" if passed else f"[red]fail[/] {failed}"
+        gates = "[green]pass[/]" if passed else f"[red]fail[/] {_marked_gates(r)}"
         t.add_row(
             str(r.get("rank", "")),
             str(r.get("agent", "")),
@@ -99,7 +98,21 @@ def leaderboard_table(rows: list[dict[str, Any]], title: str) -> Table:
             _pct(r.get("next_weight")),
             gates,
         )
+    if any("held_back_by" in r for r in rows):
+        t.caption = "gate* = binding: an agent failing it gets no capital (gates.binding)"
     return t
+
+
+def _text(v: Any) -> str:
+    """A leaderboard text cell ('' for None / NaN, as a CSV round trip gives)."""
+    return "" if v is None or (isinstance(v, float) and v != v) else str(v)
+
+
+def _marked_gates(row: dict[str, Any]) -> str:
+    """The failed gates, those that hold back capital marked ``*``: ``sharpe*, history``."""
+    binding = {g.strip() for g in _text(row.get("held_back_by")).split(",") if g.strip()}
+    failed = [g.strip() for g in _text(row.get("gates_failed")).split(",") if g.strip()]
+    return ", ".join(f"{g}*" if g in binding else g for g in failed)
 
 
 def portfolio_table(port: dict[str, dict[str, float]], method: str) -> Table:
@@ -119,6 +132,8 @@ def show_summary(console: Console, summary: dict[str, Any], method: str) -> None
         leaderboard_table(summary["leaderboard"], f"{summary['name']} — {summary['rounds']} rounds")
     )
     console.print(portfolio_table(summary["portfolio"], method))
+    if summary.get("costs"):
+        console.print(f"costs applied: {summary['costs']}")
     console.print(f"plots and tables: [bold]{summary['output_dir']}[/]")
     if summary.get("run_id"):
         console.print(

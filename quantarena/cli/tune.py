@@ -49,8 +49,8 @@ def tune_cmd(
         None, "--param", "-p", help="Restrict a parameter: fast=5:200, slow=50:400:10, ma=sma."
     ),
     seed: int = typer.Option(0, "--seed", help="Sampler seed."),
-    fee_bps: float = typer.Option(10.0, "--fee-bps", help="Taker fee, bps of traded notional."),
-    slippage_bps: float = typer.Option(0.0, "--slippage-bps", help="Slippage, bps of price."),
+    fee_bps: float = opt.FEE_BPS,
+    slippage_bps: float = opt.SLIPPAGE_BPS,
     max_position: float = typer.Option(None, "--max-position", help="Weight cap (0.1 = 10%)."),
     backend: str = typer.Option("auto", "--backend", help="auto | cpu | gpu."),
     storage: str = typer.Option(
@@ -85,7 +85,6 @@ def tune_cmd(
         import optuna
 
         from quantarena.engine.api import load_bars_any
-        from quantarena.engine.costs import Costs, Fees, Slippage
         from quantarena.strategies.registry import get_agent
         from quantarena.training.samplers import SAMPLERS
         from quantarena.training.tuning import tune
@@ -99,10 +98,7 @@ def tune_cmd(
             if max_position is None
             else get_agent(agent, max_position=max_position)
         )
-        costs = Costs(
-            fees=Fees(taker_bps=fee_bps) if fee_bps else None,
-            slippage=Slippage(bps=slippage_bps) if slippage_bps else None,
-        )
+        costs = opt.costs_from_options(fee_bps, slippage_bps)
         t0 = time.perf_counter()
         with Progress(
             "[progress.description]{task.description}",
@@ -151,8 +147,8 @@ def tune_cmd(
                     "batch": batch,
                     "trials": trials,
                     "seed": seed,
-                    "fee_bps": fee_bps,
-                    "slippage_bps": slippage_bps,
+                    "fee_bps": costs.as_dict()["fee_bps"],
+                    "slippage_bps": costs.as_dict()["slippage_bps"],
                 },
             )
 
@@ -174,6 +170,8 @@ def tune_cmd(
             "failed": res.stats.failed,
             "simulations": res.stats.simulations,
             "elapsed_s": round(elapsed, 4),
+            "costs": costs.describe(),
+            **{k: costs.as_dict()[k] for k in ("fee_bps", "slippage_bps")},
             "best_params": res.best_params,
             "best_value": list(res.best_value)
             if isinstance(res.best_value, tuple)
@@ -187,7 +185,7 @@ def tune_cmd(
     title = (
         f"{ag.name} on {','.join(bars.symbols)}: {res.stats.asked} trials "
         f"({res.n_evaluated} replayed, {res.stats.pruned} invalid) in {res.stats.simulations} "
-        f"engine calls, {elapsed:.2f} s — best by {', '.join(objs)}"
+        f"engine calls, {elapsed:.2f} s — best by {', '.join(objs)}; costs: {costs.describe()}"
     )
     table = Table(title=title, title_justify="left")
     for col in ("rank", "trial", "params", *objs, "total return", "max DD", "trades"):

@@ -29,13 +29,13 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from quantarena.tournaments.allocation import equal_weights, inverse_vol_weights, kelly_weights
-from quantarena.tournaments.gates import GateConfig, GateStatus, evaluate_gates
+from quantarena.tournaments.gates import BINDING, GateConfig, GateStatus, evaluate_gates
 from quantarena.tournaments.overfitting import pbo
 from quantarena.tournaments.ranking import cumulative_leaderboard, rank_agents
 from quantarena.tournaments.record import TrackRecord
@@ -54,6 +54,18 @@ DAY_NS = 86_400 * 1_000_000_000
 METHODS = ("kelly", "equal", "inverse_vol")
 
 
+def check_shrinkage(v: Any) -> str | float:
+    """A covariance shrinkage setting: ``"ledoit-wolf"``, ``"none"`` or a float in [0, 1]
+    (``_`` and case ignored in the names); raises ``ValueError`` otherwise."""
+    if isinstance(v, str):
+        key = v.lower().replace("_", "-")
+        if key in ("ledoit-wolf", "none"):
+            return key
+    elif not isinstance(v, bool) and isinstance(v, int | float) and 0 <= v <= 1:
+        return float(v)
+    raise ValueError("must be 'ledoit-wolf', 'none' or a number in [0, 1]")
+
+
 @dataclass(frozen=True)
 class AllocationConfig:
     """How capital moves between agents.
@@ -66,18 +78,21 @@ class AllocationConfig:
         cap_per_agent: largest weight of one agent. gross_cap: largest total weight.
         estimation_window: rounds of OOS history used to estimate μ and Σ.
         min_rounds: rounds of OOS history before any non-zero Kelly weight.
-        gated_by: gates an agent must pass to get Kelly capital (the history and
-            paper-trading gates decide graduation to paper trading, not capital).
+        long_only: Kelly weights are >= 0 (no agent is shorted as a hedge).
+        gated_by: gates an agent must pass to get Kelly capital (a tournament config's
+            ``gates.binding``; the history and paper-trading gates decide graduation to
+            paper trading, not capital).
     """
 
-    method: str = "kelly"
-    kelly_fraction: float = 0.5
-    shrinkage: str | float = "ledoit-wolf"
-    cap_per_agent: float = 0.5
-    gross_cap: float = 1.0
-    estimation_window: int = 12
-    min_rounds: int = 1
-    gated_by: tuple[str, ...] = ("sharpe", "max_drawdown")
+    method: Literal["kelly", "equal", "inverse_vol"] = "kelly"
+    kelly_fraction: float = field(default=0.5, metadata={"gt": 0, "le": 1})
+    shrinkage: str | float = field(default="ledoit-wolf", metadata={"check": check_shrinkage})
+    cap_per_agent: float = field(default=0.5, metadata={"gt": 0, "le": 1})
+    gross_cap: float = field(default=1.0, metadata={"gt": 0})
+    estimation_window: int = field(default=12, metadata={"ge": 2})
+    min_rounds: int = field(default=2, metadata={"ge": 0})
+    long_only: bool = True
+    gated_by: tuple[str, ...] = field(default=BINDING, metadata={"config": False})
 
 
 @dataclass
@@ -201,6 +216,7 @@ def _weights_for(
             cap=cfg.cap_per_agent,
             gross_cap=cfg.gross_cap,
             eligible=eligible,
+            long_only=cfg.long_only,
         )
         if len(history) >= cfg.min_rounds
         else zeros
@@ -295,6 +311,9 @@ def run_tournament(
         cumulative = pd.DataFrame(record).T.rename_axis("agent")
         cumulative["gates_passed"] = [gate_status[a].passed for a in agents]
         cumulative["gates_failed"] = [", ".join(gate_status[a].failed) for a in agents]
+        cumulative["held_back_by"] = [  # the failed gates that hold back capital
+            ", ".join(g for g in gate_status[a].failed if g in cfg.gated_by) for a in agents
+        ]
         cumulative["weight"] = [float(x) for x in w[cfg.method]]
         rep = RoundReport(
             round=rnd,

@@ -63,7 +63,7 @@ def build_entries(cfg: Any) -> list[AgentEntry]:
     for i, a in enumerate(cfg.agents):
         agent = get_agent(a.kind, max_position=a.max_position)
         risk = {
-            "stops": a.stops.to_stops() if getattr(a, "stops", None) is not None else None,
+            "stops": _stops(a),
             "leverage": float(getattr(a, "leverage", 1.0)),
         }
         if getattr(a, "tuning", None) is not None:
@@ -95,22 +95,20 @@ def build_entries(cfg: Any) -> list[AgentEntry]:
     return entries
 
 
+def _stops(agent_cfg: Any) -> Any:
+    """The engine's :class:`~quantarena.engine.stops.Stops` of an agent's ``stops`` section
+    (None when absent or all off)."""
+    section = getattr(agent_cfg, "stops", None)
+    if section is None:
+        return None
+    stops = section.to_core()
+    return stops if stops.active else None
+
+
 def allocation_of(cfg: Any) -> AllocationConfig:
-    """The director's allocation settings from the config section."""
-    al = cfg.allocation
-    extra = {}
-    if getattr(al, "gated_by", None) is not None:
-        extra["gated_by"] = tuple(al.gated_by)
-    return AllocationConfig(
-        method=al.method,
-        kelly_fraction=al.kelly_fraction,
-        shrinkage=al.shrinkage,
-        cap_per_agent=al.cap_per_agent,
-        gross_cap=al.gross_cap,
-        estimation_window=al.estimation_window,
-        min_rounds=al.min_rounds,
-        **extra,
-    )
+    """The director's allocation settings from the config's ``allocation`` section, with the
+    gates that hold back capital from ``gates.binding``."""
+    return cfg.allocation.to_core(gated_by=cfg.gates.binding)  # type: ignore[no-any-return]
 
 
 def prepare(cfg: Any, panel: BarPanel | None = None) -> TournamentInputs:

@@ -45,6 +45,7 @@ LEADERBOARD_COLUMNS = (
     "rounds_won",
     "gates_passed",
     "gates_failed",
+    "held_back_by",
 )
 
 
@@ -196,6 +197,7 @@ class TournamentRecorder:
             "output_dir": str(out),
             "mlflow_uri": self.cfg.tracking.mlflow_uri if self.log else None,
             "run_id": self.run_id,
+            "costs": self.cfg.costs.to_costs().describe(),
             "portfolio": {m: {k: float(v) for k, v in row.items()} for m, row in pm.iterrows()},
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -34,17 +34,18 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from quantarena.engine.costs import DEFAULT_COSTS
 from quantarena.engine.metrics import METRICS, direction
 from quantarena.strategies import params as P
 from quantarena.strategies.base import Agent
-from quantarena.training.samplers import distributions, make_sampler, restrict_space
+from quantarena.training.samplers import SAMPLERS, distributions, make_sampler, restrict_space
 from quantarena.training.storage import make_storage
 
 __all__ = [
@@ -78,12 +79,12 @@ class TuningSpec:
         seed: sampler seed (the round index is added, so rounds differ but reruns agree).
     """
 
-    sampler: str = "tpe"
-    trials: int = 512
-    batch: int = 256
-    oos_top: int = 32
-    warm_start: int = 8
-    seed: int = 0
+    sampler: Literal[SAMPLERS] = "tpe"  # type: ignore[valid-type]
+    trials: int = field(default=512, metadata={"ge": 1})
+    batch: int = field(default=256, metadata={"ge": 1})
+    oos_top: int = field(default=32, metadata={"ge": 1})
+    warm_start: int = field(default=8, metadata={"ge": 0})
+    seed: int = field(default=0, metadata={"config": False})  # set by the tournament
 
     def __post_init__(self) -> None:
         from quantarena.training.samplers import SAMPLERS
@@ -433,7 +434,7 @@ def tune(
     batch: int = 256,
     sampler: str = "tpe",
     objective: Objective = "sharpe",
-    costs: Any = None,
+    costs: Any = DEFAULT_COSTS,
     backend: str = "auto",
     seed: int = 0,
     storage: Any = None,
@@ -455,7 +456,8 @@ def tune(
         sampler: ``"tpe"`` | ``"cmaes"`` | ``"random"`` | ``"nsga2"`` (seeded by ``seed``).
         objective: a metric (``"sharpe"``: annualised, maximised) or a tuple for
             multi-objective search (``("sharpe", "max_drawdown")`` with NSGA-II).
-        costs: :class:`~quantarena.engine.costs.Costs` (fees/slippage in bps); None: free.
+        costs: :class:`~quantarena.engine.costs.Costs` (fees/slippage in bps); default
+            :data:`~quantarena.engine.costs.DEFAULT_COSTS`; ``Costs.none()`` or None: free.
         backend: ``"auto"`` | ``"cpu"`` | ``"gpu"``.
         storage: None (memory), ``"redis://host:6379/0"`` (a journal shared by workers),
             or an RDB URL (``sqlite:///x.db``).
