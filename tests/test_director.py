@@ -711,3 +711,32 @@ def test_real_tournament_same_seed_same_leaderboard(real_run, tmp_path: Path):
         pd.DataFrame(again["portfolio"]), pd.DataFrame(summary["portfolio"])
     )
     assert summary["portfolio"]["equal"]["total_return"] != 0.0
+
+
+def test_long_only_setting_reaches_the_kelly_solver():
+    """allocation.long_only=False lets a losing agent be sold short (|w| <= cap, Σ|w| <= gross);
+    the default keeps every weight >= 0. The config's field reaches the director's setting."""
+    from quantarena.config import TournamentConfig
+    from quantarena.tournaments.setup import allocation_of
+
+    rets = _returns()
+    ungated = AllocationConfig(**{**ALLOC.__dict__, "gated_by": ()})
+    shorts = AllocationConfig(**{**ungated.__dict__, "long_only": False})
+    lo = _run(rets, allocation=ungated).weights["kelly"]
+    ls = _run(rets, allocation=shorts).weights["kelly"]
+    assert (lo.to_numpy() >= 0).all() and (lo["b"] == 0).all()
+    assert (ls["b"] <= 0).all() and (ls["b"] < -0.1).any()  # b loses money: sold short
+    assert (ls.abs() <= 0.6 + 1e-12).all().all() and (ls.abs().sum(axis=1) <= 1 + 1e-9).all()
+    for k in range(1, 5):
+        exp = _expected_weights(rets, k, ungated, GATES)  # eligibility: everyone by gates
+        daily = np.column_stack(
+            [np.concatenate([_daily(j, rets[a][j]) for j in range(max(0, k - 3), k)]) for a in rets]
+        )
+        want = kelly_weights(daily, fraction=0.5, cap=0.6, gross_cap=1.0, long_only=False)
+        np.testing.assert_allclose(ls.loc[k], want, rtol=1e-8, atol=1e-10)
+        assert exp["kelly"][1] == 0.0
+    cfg = TournamentConfig.from_dict(
+        {"name": "t", "data": {"files": ["data/sample/btc-perp-20211231-20220201_1m.csv"]},
+         "agents": [{"name": "m", "kind": "momentum"}], "allocation": {"long_only": False}}
+    )  # fmt: skip
+    assert allocation_of(cfg).long_only is False

@@ -68,6 +68,9 @@ class AllocationConfig:
         min_rounds: rounds of OOS history before any non-zero Kelly weight.
         gated_by: gates an agent must pass to get Kelly capital (the history and
             paper-trading gates decide graduation to paper trading, not capital).
+        long_only: Kelly weights in ``[0, cap]`` for agents with a positive OOS Sharpe;
+            ``False``: weights in ``[−cap, cap]`` with ``Σ|w| <= gross_cap`` over every gated
+            agent (a losing agent may be sold short).
     """
 
     method: str = "kelly"
@@ -78,6 +81,7 @@ class AllocationConfig:
     estimation_window: int = 12
     min_rounds: int = 1
     gated_by: tuple[str, ...] = ("sharpe", "max_drawdown")
+    long_only: bool = True
 
 
 @dataclass
@@ -201,6 +205,7 @@ def _weights_for(
             cap=cfg.cap_per_agent,
             gross_cap=cfg.gross_cap,
             eligible=eligible,
+            long_only=cfg.long_only,
         )
         if len(history) >= cfg.min_rounds
         else zeros
@@ -288,7 +293,7 @@ def run_tournament(
         eligible = np.array(
             [
                 all(res.passed for g, res in gate_status[a].results.items() if g in cfg.gated_by)
-                and record[a]["sharpe_pp"] > 0
+                and (record[a]["sharpe_pp"] > 0 or not cfg.long_only)
                 for a in agents
             ]
         )

@@ -103,6 +103,7 @@ def allocation_of(cfg: Any) -> AllocationConfig:
         gross_cap=al.gross_cap,
         estimation_window=al.estimation_window,
         min_rounds=al.min_rounds,
+        long_only=al.long_only,
         **extra,
     )
 
