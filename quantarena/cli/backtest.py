@@ -90,6 +90,12 @@ def backtest_cmd(
     start: str = opt.START,
     end: str = opt.END,
     interval: str = opt.INTERVAL,
+    calendar: str = typer.Option(
+        "24/7",
+        "--calendar",
+        help="Trading calendar for annualised figures: 24/7 (crypto) or an exchange code "
+        "(XNYS, XLON, ...).",
+    ),
     fee_bps: float = typer.Option(10.0, "--fee-bps", help="Taker fee, bps of traded notional."),
     slippage_bps: float = typer.Option(0.0, "--slippage-bps", help="Slippage, bps of price."),
     max_position: float = typer.Option(
@@ -136,6 +142,7 @@ def backtest_cmd(
             start=start,
             end=end,
             interval=interval,
+            calendar=calendar,
             record=(),
             **opts,
         )
@@ -164,6 +171,7 @@ def backtest_cmd(
             "n_params": res.n_params,
             "backend": res.sim.backend,
             "by": by,
+            "calendar": calendar,
             "elapsed_s": round(elapsed, 4),
             "fee_bps": fee_bps,
             "slippage_bps": slippage_bps,

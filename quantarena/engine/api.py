@@ -14,7 +14,8 @@ Example::
 
 Conventions are the engine's (:mod:`quantarena.engine.simulate`): target weights decided at
 the close of bar t fill at the open of bar t+1 (``fill="open"``), equity starts at 1.0 and
-is marked at each close, metrics are annualised with a 365-day year from the bar interval.
+is marked at each close, metrics are annualised with the bars per year of the market's
+trading calendar (``calendar="24/7"`` by default; ``"XNYS"`` etc. for equities).
 The agent's ``max_position`` (default 0.10 of equity per asset) is both the size of its
 signals and the engine's cap; pass ``max_position=`` to change both.
 """
@@ -380,6 +381,7 @@ def backtest(
     record: Sequence[str] | str = "auto",
     symbol: str | None = None,
     periods_per_year: float | None = None,
+    calendar: str = "24/7",
     start: Any = None,
     end: Any = None,
     interval: str | None = None,
@@ -408,7 +410,11 @@ def backtest(
         record: curves to keep in memory ("returns", "equity"); "auto" keeps both when
             bars × sets <= 5 million, else none (``equity(i)`` then re-simulates set ``i``).
         symbol: which symbol(s) of a file or store.
-        periods_per_year: annualisation (default: from the bar interval, 365-day year).
+        periods_per_year: bars per year for annualised figures and CAGR (default: from
+            ``calendar`` and the bar interval).
+        calendar: the market's trading calendar: ``"24/7"`` (crypto) or an exchange code such
+            as ``"XNYS"`` (1-minute NYSE bars: 98,280 a year; see
+            :mod:`quantarena.data.calendars`).
         start, end: keep bars with ``start <= ts < end``.
         trades: also build the trade list (``result.trades``, a DataFrame; a second pass).
         **agent_options: passed to the agent's constructor (e.g. ``long_only=True``).
@@ -430,6 +436,7 @@ def backtest(
         "stops": stops,
         "leverage": leverage,
         "periods_per_year": periods_per_year,
+        "calendar": calendar,
         "block": block,
         "init_cash": init_cash,
     }
