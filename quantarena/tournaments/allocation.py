@@ -330,7 +330,7 @@ def solve_capped_kelly(
     bounds = Bounds(np.zeros(m.shape[1]), ub)
     best = None
     for method, opts in (
-        ("SLSQP", {"ftol": 1e-15, "maxiter": 1000}),
+        ("SLSQP", {"ftol": 1e-12, "maxiter": 1000}),
         ("trust-constr", {"gtol": 1e-12, "xtol": 1e-14, "maxiter": 5000}),
     ):
         with warnings.catch_warnings():
