@@ -231,3 +231,31 @@ def test_cli_backtest_calendar_option(tmp_path: Path) -> None:
     assert out["XNYS"] / out["24/7"] == pytest.approx(math.sqrt(98_280 / 525_600), rel=1e-9)
     bad = runner.invoke(app, [*args, "--calendar", "NYC"])
     assert bad.exit_code != 0 and "unknown calendar 'NYC'" in bad.output
+
+
+def test_the_tournament_year_reaches_the_rounds_metrics(sample_dir: Path) -> None:
+    """Daily NYSE bars in a tournament: each round's CAGR counts 252 sessions as a year."""
+    from quantarena.config import TournamentConfig
+    from quantarena.tournaments.rounds import run_agent_round
+    from quantarena.tournaments.setup import prepare
+
+    cfg = TournamentConfig.from_dict(
+        {
+            "name": "t",
+            "data": {"files": ["data/sample/stocks_daily.csv"], "calendar": "XNYS"},
+            "agents": [{"name": "m", "kind": "momentum", "params": {"fast": [5], "slow": [20]}}],
+            "schedule": {"round": "28d", "lookback": "56d"},
+        }
+    )
+    inputs = prepare(cfg, panel=_stocks("AAPL", 2019, sample_dir))
+    assert inputs.periods_per_year == 252
+    rnd = inputs.rounds[0]
+    res = run_agent_round(
+        inputs.panel, inputs.entries[0], rnd, inputs.costs, backend="cpu",
+        periods_per_year=inputs.periods_per_year,
+    )  # fmt: skip
+    n = rnd.oos_end - rnd.oos_start
+    assert 18 <= n <= 20  # four weeks of sessions
+    tr = res.oos_metrics["total_return"]
+    assert tr != 0
+    assert res.oos_metrics["cagr"] == pytest.approx((1 + tr) ** (252 / n) - 1, rel=1e-9)

@@ -296,8 +296,11 @@ def solve_capped_kelly(
     q = q / fraction  # max f'μ − ½ f'(Σ/c) f
     c = np.inf if cap is None else float(cap)
     gc = np.inf if gross_cap is None else float(gross_cap)
-    # the unconstrained optimum / start: clipped and scaled (feasible)
+    # the optimum without caps (c·Σ⁻¹μ, or the NNLS weights long-only): if it meets the caps,
+    # it is the answer; otherwise, clipped and scaled, the solver's (feasible) start
     f0 = solve_kelly(mu_r, q, long_only=long_only)
+    if np.all(np.abs(f0) <= c) and np.abs(f0).sum() <= gc:
+        return f0
     f0 = np.clip(f0, 0.0 if long_only else -c, c)
     if np.abs(f0).sum() > gc:
         f0 = f0 * (gc / np.abs(f0).sum())
