@@ -214,6 +214,7 @@ def backtest(
     record: Sequence[str] | str = "auto",
     symbol: str | None = None,
     periods_per_year: float | None = None,
+    calendar: str = "24/7",
     start: Any = None,
     end: Any = None,
     interval: str | None = None,
@@ -244,7 +245,11 @@ def backtest(
         record: curves to keep in memory ("returns", "equity"); "auto" keeps both when
             bars × sets <= 5 million, else none (``equity(i)`` then re-simulates set ``i``).
         symbol: which symbol(s) of a file or store.
-        periods_per_year: annualisation (default: from the bar interval, 365-day year).
+        periods_per_year: bars per year for annualised figures and CAGR (default: from
+            ``calendar`` and the bar interval).
+        calendar: the market's trading calendar: ``"24/7"`` (crypto) or an exchange code such
+            as ``"XNYS"`` (1-minute NYSE bars: 98,280 a year; see
+            :mod:`quantarena.data.calendars`).
         start, end: keep bars with ``start <= ts < end``.
         trades: also build the trade list (``result.trades``, a DataFrame; a second pass).
         **agent_options: passed to the agent's constructor (e.g. ``long_only=True``).
@@ -266,6 +271,7 @@ def backtest(
         "stops": stops,
         "leverage": leverage,
         "periods_per_year": periods_per_year,
+        "calendar": calendar,
         "block": block,
     }
     sim = PopulationRun(ag, panel, pop, **settings).replay(

@@ -208,6 +208,12 @@ def _check_interval(v: str) -> str:
     return v
 
 
+def _check_calendar(v: str | None) -> str | None:
+    from quantarena.data.calendars import check_calendar
+
+    return None if v is None else check_calendar(v)  # raises ValueError with a hint
+
+
 def _check_grid_spec(v: Any) -> Any:
     """Validate one parameter's grid spec and return it unchanged (it is expanded later)."""
     if v is None or isinstance(v, Mapping):
@@ -255,7 +261,10 @@ class DataConfig(_Section):
     the fly into a temporary store; each a path or ``{path, symbol}``). ``symbols`` None means
     every symbol found. ``start`` /
     ``end`` bound the bars by open time (``end`` exclusive); None = all. ``interval`` is the
-    bar size the agents see ("1m", "5m", "1h", ...; finer data is resampled).
+    bar size the agents see ("1m", "5m", "1h", ...; finer data is resampled). ``calendar`` is
+    the market's trading calendar, which sets the year of every annualised figure: ``"24/7"``
+    (crypto) or an exchange code such as ``"XNYS"`` (see :mod:`quantarena.data.calendars`);
+    None guesses from the bars (24/7 unless a week or more of them has no weekend bar).
     """
 
     store: Path | None = None
@@ -264,6 +273,7 @@ class DataConfig(_Section):
     start: Timestamp = None
     end: Timestamp = None
     interval: Annotated[str, AfterValidator(_check_interval)] = "1m"
+    calendar: Annotated[str | None, AfterValidator(_check_calendar)] = None
 
     @field_validator("files")
     @classmethod

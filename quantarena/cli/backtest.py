@@ -90,6 +90,12 @@ def backtest_cmd(
     start: str = opt.START,
     end: str = opt.END,
     interval: str = opt.INTERVAL,
+    calendar: str = typer.Option(
+        "24/7",
+        "--calendar",
+        help="Trading calendar for annualised figures: 24/7 (crypto) or an exchange code "
+        "(XNYS, XLON, ...).",
+    ),
     fee_bps: float = opt.FEE_BPS,
     slippage_bps: float = opt.SLIPPAGE_BPS,
     max_position: float = typer.Option(
@@ -132,6 +138,7 @@ def backtest_cmd(
             start=start,
             end=end,
             interval=interval,
+            calendar=calendar,
             record=(),
             **opts,
         )
@@ -160,6 +167,7 @@ def backtest_cmd(
             "n_params": res.n_params,
             "backend": res.sim.backend,
             "by": by,
+            "calendar": calendar,
             "elapsed_s": round(elapsed, 4),
             "costs": costs.describe(),
             **{k: costs.as_dict()[k] for k in ("fee_bps", "slippage_bps")},

@@ -2,8 +2,9 @@
 
 Every metric is a ``(P,)`` float64 array on the host. With ``r_t`` the per-bar simple
 return (``r_t = E_t / E_{t-1} - 1``, ``E_{-1} = init_cash``), ``n`` the number of bars,
-``ppy`` the bars per year (365-day year for crypto by default) and ``years = n * interval /
-(days_per_year * 1 day)``:
+``ppy`` the bars per year of the market's trading calendar
+(:func:`quantarena.data.calendars.bars_per_year`: 525,600 one-minute bars for 24/7 crypto,
+98,280 on the NYSE, 252 daily NYSE bars) and ``years = n / ppy``:
 
 ==========================  ==============================================================
 total_return                ``E_T / init_cash - 1``
@@ -148,11 +149,10 @@ def metrics_from_state(
     interval_ns: int,
     init_cash: float,
     periods_per_year: float,
-    days_per_year: float = 365.0,
 ) -> dict[str, np.ndarray]:
     """The metrics of every parameter set from the host copy of the state ``S`` ``(NS, P)``."""
     n = float(n_bars)
-    years = n * float(interval_ns) / (days_per_year * NS_PER_DAY)
+    years = n / float(periods_per_year)  # the calendar's year: 252 daily bars on XNYS
     ann = np.sqrt(periods_per_year)
     end = S[L.EQ_PREV]
     growth = end / init_cash

@@ -39,7 +39,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from quantarena.data.intervals import bars_per_year
+from quantarena.data.calendars import ALWAYS_OPEN, bars_per_year
 from quantarena.data.panel import BarPanel
 from quantarena.engine import layout as L
 from quantarena.engine.backend import Backend, get_backend, to_host
@@ -290,7 +290,7 @@ def simulate(
     backend: str | Backend = "auto",
     block: int = 4096,
     init_cash: float = 1.0,
-    days_per_year: float = 365.0,
+    calendar: str = ALWAYS_OPEN,
     start: Account | None = None,
     pending: Any = None,
 ) -> SimResult:
@@ -305,14 +305,16 @@ def simulate(
         stops: stop-loss / take-profit / trailing (``None``: none).
         max_position: cap on ``|w|`` of any one asset, scalar or ``(P,)``.
         leverage: cap on ``sum_a |w_a|``.
-        periods_per_year: annualisation; default from ``bars.interval_ns`` and
-            ``days_per_year`` (365: crypto trades every day; 252 for equities).
+        periods_per_year: bars per year, for annualised figures and for CAGR's years
+            (``n_bars / periods_per_year``); default from ``calendar`` and the bar interval
+            (:func:`quantarena.data.calendars.bars_per_year`).
         record: any of ``"returns"``, ``"equity"``, ``"positions"``: full arrays.
         trades: also build the trade list (replays the positions a second time).
         backend: ``"auto"``, ``"cpu"`` or ``"gpu"``.
         block: bars per block.
         init_cash: starting equity (flat). Ignored with ``start``: the account's equity.
-        days_per_year: year length for CAGR and the default annualisation.
+        calendar: the market's trading calendar, ``"24/7"`` (crypto, default) or an
+            exchange code such as ``"XNYS"``; used only when ``periods_per_year`` is None.
         start: the account every parameter set starts from (default: flat ``init_cash``);
             metrics (returns, drawdown, trades closed, fees) count from ``bars[0]`` on.
         pending: target weights decided at the close of the bar before ``bars[0]``,
@@ -350,8 +352,6 @@ def simulate(
         raise SimulationError(f"init_cash must be > 0, got {init_cash!r}")
     if not (np.isfinite(leverage) and leverage > 0):
         raise SimulationError(f"leverage must be > 0, got {leverage!r}")
-    if not days_per_year > 0:
-        raise SimulationError(f"days_per_year must be > 0, got {days_per_year!r}")
 
     # positions: a source, or an array served block by block
     if isinstance(positions, PositionSource) and not hasattr(positions, "shape"):
@@ -387,8 +387,10 @@ def simulate(
     ppy = (
         float(periods_per_year)
         if periods_per_year is not None
-        else bars_per_year(int(bars.interval_ns), days_per_year)
+        else bars_per_year(calendar, int(bars.interval_ns))
     )
+    if not (np.isfinite(ppy) and ppy > 0):
+        raise SimulationError(f"periods_per_year must be > 0, got {periods_per_year!r}")
 
     f64 = xp.float64
     start_assets = None
@@ -468,7 +470,6 @@ def simulate(
         interval_ns=int(bars.interval_ns),
         init_cash=float(init_cash) if init_cash != 0 else 1.0,
         periods_per_year=ppy,
-        days_per_year=float(days_per_year),
     )
     pos_rec = recs.get("positions")
     if pos_rec is not None and not multi:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from quantarena.data.calendars import ALWAYS_OPEN
 from quantarena.data.panel import BarPanel
 from quantarena.engine.backend import Backend, get_backend
 from quantarena.engine.costs import Costs
@@ -82,8 +83,10 @@ class PopulationRun:
         max_position: per-asset cap (None: the agent's).
         backend: ``"auto"``, ``"cpu"``, ``"gpu"`` or a Backend.
         fill: ``"open"`` (next bar's open) or ``"close"`` (comparison only).
-        periods_per_year: annualisation (None: from the bar interval and ``days_per_year``).
-        days_per_year: year length (365 for crypto, 252 for equities).
+        periods_per_year: annualisation (None: from the bar interval and ``calendar``).
+        calendar: the market's trading calendar, ``"24/7"`` (crypto) or an exchange code such
+            as ``"XNYS"`` (:mod:`quantarena.data.calendars`); used when ``periods_per_year`` is
+            None.
         block: bars per streamed block (results do not depend on it).
     """
 
@@ -101,7 +104,7 @@ class PopulationRun:
         backend: str | Backend = "auto",
         fill: str = "open",
         periods_per_year: float | None = None,
-        days_per_year: float = 365.0,
+        calendar: str = ALWAYS_OPEN,
         block: int = 4096,
     ) -> None:
         self.agent = agent
@@ -119,7 +122,7 @@ class PopulationRun:
             backend=self.backend,
             fill=fill,
             periods_per_year=periods_per_year,
-            days_per_year=days_per_year,
+            calendar=calendar,
             block=block,
         )
         self._memo: dict[str, Any] = {}
@@ -193,7 +196,7 @@ def run_population(
     record: Sequence[str] = (),
     trades: bool = False,
     periods_per_year: float | None = None,
-    days_per_year: float = 365.0,
+    calendar: str = ALWAYS_OPEN,
     block: int = 4096,
     init_cash: float = 1.0,
 ) -> SimResult:
@@ -213,7 +216,7 @@ def run_population(
         backend=backend,
         fill=fill,
         periods_per_year=periods_per_year,
-        days_per_year=days_per_year,
+        calendar=calendar,
         block=block,
     )
     return run.replay(

@@ -16,8 +16,11 @@ Per round ``k`` (weekly by default):
 3. **Portfolio.** The round's per-bar portfolio return is ``Σ_i w_i r_{i,t}`` (weights are
    rebalanced to target every bar; switching costs between agents are not charged).
 4. **Record.** Per agent, the OOS track record so far: annualised Sharpe of per-bar returns,
-   max drawdown, win rate over all OOS trades, days of OOS history; the deflated Sharpe ratio
-   with N = every parameter set tried so far; gates; a per-round and a cumulative leaderboard.
+   max drawdown, win rate over all OOS trades, calendar days of OOS history (first OOS bar to
+   the end of the last); the deflated Sharpe ratio of the daily OOS record with N = every
+   parameter set tried so far and V = the variance of the daily OOS Sharpe of every set of the
+   population over the same days (:class:`~quantarena.tournaments.record.TrackRecord`); gates;
+   a per-round and a cumulative leaderboard.
 
 At the end, the probability of backtest overfitting (CSCV) of each agent's population is
 computed from its daily OOS returns of every parameter set.
@@ -78,7 +81,9 @@ class AllocationConfig:
         cap_per_agent: largest weight of one agent. gross_cap: largest total weight.
         estimation_window: rounds of OOS history used to estimate μ and Σ.
         min_rounds: rounds of OOS history before any non-zero Kelly weight.
-        long_only: Kelly weights are >= 0 (no agent is shorted as a hedge).
+        long_only: Kelly weights in ``[0, cap]`` for agents with a positive OOS Sharpe;
+            ``False``: weights in ``[−cap, cap]`` with ``Σ|w| <= gross_cap`` over every gated
+            agent (a losing agent may be sold short).
         gated_by: gates an agent must pass to get Kelly capital (a tournament config's
             ``gates.binding``; the history and paper-trading gates decide graduation to
             paper trading, not capital).
@@ -161,9 +166,12 @@ def agent_record(results: Sequence[RoundResult], periods_per_year: float) -> dic
 
     Returns ``sharpe`` (annualised, of per-bar OOS returns), ``total_return``,
     ``max_drawdown`` (positive fraction), ``win_rate`` (winning / closed OOS trades over all
-    rounds), ``n_trades``, ``history_days`` (OOS days), ``n_trials`` (every parameter set
-    tried so far), ``dsr`` (deflated Sharpe probability with that N and the variance of the
-    trial Sharpes in sample), ``sharpe_pp`` (per-period Sharpe), ``n_obs``.
+    rounds), ``n_trades``, ``history_days`` (calendar days from the first OOS bar's open to the
+    end of the last OOS bar), ``n_trials`` (every parameter set tried so far), ``dsr``
+    (deflated Sharpe probability of the daily OOS record with that N and ``var_trials_sharpe``
+    = V, the variance of the per-day OOS Sharpe of every set of the population over the same
+    days), ``sharpe_pp`` (per-bar Sharpe), ``skew``, ``kurt`` (of the per-bar returns),
+    ``n_obs`` (bars).
     """
     track = TrackRecord()
     for x in results:
@@ -304,7 +312,7 @@ def run_tournament(
         eligible = np.array(
             [
                 all(res.passed for g, res in gate_status[a].results.items() if g in cfg.gated_by)
-                and record[a]["sharpe_pp"] > 0
+                and (record[a]["sharpe_pp"] > 0 or not cfg.long_only)
                 for a in agents
             ]
         )

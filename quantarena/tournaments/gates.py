@@ -9,7 +9,7 @@ gate               statistic            op     default
 ``sharpe``         ``sharpe``           ``>``  1.5 (annualised Sharpe ratio)
 ``max_drawdown``   ``max_drawdown``     ``<``  0.20 (peak-to-trough loss, positive fraction)
 ``win_rate``       ``win_rate``         ``>``  0.52 (fraction of winning trades/periods)
-``history``        ``history_days``     ``>=`` 365 (days of backtest history)
+``history``        ``history_days``     ``>=`` 365 (calendar days of OOS history)
 ``paper``          ``paper_days``       ``>=`` 7 (days of paper trading)
 =================  ===================  =====  ============================================
 
@@ -64,7 +64,9 @@ class GateConfig(BaseModel):
         min_sharpe: annualised Sharpe must be strictly greater.
         max_drawdown: maximum drawdown (positive fraction, 0.2 = 20 %) must be strictly less.
         min_win_rate: win rate (fraction in [0, 1]) must be strictly greater.
-        min_history_days: days of history must be at least this.
+        min_history_days: calendar days of out-of-sample history (first OOS bar's open to
+            the end of the last OOS bar, weekends and holidays included) must be at least
+            this; 52 weekly rounds of daily equity bars are 362 days, not 260 bars.
         min_paper_days: days of paper trading must be at least this.
         binding: the gates (names of :data:`GATES`) that hold back capital: an agent failing
             one gets no allocation weight. A disabled gate binds nothing. ``[]``: no gate

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from quantarena.data.intervals import bars_per_year
+from quantarena.data.calendars import ALWAYS_OPEN, bars_per_year, guess_calendar
 from quantarena.data.panel import BarPanel
 from quantarena.strategies import params as P
 from quantarena.strategies.registry import get_agent
@@ -26,7 +26,8 @@ __all__ = ["TournamentInputs", "build_entries", "load_panel", "play", "prepare"]
 
 @dataclass
 class TournamentInputs:
-    """Everything a tournament replays: data, entrants, costs, schedule, annualisation."""
+    """Everything a tournament replays: data, entrants, costs, schedule, annualisation
+    (``periods_per_year``: bars per year of ``calendar``)."""
 
     panel: BarPanel
     entries: list[AgentEntry]
@@ -34,6 +35,7 @@ class TournamentInputs:
     rounds: list[Round]
     periods_per_year: float
     allocation: AllocationConfig
+    calendar: str = ALWAYS_OPEN
 
 
 def load_panel(cfg: Any, store_dir: str | Path | None = None) -> BarPanel:
@@ -126,14 +128,15 @@ def prepare(cfg: Any, panel: BarPanel | None = None) -> TournamentInputs:
             f"schedule: {span:.1f} days of data hold no full round — shorten schedule.lookback "
             "or schedule.round, or give more data"
         )
-    days = 252.0 if _looks_like_equities(panel) else 365.0
+    calendar = getattr(cfg.data, "calendar", None) or guess_calendar(panel.ts)
     return TournamentInputs(
         panel=panel,
         entries=build_entries(cfg),
         costs=cfg.costs.to_costs(),
         rounds=rounds,
-        periods_per_year=bars_per_year(panel.interval_ns, days),
+        periods_per_year=bars_per_year(calendar, panel.interval_ns),
         allocation=allocation_of(cfg),
+        calendar=calendar,
     )
 
 
@@ -155,11 +158,3 @@ def play(
         gates=cfg.gates,
         on_round=on_round,
     )
-
-
-def _looks_like_equities(panel: BarPanel) -> bool:
-    """Daily bars with no weekend bars: an equity market (252-day year)."""
-    if panel.interval_ns != 86_400 * 10**9 or panel.n_bars < 10:
-        return False
-    weekday = ((panel.ts // (86_400 * 10**9)) + 3) % 7  # 0 = Monday
-    return not np.any(weekday >= 5)
