@@ -328,3 +328,49 @@ def test_wheels_dry_run_downloads_nothing(tmp_path: Path, capsys) -> None:
     assert out[0].startswith("wheels for the GPU check: ") and "pydantic " in out[0]
     assert "scipy " in out[0]  # not in --have, so it travels
     assert "pip download" in out[1] and not dest.exists()
+
+
+# ------------------------------------------------------------------ through the host stand-in
+# tests/hostcupy: NumPy arrays posing as CuPy ones and the CUDA source compiled for the host.
+# It drives the GPU path's plumbing (kernel argument packing, device arrays through the
+# engine and the tests, the check's steps and report) here; it proves nothing about CUDA.
+
+HOSTCUPY = ROOT / "tests" / "hostcupy"
+
+
+def _with_host_cupy(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    import shutil
+
+    if shutil.which("g++") is None and shutil.which("clang++") is None:
+        pytest.skip("no C++ compiler for the host CuPy stand-in")
+    env = {"PYTHONPATH": f"{HOSTCUPY}:{ROOT}", "PATH": "/usr/bin:/bin", "HOME": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=ROOT, env=env,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def test_engine_gpu_tests_run_through_the_host_stand_in() -> None:
+    out = _with_host_cupy(
+        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "tests/test_engine_gpu.py"]
+    )
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert "5 passed" in out.stdout
+
+
+def test_the_check_end_to_end_through_the_host_stand_in(tmp_path: Path) -> None:
+    report = tmp_path / "gpu-check.md"
+    out = _with_host_cupy(
+        ["-m", "benchmarks.gpu_check", "--quick", "--skip-tests", "--only", "kernel,tuning",
+         "--out", str(report), "--wheels", str(tmp_path / "no-wheels")]
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert out.stdout.splitlines()[-1].endswith("PASS")
+    text = report.read_text()
+    assert text.startswith("### GPU check: host stand-in (no GPU) (")
+    assert "### GPU kernel" in text
+    data = json.loads(report.with_suffix(".json").read_text())
+    kernel = next(b for b in data["benchmarks"] if b["name"] == "kernel")
+    assert kernel["status"] == "ok"
+    assert [r["case"].split(",")[0] for r in kernel["rows"]][:2] == ["CPU", "GPU"]
+    assert data["summary"]["max_abs_diffs"]["bench-kernel:metrics"] == 0.0

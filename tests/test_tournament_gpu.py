@@ -3,7 +3,10 @@
 The in-process path (no Ray, no MLflow): every agent's rounds, the ranking, the gates and the
 allocation, once with ``backend="gpu"`` and once with ``backend="cpu"`` on the same real bars
 (FTX BTC-PERP, 15m). Tolerance: a relative 1e-9 on every number of the leaderboard, the
-portfolio and the capital weights; the same ranks, agents and gate verdicts.
+portfolio and the capital weights; the same ranks, agents and gate verdicts. The replay is
+exact to rounding; the agents' device indicators (blocked prefix sums) agree with the CPU's to
+rounding, so only a comparison that ties to rounding could flip a weight (test_strategies
+allows 1 in 10^4) — then this test fails and the GPU check's report shows what moved.
 """
 
 from __future__ import annotations
