@@ -374,3 +374,55 @@ def test_the_check_end_to_end_through_the_host_stand_in(tmp_path: Path) -> None:
     assert kernel["status"] == "ok"
     assert [r["case"].split(",")[0] for r in kernel["rows"]][:2] == ["CPU", "GPU"]
     assert data["summary"]["max_abs_diffs"]["bench-kernel:metrics"] == 0.0
+
+
+def _tiny_wheel(dest: Path) -> Path:
+    """A one-module pure-Python wheel, made by hand (no network, no build backend)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    files = {
+        "qa_tiny_probe.py": "VALUE = 42\n",
+        "qa_tiny_probe-1.0.dist-info/METADATA": (
+            "Metadata-Version: 2.1\nName: qa-tiny-probe\nVersion: 1.0\n"
+        ),
+        "qa_tiny_probe-1.0.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    record = []
+    for name, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+        record.append(f"{name},sha256={digest.decode()},{len(text.encode())}")
+    record.append("qa_tiny_probe-1.0.dist-info/RECORD,,")
+    files["qa_tiny_probe-1.0.dist-info/RECORD"] = "\n".join(record) + "\n"
+    dest.mkdir(parents=True)
+    whl = dest / "qa_tiny_probe-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(whl, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    return whl
+
+
+def test_wheels_are_installed_offline_onto_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("PYTHONPATH", "/somewhere")
+    assert G.install_wheels(tmp_path / "none", tmp_path / "site")["status"] == "none"
+    _tiny_wheel(tmp_path / "whl")
+    res = G.install_wheels(tmp_path / "whl", tmp_path / "site")
+    assert res == {
+        "status": "installed", "wheels": ["qa_tiny_probe-1.0-py3-none-any.whl"],
+        "site": str(tmp_path / "site"),
+    }  # fmt: skip
+    assert sys.path[0] == str(tmp_path / "site")
+    import os
+
+    assert os.environ["PYTHONPATH"] == f"{tmp_path / 'site'}{os.pathsep}/somewhere"
+    out = subprocess.run(
+        [sys.executable, "-c", "import qa_tiny_probe; print(qa_tiny_probe.VALUE)"],
+        capture_output=True, text=True, env={**os.environ}, timeout=60,
+    )  # fmt: skip
+    assert out.stdout.strip() == "42", out.stderr
