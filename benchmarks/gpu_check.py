@@ -7,9 +7,9 @@
 2. Wheels in ``.whl/`` (made by ``make gpu-wheels`` on a machine with network) are installed
    with ``pip install --no-index --no-deps --target <tmp>/quantarena-gpu-site`` and put on
    the path of this process and of the test and benchmark subprocesses.
-3. Every GPU test runs (``pytest -m gpu`` over the test files that hold one): the engine for
-   one and several assets, the strategies, the ML agent on CUDA, a tournament in process and,
-   where Ray is installed, on Ray. Each test's max |CPU - GPU| comes back as a JUnit property.
+3. Every GPU test runs (``pytest -m "gpu or torch_cuda"`` over the files that hold one): the
+   engine for one and several assets, the strategies, the ML agent on CUDA, a tournament in
+   process and, where Ray is installed, on Ray. Each test's max |CPU - GPU| comes back as a JUnit property.
    Tests that need Ray, MLflow or Optuna are skipped with the reason where those are missing.
 4. The GPU benchmarks, each in its own process with a time limit: the engine kernel's
    bar-parameter updates/s at growing populations (weights resident on the device) against
@@ -183,9 +183,11 @@ def _has(module: str) -> bool:
 
 
 def gpu_test_files(tests_dir: Path = ROOT / "tests") -> list[Path]:
-    """The test files holding at least one test marked ``gpu`` (a decorator line, or a
-    module-level ``pytestmark``)."""
-    mark = re.compile(r"^\s*(@pytest\.mark\.gpu\b|pytestmark\s*=.*pytest\.mark\.gpu\b)", re.M)
+    """The test files holding at least one test marked ``gpu`` or ``torch_cuda`` (a decorator
+    line, or a module-level ``pytestmark``)."""
+    mark = re.compile(
+        r"^\s*(@pytest\.mark\.(gpu|torch_cuda)\b|pytestmark\s*=.*pytest\.mark\.gpu\b)", re.M
+    )
     return sorted(p for p in Path(tests_dir).glob("test_*.py") if mark.search(p.read_text()))
 
 
@@ -220,10 +222,12 @@ def parse_junit(path: Path) -> list[dict[str, Any]]:
 
 
 def run_tests(files: Sequence[Path], timeout_s: float, work: Path) -> dict[str, Any]:
-    """``pytest -m gpu`` over ``files`` in a subprocess; the parsed JUnit report."""
+    """``pytest -m "gpu or torch_cuda"`` over ``files`` in a subprocess; the parsed JUnit
+    report."""
     junit = work / "gpu-tests.xml"
-    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rs", "-p", "no:cacheprovider",
-           f"--junitxml={junit}", "-o", "junit_family=xunit1", *map(str, files)]  # fmt: skip
+    cmd = [sys.executable, "-m", "pytest", "-m", "gpu or torch_cuda", "-q", "-rs",
+           "-p", "no:cacheprovider", f"--junitxml={junit}", "-o", "junit_family=xunit1",
+           *map(str, files)]  # fmt: skip
     t0 = time.perf_counter()
     status = "ran"
     try:
@@ -576,7 +580,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     if "tests" not in result:
         lines += ["", f"**Parity tests**: not run. Overall: {'PASS' if s['ok'] else 'FAIL'}."]
     else:
-        lines += ["", f"**Parity tests** (`pytest -m gpu`): {c['passed']} passed, "
+        lines += ["", f"**Parity tests** (`pytest -m 'gpu or torch_cuda'`): {c['passed']} passed, "
                   f"{c['failed']} failed, {c['error']} errors, {c['skipped']} skipped"
                   + (f" — {tests['status']}" if tests.get("status") not in (None, "ran") else "")
                   + f". Overall: {'PASS' if s['ok'] else 'FAIL'}.", ""]  # fmt: skip

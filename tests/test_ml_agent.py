@@ -346,3 +346,20 @@ def test_ml_agent_weights_on_cuda_equal_the_cpu_ones(ar, no_tf32, max_abs_diff) 
     assert same >= 0.99, same
     hit, n = hit_rate(w_gpu, r)
     assert n > 1900 and hit > 0.53  # and the GPU run still learns the AR(1) pattern
+
+
+@pytest.mark.torch_cuda
+def test_cuda_model_on_host_features_equals_the_cpu_one(ar, no_tf32, max_abs_diff) -> None:
+    """``device="cuda"`` with NumPy features (no CuPy needed): the tensors move to the GPU,
+    the edges come back as NumPy, within the same tolerance as above."""
+    from quantarena.training.rolling import RollingConfig, rolling_fit_predict
+
+    bars, _ = ar
+    cfg = RollingConfig(model="mlp", val_frac=0.0, **ML_GPU)
+    on_gpu = MLAgent(device="cuda").prepare(bars, np)
+    assert on_gpu.X.is_cuda
+    e_cpu = rolling_fit_predict(MLAgent().prepare(bars, np), cfg).edge
+    e_gpu = rolling_fit_predict(on_gpu, cfg).edge
+    assert isinstance(e_gpu, np.ndarray) and np.isfinite(e_cpu).sum() > 1900
+    d = max_abs_diff("ml-host-features:edge", e_cpu, e_gpu)
+    assert d <= EDGE_ATOL, d
