@@ -426,3 +426,35 @@ def test_wheels_are_installed_offline_onto_the_path(
         capture_output=True, text=True, env={**os.environ}, timeout=60,
     )  # fmt: skip
     assert out.stdout.strip() == "42", out.stderr
+
+
+def test_what_the_gpu_tests_import_needs_no_ray_mlflow_or_optuna(tmp_path: Path) -> None:
+    """The GPU image has no Ray, MLflow or Optuna: the in-process tournament, the engine, the
+    agents and the check itself import, and a one-round tournament runs, without them."""
+    code = textwrap.dedent(f"""
+        import sys
+        for m in ("ray", "mlflow", "optuna", "redis", "cmaes"):
+            sys.modules[m] = None  # importing any of them now fails
+        import benchmarks.gpu_check, quantarena.engine, quantarena.strategies.ml
+        from quantarena.actors.driver import run_in_process
+        from quantarena.config import TournamentConfig
+        cfg = TournamentConfig.from_dict({{
+            "name": "no-shell", "seed": 1,
+            "data": {{"files": [{{"path": "{ROOT}/data/sample/btc-perp-20211231-20220201_1m.csv",
+                                 "symbol": "BTCPERP"}}],
+                     "interval": "1h", "start": "2022-01-10", "end": "2022-01-20"}},
+            "schedule": {{"round": "3d", "lookback": "3d", "warmup": "1d", "max_rounds": 1}},
+            "agents": [{{"name": "trend", "kind": "momentum",
+                         "params": {{"fast": [4, 8], "slow": [24]}}}},
+                       {{"name": "hodl", "kind": "buy_hold"}}],
+            "gates": {{"min_history_days": None, "min_paper_days": None}},
+            "tracking": {{"output_dir": "{tmp_path}/out"}},
+        }})
+        s = run_in_process(cfg, log_mlflow=False, backend="cpu")
+        print(s["rounds"], sorted(r["agent"] for r in s["leaderboard"]))
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "1 ['hodl', 'trend']"
