@@ -203,6 +203,30 @@ def test_cuda_source_emulated_multi_asset(bars, weights, emulated_kernel, monkey
     _compare(cpu, emu, rtol=1e-12)
 
 
+def _crash(bars, weights) -> tuple[BarPanel, np.ndarray]:
+    """The bars with every price from bar 4,000 on cut to 30% (a gap down), and leveraged
+    weights (2x long, one set short): two sets are ruined (equity <= 0), one profits."""
+    f = np.ones(bars.n_bars)
+    f[4000:] = 0.3
+    o, h, lo, c = (getattr(bars, n)[:, 0] * f for n in ("open", "high", "low", "close"))
+    crash = BarPanel.from_arrays(bars.ts, o, h, lo, c, bars.volume[:, 0], symbols=["X"])
+    w = np.abs(weights) * 2.0
+    w[:, 1] *= -1.0
+    return crash, w
+
+
+RUIN = dict(costs=COSTS, max_position=2.0, leverage=2.0, record=("equity", "positions"))
+
+
+def test_cuda_source_emulated_ruin(bars, weights, emulated_kernel, monkeypatch):
+    crash, w = _crash(bars, weights)
+    cpu = simulate(crash, w, backend="cpu", trades=True, **RUIN)
+    assert (cpu.trades.exit_reason == "ruin").sum() == 2
+    monkeypatch.setattr(simulate_mod, "_kernel", lambda be: emulated_kernel)
+    emu = simulate(crash, w, backend="cpu", trades=True, **RUIN)
+    _compare(cpu, emu, rtol=1e-12)
+
+
 # ------------------------------------------------------------------ real GPU parity
 #
 # Tolerance: the kernel is compiled with --fmad=false, so float64 results match the CPU's to
@@ -288,3 +312,13 @@ def test_gpu_parity_large_population_metrics(bars, max_abs_diff):
     _compare(cpu, gpu, rtol=RTOL)
     for k, v in cpu.metrics.items():
         max_abs_diff("engine-2000params:metrics", v, gpu.metrics[k])
+
+
+@pytest.mark.gpu
+def test_gpu_parity_ruin(bars, weights, max_abs_diff):
+    """Sets whose equity falls to zero are closed out at the close and stay flat."""
+    crash, w = _crash(bars, weights)
+    cpu = simulate(crash, w, backend="cpu", trades=True, **RUIN)
+    gpu = simulate(crash, w, backend="gpu", trades=True, **RUIN)
+    _compare_recorded(cpu, gpu, max_abs_diff, "engine-ruin")
+    assert (gpu.trades.exit_reason == "ruin").sum() == 2

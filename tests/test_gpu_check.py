@@ -355,7 +355,7 @@ def test_engine_gpu_tests_run_through_the_host_stand_in() -> None:
         ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "tests/test_engine_gpu.py"]
     )
     assert out.returncode == 0, out.stdout[-3000:]
-    assert "5 passed" in out.stdout
+    assert "6 passed" in out.stdout
 
 
 def test_the_check_end_to_end_through_the_host_stand_in(tmp_path: Path) -> None:
