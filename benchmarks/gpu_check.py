@@ -37,6 +37,7 @@ import math
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -230,10 +231,17 @@ def run_tests(files: Sequence[Path], timeout_s: float, work: Path) -> dict[str, 
            *map(str, files)]  # fmt: skip
     t0 = time.perf_counter()
     status = "ran"
+    proc = subprocess.Popen(cmd, cwd=ROOT)
     try:
-        rc = subprocess.run(cmd, cwd=ROOT, timeout=max(timeout_s, 1)).returncode
-    except subprocess.TimeoutExpired:
-        rc, status = None, "timeout"
+        rc: int | None = proc.wait(timeout=max(timeout_s, 1))
+    except subprocess.TimeoutExpired:  # interrupt: pytest still writes what it has run
+        status = "timeout"
+        proc.send_signal(signal.SIGINT)
+        try:
+            rc = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
     res: dict[str, Any] = {"status": status, "returncode": rc,
                            "seconds": time.perf_counter() - t0, "cases": []}  # fmt: skip
     if junit.exists():

@@ -458,3 +458,19 @@ def test_what_the_gpu_tests_import_needs_no_ray_mlflow_or_optuna(tmp_path: Path)
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == "1 ['hodl', 'trend']"
+
+
+def test_tests_cut_short_still_report_what_ran(tmp_path: Path) -> None:
+    t = tmp_path / "cases"
+    t.mkdir()
+    (t / "test_slow.py").write_text(
+        "import time, pytest\n"
+        "@pytest.mark.gpu\ndef test_quick(record_property):\n"
+        "    record_property('max_abs_diff:x:y', 0.5)\n"
+        "@pytest.mark.gpu\ndef test_slow():\n    time.sleep(120)\n"
+    )
+    res = G.run_tests([t / "test_slow.py"], timeout_s=8, work=tmp_path)
+    assert res["status"] == "timeout" and res["seconds"] < 60
+    quick = [c for c in res["cases"] if c["id"].endswith("::test_quick")]
+    assert quick and quick[0]["outcome"] == "passed" and quick[0]["diffs"] == {"x:y": 0.5}
+    assert G.summarize({"tests": res})["ok"] is False
