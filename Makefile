@@ -46,8 +46,8 @@ GPU_OUT ?= bench-output/gpu-check.md
 gpu-check:  ## GPU parity tests + GPU benchmarks into one report, GPU_OUT (without a GPU: one line, exit 0)
 	@$(GPU_PYTHON) -m benchmarks.gpu_check --out $(GPU_OUT)
 
-gpu-wheels:  ## download into .whl/ the wheels the GPU check needs beyond the GPU image (Python 3.12)
-	@$(GPU_PYTHON) -m benchmarks.gpu_check wheels --dest .whl
+gpu-wheels: $(STAMP)  ## download into .whl/ the wheels the GPU check needs beyond the GPU image (Python 3.12)
+	$(BIN)/python -m benchmarks.gpu_check wheels --dest .whl
 
 clean:  ## remove the virtual environment and outputs
 	rm -rf $(VENV) demo-output .pytest_cache
