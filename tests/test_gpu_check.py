@@ -78,6 +78,7 @@ def test_skip_reasons_say_what_is_missing(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_gpu_tests_are_skipped_with_the_driver_error(tmp_path: Path) -> None:
     fake = _fake_cupy(tmp_path, BROKEN_DRIVER)
     out = subprocess.run(
@@ -350,6 +351,7 @@ def _with_host_cupy(args: list[str], timeout: int = 600) -> subprocess.Completed
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_engine_gpu_tests_run_through_the_host_stand_in() -> None:
     out = _with_host_cupy(
         ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "tests/test_engine_gpu.py"]
@@ -358,6 +360,7 @@ def test_engine_gpu_tests_run_through_the_host_stand_in() -> None:
     assert "6 passed" in out.stdout
 
 
+@pytest.mark.slow
 def test_the_check_end_to_end_through_the_host_stand_in(tmp_path: Path) -> None:
     report = tmp_path / "gpu-check.md"
     out = _with_host_cupy(
@@ -428,6 +431,7 @@ def test_wheels_are_installed_offline_onto_the_path(
     assert out.stdout.strip() == "42", out.stderr
 
 
+@pytest.mark.slow
 def test_what_the_gpu_tests_import_needs_no_ray_mlflow_or_optuna(tmp_path: Path) -> None:
     """The GPU image has no Ray, MLflow or Optuna: the in-process tournament, the engine, the
     agents and the check itself import, and a one-round tournament runs, without them."""
@@ -460,6 +464,7 @@ def test_what_the_gpu_tests_import_needs_no_ray_mlflow_or_optuna(tmp_path: Path)
     assert out.stdout.strip() == "1 ['hodl', 'trend']"
 
 
+@pytest.mark.slow
 def test_tests_cut_short_still_report_what_ran(tmp_path: Path) -> None:
     t = tmp_path / "cases"
     t.mkdir()
