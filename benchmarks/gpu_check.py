@@ -316,7 +316,7 @@ def bench_kernel(quick: bool = False) -> list[dict[str, Any]]:
     n_bars = 20_000 if quick else 200_000
     sizes = (64, 256) if quick else (1_000, 10_000, 100_000)
     bars = _panel(n_bars)
-    costs = Costs.crypto_default()
+    costs = Costs.default()
     stops = Stops(stop_loss=0.02, trailing=0.03)
     rows: list[dict[str, Any]] = []
 

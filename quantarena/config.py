@@ -72,7 +72,7 @@ from quantarena.strategies.params import as_values
 from quantarena.tournaments import director as _director
 from quantarena.tournaments.gates import GateConfig
 from quantarena.tournaments.schedule import duration_ns
-from quantarena.training.tuning import TuningSpec
+from quantarena.training.spec import TuningSpec
 
 __all__ = [
     "OBJECTIVES",
