@@ -19,6 +19,7 @@ from rich.table import Table
 
 from quantarena.cli import options as opt
 from quantarena.cli.errors import user_errors
+from quantarena.cli.help import agents_help
 
 # piped output (tests, logs) gets a wide table instead of rich's 80-column default
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
@@ -204,7 +205,7 @@ def backtest_cmd(
 
 def audit_cmd(
     agent: list[str] = typer.Option(
-        None, "--agent", "-a", help="Agent name or module:Class; repeat, or 'all' (default)."
+        None, "--agent", "-a", help=agents_help("Agents to audit (repeat; default: all but ml)")
     ),
     param: list[str] = typer.Option(None, "--param", "-p", help="name=values, as for backtest."),
     store: Path = typer.Option(None, "--store", help="Store directory."),
@@ -220,6 +221,8 @@ def audit_cmd(
 
     Exit code 1 if any agent fails."""
     with user_errors():
+        if cuts < 1:
+            raise ValueError(f"--cuts must be at least 1, got {cuts}")
         specs = _parse_params(param)
         src = _bars_source(store, file, default_sample=True)
 
