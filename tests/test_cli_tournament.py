@@ -85,7 +85,7 @@ def test_run_prints_the_leaderboard_and_where_mlflow_is(cli_run):
         line = rows[rank - 1]
         assert line.split("│")[1].strip() == str(rank) and r["agent"] in line
         assert f"{r['sharpe']:.2f}" in line  # the OOS Sharpe, 2 decimals
-        assert f"{100 * r['total_return']:.1f}%" in line
+        assert f"{100 * r['total_return']:.2f}%" in line  # a percentage, 2 decimals
     assert "Portfolio (OOS) vs baselines" in text and "kelly (portfolio)" in text
     uri = f"sqlite:///{out.as_posix()}/mlflow.db"  # the MLflow default follows --output-dir
     assert f"MLflow: {uri}" in text
@@ -141,10 +141,15 @@ def test_missing_data_file_is_one_line(tmp_path: Path):
 
 def test_report_of_an_unknown_source_is_one_line(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no runs/*/mlflow.db here
-    res = runner.invoke(app, ["tournament", "report", "0123abcd"], env=ENV)
+    run_id = "0123abcd" * 4
+    res = runner.invoke(app, ["tournament", "report", run_id], env=ENV)
     assert res.exit_code == 2
     msg = res.stderr.strip()
-    assert len(msg.splitlines()) == 1 and "0123abcd" in msg and "--mlflow-uri" in msg
+    assert len(msg.splitlines()) == 1 and run_id in msg and "--mlflow-uri" in msg
+    res = runner.invoke(app, ["tournament", "report", "runs/typo"], env=ENV)
+    assert res.exit_code == 2
+    msg = res.stderr.strip()
+    assert len(msg.splitlines()) == 1 and msg.startswith("error: runs/typo: no such folder")
     empty = tmp_path / "empty"
     empty.mkdir()
     res = runner.invoke(app, ["tournament", "report", str(empty)], env=ENV)

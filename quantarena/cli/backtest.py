@@ -20,6 +20,7 @@ from rich.table import Table
 from quantarena.cli import options as opt
 from quantarena.cli.errors import user_errors
 from quantarena.cli.help import agents_help
+from quantarena.cli.quiet import compiling_status
 
 # piped output (tests, logs) gets a wide table instead of rich's 80-column default
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
@@ -107,7 +108,7 @@ def backtest_cmd(
     out: Path = typer.Option(None, "--out", help="Write all results as Parquet."),
 ) -> None:
     """Backtest a grid of parameter sets of an agent and rank them."""
-    with user_errors():
+    with user_errors(), compiling_status():
         if fill not in ("open", "close"):
             raise ValueError(f"--fill must be open or close, got {fill!r}")
         if top < 1:
@@ -220,7 +221,7 @@ def audit_cmd(
     """Check agents for look-ahead: weights up to bar t must not depend on later bars.
 
     Exit code 1 if any agent fails."""
-    with user_errors():
+    with user_errors(), compiling_status():
         if cuts < 1:
             raise ValueError(f"--cuts must be at least 1, got {cuts}")
         specs = _parse_params(param)

@@ -21,6 +21,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 __all__ = ["compiling_status", "kernels_cold", "quiet_library_noise"]
 
@@ -39,7 +40,10 @@ _LOGGERS = {
     "ray._private.authentication.authentication_token_setup": logging.ERROR,  # auth hint
 }
 #: environment read by libraries in this process and in Ray workers started from it
-_ENV = {"MLFLOW_LOGGING_LEVEL": "WARNING"}
+_ENV = {
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # tqdm bars per downloaded file
+}
 
 #: kernel modules whose Numba cache decides "cold"
 _KERNEL_MODULES = ("quantarena.engine.kernels_cpu", "quantarena.strategies.kernels")
@@ -98,16 +102,17 @@ def kernels_cold() -> bool:
 
 
 @contextlib.contextmanager
-def compiling_status(enabled: bool = True) -> Iterator[None]:
-    """Show "compiling kernels (first run only)" on stderr while the block runs, when
-    :func:`kernels_cold` says Numba will compile; nothing otherwise."""
+def compiling_status(enabled: bool = True, *, console: Any = None) -> Iterator[None]:
+    """Show "compiling kernels (first run only)" on stderr (or ``console``, a rich
+    Console) while the block runs, when :func:`kernels_cold` says Numba will compile;
+    nothing otherwise."""
     if not enabled or not kernels_cold():
         yield
         return
     from rich.console import Console
     from rich.errors import LiveError
 
-    console = Console(stderr=True)
+    console = console or Console(stderr=True)
     text = "compiling kernels (first run only, 10-25 s)"
     status = console.status(text)
     try:
