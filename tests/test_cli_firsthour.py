@@ -378,3 +378,75 @@ def test_numbers_read_without_exponents(value, kind, text):
 
     assert fmt(value, kind) == text
     assert "e-" not in fmt(value, kind)
+
+
+# ------------------------------------------------------------------ plots
+
+
+def _tick_boxes_overlap(fig) -> bool:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    for ax in fig.axes:
+        boxes = [
+            t.get_window_extent(renderer)
+            for t in ax.get_xticklabels()
+            if t.get_visible() and t.get_text()
+        ]
+        boxes.sort(key=lambda b: b.x0)
+        if any(a.x1 > b.x0 for a, b in zip(boxes, boxes[1:], strict=False)):
+            return True
+    return False
+
+
+@pytest.mark.parametrize(("n", "step_s"), [(200, 60), (45_000, 60), (1_000, 86_400)])
+def test_date_labels_never_overlap(n, step_s):
+    import numpy as np
+
+    from quantarena.tracking.artifacts import plot_drawdowns, plot_equity
+
+    ts = np.arange(n, dtype=np.int64) * step_s * 10**9 + 1_640_995_200 * 10**9
+    curves = {"a": np.linspace(1.0, 2.0, n), "b": np.linspace(1.0, 0.5, n)}
+    assert not _tick_boxes_overlap(plot_equity(curves, index=ts))
+    assert not _tick_boxes_overlap(plot_drawdowns(curves, index=ts))
+
+
+def test_backtest_plot_names_sets_as_the_table_does(btc_1m_csv, tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    saved: list[Figure] = []
+    real = Figure.savefig
+
+    def keep(self, *args, **kwargs):
+        saved.append(self)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    res = runner.invoke(
+        app,
+        [
+            "backtest",
+            "--file",
+            str(btc_1m_csv),
+            "--param",
+            "fast=5:20:5",
+            "--param",
+            "slow=50,100",
+            "--top",
+            "3",
+            "--plot",
+            str(tmp_path / "best.png"),
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    table = [
+        f"{row['rank']}. " + " ".join(f"{k}={v}" for k, v in row["params"].items())
+        for row in doc["top"]
+    ]
+    legend = [t.get_text() for t in saved[-1].axes[0].get_legend().get_texts()]
+    assert legend == table
+    assert not _tick_boxes_overlap(saved[-1])
