@@ -261,7 +261,10 @@ def tune_cmd(
             f"'best' is the front's trial with the best {objs[0]}"
         )
     if run_id:
-        console.print(f"mlflow run: {run_id}")
+        from quantarena.cli.tournament_run import absolute_uri
+
+        uri = absolute_uri(mlflow_uri)
+        console.print(f"mlflow run: {run_id}  (mlflow ui --backend-store-uri {uri})")
 
 
 def _plain(v: Any) -> Any:

@@ -298,7 +298,7 @@ def write_leaderboard(
     board.to_csv(out / "leaderboard.csv", index=False)
     (out / "leaderboard.md").write_text(_markdown(board), encoding="utf-8")
     html = save_table_html(
-        board.set_index("agent"),
+        board.set_index("rank" if "rank" in board.columns else "agent"),  # as the CLI: #, agent
         out / "leaderboard.html",
         title=f"{name} — leaderboard",
         images=list(images),
