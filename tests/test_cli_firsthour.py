@@ -185,6 +185,13 @@ def test_storage_errors_are_one_line_naming_the_option(btc_1m_csv, url, words):
     assert "Traceback" not in res.output
 
 
+def test_bad_redis_prefix_is_one_line_naming_the_option(btc_1m_csv):
+    args = _tune_args(btc_1m_csv, "--storage", REDIS_URL, "--study", "s", "--redis-prefix", "a b")
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2
+    assert res.stderr.strip().startswith("error: --redis-prefix: Redis key prefix 'a b'")
+
+
 def test_redis_keys_live_under_one_prefix():
     from quantarena.redis_keys import DEFAULT_PREFIX, normalize_prefix, redis_key
     from quantarena.training.storage import optuna_journal_prefix
@@ -327,6 +334,17 @@ def test_quiet_hides_library_noise_that_verbose_shows(monkeypatch):
     finally:
         for name, level in before.items():
             logging.getLogger(name).setLevel(level)
+
+
+def test_verbose_leaves_library_noise_on(monkeypatch):
+    import quantarena.cli.quiet as quiet
+
+    calls: list[int] = []
+    monkeypatch.setattr(quiet, "quiet_library_noise", lambda: calls.append(1))
+    assert runner.invoke(app, ["data", "info", "--help"]).exit_code == 0
+    assert calls == [1]
+    assert runner.invoke(app, ["--verbose", "data", "info", "--help"]).exit_code == 0
+    assert calls == [1]
 
 
 def test_kernels_cold_reads_the_numba_cache(tmp_path, monkeypatch):

@@ -278,13 +278,17 @@ def _plain(v: Any) -> Any:
 
 def _open_storage(url: str, prefix: str) -> Any:
     """The Optuna storage of ``--storage`` (errors name the option)."""
+    from quantarena.redis_keys import normalize_prefix
     from quantarena.training.storage import make_storage
 
     try:
+        prefix = normalize_prefix(prefix)
+    except ValueError as exc:
+        raise ValueError(f"--redis-prefix: {exc}") from None
+    try:
         return make_storage(url, prefix=prefix)
     except ValueError as exc:
-        flag = "--redis-prefix" if "prefix" in str(exc).split(":")[0] else "--storage"
-        raise ValueError(f"{flag}: {exc}") from None
+        raise ValueError(f"--storage: {exc}") from None
 
 
 def _param_names(res: Any) -> list[str]:
