@@ -468,3 +468,20 @@ def test_backtest_plot_names_sets_as_the_table_does(btc_1m_csv, tmp_path, monkey
     legend = [t.get_text() for t in saved[-1].axes[0].get_legend().get_texts()]
     assert legend == table
     assert not _tick_boxes_overlap(saved[-1])
+
+
+def test_study_history_names_its_objective():
+    import numpy as np
+    import optuna
+
+    from quantarena.tracking.study import plot_history
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    values = [0.5, -1.0, 2.0, 1.5]
+    for v in values:
+        study.add_trial(optuna.trial.create_trial(value=v, params={}, distributions={}))
+    ax = plot_history(study, title="momentum: sharpe by trial", ylabel="sharpe").axes[0]
+    assert ax.get_ylabel() == "sharpe" and ax.get_title() == "momentum: sharpe by trial"
+    best = next(ln for ln in ax.get_lines() if ln.get_label() == "best so far")
+    np.testing.assert_array_equal(best.get_ydata(), np.maximum.accumulate(values))
