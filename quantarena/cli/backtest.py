@@ -199,9 +199,9 @@ def backtest_cmd(
         )
     console.print(table)
     if out is not None:
-        console.print(f"results: {out}")
+        console.print(f"results: {out.resolve()}")
     if plot is not None:
-        console.print(f"plot: {plot}")
+        console.print(f"plot: {plot.resolve()}")
 
 
 def audit_cmd(

@@ -68,7 +68,9 @@ def tune_cmd(
     mlflow_uri: str = typer.Option(None, "--mlflow-uri", help="Log the study to MLflow."),
     experiment: str = typer.Option("quantarena-tuning", "--experiment", help="MLflow experiment."),
     top: int = typer.Option(10, "--top", help="Best trials to show."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print JSON (top trials; NSGA-II: the Pareto front) instead."
+    ),
 ) -> None:
     """Tune an agent's parameters with Optuna, a whole batch of trials per engine call."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
