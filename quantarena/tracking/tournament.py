@@ -3,9 +3,12 @@
 The one writer of a tournament's results (the director, or the local driver). Per round it
 logs each agent's OOS metrics with ``step = round`` (one batched call per agent), its chosen
 parameters and gate status; the parent run gets the portfolio's metrics per round. At the end
-it writes the leaderboard (CSV, HTML, Markdown), equity and drawdown plots of the agents and
-the portfolio against the baselines, the stacked area of capital weights, and the
-per-round leaderboards, to ``output_dir`` and as MLflow artifacts.
+it writes the leaderboard (CSV, HTML that shows and links the plots, Markdown; numbers by
+:mod:`quantarena.numfmt`), equity and drawdown plots of the agents and the portfolio against
+the baselines, the stacked bars of capital weights, the per-round leaderboards, and the
+equity curves the plots are drawn from (``equity_agents.csv``, ``equity_portfolio.csv``), to
+``output_dir`` and as MLflow artifacts. :func:`render_report` draws the report again from
+those files (``quantarena tournament report``).
 """
 
 from __future__ import annotations
