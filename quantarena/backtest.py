@@ -159,10 +159,10 @@ class BacktestResult:
         fig = Figure(figsize=(11, 7), dpi=110)
         FigureCanvasAgg(fig)
         ax, axd = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-        for i in self.best(top, by).index:
+        for rank, i in enumerate(self.best(top, by).index, start=1):  # named as in the table
             eq = self.equity(int(i))
-            label = ", ".join(f"{k}={_fmt(v)}" for k, v in self.param_set(int(i)).items())
-            ax.plot(eq.index, eq.to_numpy(), lw=1.0, label=f"#{i} {label}")
+            label = " ".join(f"{k}={_fmt(v)}" for k, v in self.param_set(int(i)).items())
+            ax.plot(eq.index, eq.to_numpy(), lw=1.0, label=f"{rank}. {label}")
             dd = eq.to_numpy() / np.maximum.accumulate(eq.to_numpy()) - 1.0
             axd.plot(eq.index, 100 * dd, lw=0.8)
         name = self.agent.name or type(self.agent).__name__
@@ -173,6 +173,11 @@ class BacktestResult:
         ax.legend(fontsize=7, loc="best")
         axd.set_ylabel("drawdown %")
         axd.grid(alpha=0.3)
+        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+        locator = AutoDateLocator()  # labels that never overlap
+        axd.xaxis.set_major_locator(locator)
+        axd.xaxis.set_major_formatter(ConciseDateFormatter(locator))
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")

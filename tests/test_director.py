@@ -706,7 +706,7 @@ def test_real_tournament_writes_reports_and_artifacts(real_run):
     np.testing.assert_allclose(board["sharpe"], [r["sharpe"] for r in summary["leaderboard"]])
     assert sorted(board["agent"]) == sorted(REAL_AGENTS)
     assert board["rank"].tolist() == [1, 2, 3, 4, 5]
-    assert "| rank | agent |" in (out / "leaderboard.md").read_text()
+    assert "| # | agent | OOS Sharpe |" in (out / "leaderboard.md").read_text()  # CLI words
     assert "<table" in (out / "leaderboard.html").read_text().lower()
     by_round = pd.read_csv(out / "leaderboard_by_round.csv")
     assert sorted(by_round["round"].unique()) == [0, 1] and len(by_round) == 10

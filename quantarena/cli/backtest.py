@@ -19,6 +19,8 @@ from rich.table import Table
 
 from quantarena.cli import options as opt
 from quantarena.cli.errors import user_errors
+from quantarena.cli.help import agents_help
+from quantarena.cli.quiet import compiling_status
 
 # piped output (tests, logs) gets a wide table instead of rich's 80-column default
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
@@ -112,7 +114,7 @@ def backtest_cmd(
     out: Path = typer.Option(None, "--out", help="Write all results as Parquet."),
 ) -> None:
     """Backtest a grid of parameter sets of an agent and rank them."""
-    with user_errors():
+    with user_errors(), compiling_status():
         if fill not in ("open", "close"):
             raise ValueError(f"--fill must be open or close, got {fill!r}")
         if top < 1:
@@ -202,14 +204,14 @@ def backtest_cmd(
         )
     console.print(table)
     if out is not None:
-        console.print(f"results: {out}")
+        console.print(f"results: {out.resolve()}")
     if plot is not None:
-        console.print(f"plot: {plot}")
+        console.print(f"plot: {plot.resolve()}")
 
 
 def audit_cmd(
     agent: list[str] = typer.Option(
-        None, "--agent", "-a", help="Agent name or module:Class; repeat, or 'all' (default)."
+        None, "--agent", "-a", help=agents_help("Agents to audit (repeat; default: all but ml)")
     ),
     param: list[str] = typer.Option(None, "--param", "-p", help="name=values, as for backtest."),
     store: Path = typer.Option(None, "--store", help="Store directory."),
@@ -224,7 +226,9 @@ def audit_cmd(
     """Check agents for look-ahead: weights up to bar t must not depend on later bars.
 
     Exit code 1 if any agent fails."""
-    with user_errors():
+    with user_errors(), compiling_status():
+        if cuts < 1:
+            raise ValueError(f"--cuts must be at least 1, got {cuts}")
         specs = _parse_params(param)
         src = _bars_source(store, file, default_sample=True)
 

@@ -7,7 +7,9 @@ from typing import Any
 
 import typer
 
-AGENT = typer.Option("momentum", "--agent", "-a", help="Agent name or module:Class.")
+from quantarena.cli.help import agents_help
+
+AGENT = typer.Option("momentum", "--agent", "-a", help=agents_help("Agent"))
 STORE = typer.Option(None, "--store", help="Store directory (see `quantarena data`).")
 SYMBOL = typer.Option(None, "--symbol", "-s", help="Symbol in the store or file.")
 FILE = typer.Option(None, "--file", help="A data file instead of a store.")
