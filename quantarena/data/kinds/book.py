@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 from quantarena.data.errors import DataError, ValidationError
-from quantarena.data.kinds.base import DataKind, check_positive, column_np, raise_at
+from quantarena.data.kinds.base import DataKind, check_positive, column_np, num, raise_at
 from quantarena.data.kinds.quotes import check_update_ids
 
 BID, ASK = 1, -1
@@ -128,7 +128,7 @@ def validate(table: pa.Table, path: str, lines: np.ndarray | None) -> list[str]:
                 np.arange(n) == i,
                 lambda i: (
                     f"the snapshot holds the {('bid' if side[i] > 0 else 'ask')} level "
-                    f"{price[i]!r} twice"
+                    f"{num(price[i])} twice"
                 ),
                 path=path,
                 lines=lines,
@@ -138,11 +138,11 @@ def validate(table: pa.Table, path: str, lines: np.ndarray | None) -> list[str]:
     uid = column_np(table, "update_id", -1)
     pu = column_np(table, "prev_update_id", -1)
     m_uid, m_pu, m_snap = uid[starts], pu[starts], snap[starts]
-    for j in range(1, starts.size):
-        if m_snap[j] or follows(
-            int(m_uid[j - 1]), bool(m_snap[j - 1]), int(m_pu[j]), int(m_uid[j])
-        ):
-            continue
+    prev_uid, prev_snap, cur_pu, cur_uid = m_uid[:-1], m_snap[:-1], m_pu[1:], m_uid[1:]
+    ok = m_snap[1:] | (prev_uid < 0) | (cur_pu < 0) | (cur_uid < 0)
+    ok |= np.where(prev_snap, (cur_pu <= prev_uid) & (prev_uid <= cur_uid), cur_pu == prev_uid)
+    if not ok.all():  # the same rule as follows(), message by message
+        j = int(np.argmax(~ok)) + 1
         i, p = int(starts[j]), int(starts[j - 1])
         where = f" (row {int(lines[p])})" if lines is not None else ""
         raise ValidationError(
