@@ -220,6 +220,13 @@ def load_binance_ws(src: Source, symbol: str | None = None) -> list[LoadedData]:
         s = per[depth_syms[0]]
         s.snaps = bare_snaps
         s.order = sorted(s.order + bare_snaps, key=lambda m: m.line)
+    if symbol and len(per) > 1:
+        raise DataError(
+            f"--symbol names one symbol but the capture holds {len(per)} ({', '.join(sorted(per))})",
+            path=path,
+            field="symbol",
+            hint="leave --symbol out: each symbol is named from its stream",
+        )
     venue = "BINANCE-USDM" if futures else "BINANCE"
     notes = [
         "USD-M futures: exchange times T"
