@@ -154,7 +154,8 @@ def load_binance_ws(src: Source, symbol: str | None = None) -> list[LoadedData]:
             if ev not in ("depthUpdate", "bookTicker", "trade", "aggTrade"):
                 ignored[str(ev or msg.get("stream") or "unknown")] += 1
                 continue
-            s = per.setdefault(str(d["s"]).upper(), _Symbol())
+            name = str(d["s"]).upper()
+            s = per.get(name) or per.setdefault(name, _Symbol())
             if ev == "depthUpdate":
                 if "pu" in d:
                     futures = True

@@ -35,7 +35,9 @@ def floats(values: list[str] | list[float]) -> np.ndarray:
     """Numbers given as text (exchange JSON) as float64."""
     if not values:
         return np.zeros(0, dtype=np.float64)
-    return np.asarray(values, dtype=object).astype(np.float64)
+    if isinstance(values[0], str):  # Arrow's string → double cast: exact, in C++
+        return pa.array(values, pa.string()).cast(pa.float64()).to_numpy(zero_copy_only=False)
+    return np.asarray(values, dtype=np.float64)
 
 
 def ints_or_null(values: list[int | None]) -> pa.Array:
