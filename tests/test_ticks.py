@@ -379,10 +379,22 @@ def test_store_refuses_a_capture_that_does_not_continue(ticks: Path, tmp_path: P
     )
     assert tree_digest(store.root) == before
     # the same capture alone is fine: deltas without a snapshot, noted
-    alone = Store(tmp_path / "alone").ingest(ticks / SPOT2)
-    book = next(f for f in alone.files if f.kind == "book")
+    alone = Store(tmp_path / "alone")
+    book = next(f for f in alone.ingest(ticks / SPOT2).files if f.kind == "book")
     assert book.rows_added == book.rows > 0
     assert "no snapshot: the book rebuilds only after an earlier snapshot" in book.notes
+    # ... but the cut first capture cannot go before it either
+    before = tree_digest(alone.root)
+    with pytest.raises(DataError) as err:
+        alone.ingest(cut)
+    msg = str(err.value)
+    assert f"symbol {SPOT_SYM}: the file ends at update id" in msg
+    assert "the stored book's first update" in msg and "nothing was written" in msg
+    assert tree_digest(alone.root) == before
+    # the whole first capture goes before it, and the book rebuilds across both
+    alone.ingest(ticks / SPOT1)
+    n = _check_book_matches_tickers(load_book(alone, SPOT_SYM), load_quotes(alone, SPOT_SYM))
+    assert n == 1072
 
 
 def test_ingest_is_idempotent(ticks: Path, tmp_path: Path) -> None:

@@ -584,11 +584,7 @@ class _Batch:
             if added:
                 new_rows = rows if added == rows.num_rows else rows.filter(pa.array(new_mask))
                 if dkind.check_append is not None:
-                    tail = self._tail(key)
-                    if tail is not None and int(_np(new_rows.column("ts"))[0]) > int(
-                        _np(tail.column("ts"))[-1]
-                    ):
-                        dkind.check_append(tail, new_rows, path)
+                    self._check_continuity(dkind, key, new_rows, path)
                 self.pending.setdefault(key, []).append(new_rows)
             self.sources.setdefault(key, []).append(
                 {
@@ -610,16 +606,32 @@ class _Batch:
             self.hashes.add(sha)
         return rep
 
-    def _tail(self, key: Key) -> pa.Table | None:
-        """Stored and pending rows of ``key`` at its last time (None when it has none)."""
-        ends = [_np(t.column("ts"))[-1] for t in self.pending.get(key, []) if t.num_rows]
+    def _edge(self, key: Key, last: bool) -> pa.Table | None:
+        """Stored and pending rows of ``key`` at its last (or first) time; None when none."""
+        i, pick = (-1, max) if last else (0, min)
+        times = [int(_np(t.column("ts"))[i]) for t in self.pending.get(key, []) if t.num_rows]
         entry = self.entries.get(key)
-        if entry is not None and entry["end_ns"] is not None:
-            ends.append(entry["end_ns"])
-        if not ends:
+        if entry is not None and entry[("end_ns" if last else "start_ns")] is not None:
+            times.append(int(entry["end_ns" if last else "start_ns"]))
+        if not times:
             return None
-        last = int(max(ends))
-        return self._overlapping(key, last, last)
+        t = pick(times)
+        return self._overlapping(key, t, t)
+
+    def _check_continuity(self, dkind: Any, key: Key, new_rows: pa.Table, path: str) -> None:
+        """The kind's continuity rule where new rows land wholly after or before the
+        stored (and pending) rows; rows landing in between are not checked."""
+        ts = _np(new_rows.column("ts"))
+        tail = self._edge(key, last=True)
+        if tail is None:
+            return
+        if int(ts[0]) > int(_np(tail.column("ts"))[-1]):
+            dkind.check_append(tail, new_rows, path, True)
+            return
+        head = self._edge(key, last=False)
+        if head is not None and int(ts[-1]) < int(_np(head.column("ts"))[0]):
+            t_last = int(ts[-1])
+            dkind.check_append(new_rows.slice(int(np.searchsorted(ts, t_last))), head, path, False)
 
     def _overlapping(self, key: Key, lo: int, hi: int) -> pa.Table | None:
         """Stored and pending rows of ``key`` with ``lo <= ts <= hi``."""

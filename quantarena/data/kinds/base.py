@@ -24,10 +24,12 @@ from quantarena.data.errors import ValidationError
 #: 1-based source line of row ``i`` where known) or return remarks for the ingest report.
 Validator = Callable[[pa.Table, str, "np.ndarray | None"], list[str]]
 
-#: ``check_append(tail, rows, path)``: rows about to be appended after ``tail`` (the stored
-#: rows at the dataset's last time); raise a :class:`~quantarena.data.errors.DataError` when
-#: they cannot follow it (a book whose update ids leave a gap).
-AppendCheck = Callable[[pa.Table, pa.Table, str], None]
+#: ``check_append(before, after, path, before_stored)``: a file's rows land wholly after the
+#: stored rows (``before`` = the stored rows at the dataset's last time, ``after`` = the new
+#: rows) or wholly before them (``before`` = the new rows, ``after`` = the stored rows at the
+#: first time, ``before_stored`` False); raise a :class:`~quantarena.data.errors.DataError`
+#: when ``after`` cannot follow ``before`` (a book whose update ids leave a gap).
+AppendCheck = Callable[[pa.Table, pa.Table, str, bool], None]
 
 
 def column_np(table: pa.Table, name: str, null: int | float | bool = -1) -> np.ndarray:

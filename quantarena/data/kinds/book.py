@@ -159,24 +159,27 @@ def validate(table: pa.Table, path: str, lines: np.ndarray | None) -> list[str]:
     return notes
 
 
-def check_append(tail: pa.Table, rows: pa.Table, path: str) -> None:
-    """Rows appended after the stored ``tail`` must continue its update sequence."""
-    if tail.num_rows == 0 or rows.num_rows == 0:
+def check_append(before: pa.Table, after: pa.Table, path: str, before_stored: bool = True) -> None:
+    """The rows ``after`` must continue the update sequence of the rows ``before`` (one of
+    them stored, the other from the file at ``path``; ``before_stored`` says which)."""
+    if before.num_rows == 0 or after.num_rows == 0:
         return
-    t_starts = message_starts(tail)
-    last = int(t_starts[-1])
-    prev_uid = int(column_np(tail, "update_id", -1)[last])
-    prev_snap = bool(column_np(tail, "is_snapshot", False)[last])
-    if bool(column_np(rows, "is_snapshot", False)[0]):
+    last = int(message_starts(before)[-1])
+    prev_uid = int(column_np(before, "update_id", -1)[last])
+    prev_snap = bool(column_np(before, "is_snapshot", False)[last])
+    if bool(column_np(after, "is_snapshot", False)[0]):
         return
-    pu, uid = (
-        int(column_np(rows, "prev_update_id", -1)[0]),
-        int(column_np(rows, "update_id", -1)[0]),
-    )
+    pu = int(column_np(after, "prev_update_id", -1)[0])
+    uid = int(column_np(after, "update_id", -1)[0])
     if not follows(prev_uid, prev_snap, pu, uid):
-        sym = rows.column("symbol")[0].as_py()
+        sym = after.column("symbol")[0].as_py()
+        first, second = (
+            ("the stored book", "the file's")
+            if before_stored
+            else ("the file", "the stored book's")
+        )
         raise DataError(
-            f"symbol {sym}: the stored book ends at update id {prev_uid}; the file's first "
+            f"symbol {sym}: {first} ends at update id {prev_uid}; {second} first "
             + _gap_reason(prev_uid, prev_snap, pu, uid).replace("sequence gap: ", ""),
             path=path,
             field="update_id",
