@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from quantarena.cli import app
@@ -588,3 +590,96 @@ def test_cli_ingest_capture_and_info(ticks: Path, tmp_path: Path) -> None:
     kinds = [ln.split("│")[1].strip() for ln in res.stdout.splitlines() if ln.count("│") == 6]
     assert kinds == ["trades", "quotes", "book"]
     assert "28,040" in res.stdout and SPOT_SYM in res.stdout
+
+
+# ---------------------------------------------------------------------------- properties
+
+
+def _naive_top(rows: list[tuple], depth: int) -> tuple[list[float], list[float]]:
+    """Replay (side, price, qty, starts_snapshot) rows with plain dicts; best bids and asks."""
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    for side, price, qty, starts in rows:
+        if starts:
+            bids, asks = {}, {}
+        book = bids if side > 0 else asks
+        if qty > 0:
+            book[price] = qty
+        else:
+            book.pop(price, None)
+    return sorted(bids, reverse=True)[:depth], sorted(asks)[:depth]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.booleans(),  # a snapshot message?
+            st.lists(
+                st.tuples(
+                    st.sampled_from([1, -1]),
+                    st.integers(1, 12),
+                    st.sampled_from([0.0, 0.5, 1.0, 2.0]),
+                ),
+                min_size=1,
+                max_size=6,
+            ),
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+    st.integers(1, 4),
+)
+def test_book_levels_match_a_naive_replay(messages, depth: int) -> None:
+    ts, side, price, qty, snap = [], [], [], [], []
+    for t, (is_snap, levels) in enumerate(messages):
+        if is_snap:  # a snapshot names each level once
+            levels = list({(s, p): (s, p, q) for s, p, q in levels}.values())
+        for s, p, q in levels:
+            ts.append(t)
+            side.append(s)
+            price.append(float(p))
+            qty.append(q)
+            snap.append(is_snap)
+    arr = [np.array(x) for x in (ts, side, price, qty)]
+    snap_a = np.array(snap, dtype=bool)
+    times = np.arange(-1, len(messages))
+    lv = book_levels(*arr, snap_a, depth=depth, times=times)
+    for k, t in enumerate(times):
+        upto = [
+            (s, p, q, sn and (i == 0 or not snap[i - 1] or ts[i - 1] != ts[i]))
+            for i, (tt, s, p, q, sn) in enumerate(zip(ts, side, price, qty, snap, strict=True))
+            if tt <= t
+        ]
+        bids, asks = _naive_top(upto, depth)
+        assert lv.bid_px[k, : len(bids)].tolist() == bids
+        assert lv.ask_px[k, : len(asks)].tolist() == asks
+        assert (
+            np.isnan(lv.bid_px[k, len(bids) :]).all() and np.isnan(lv.ask_px[k, len(asks) :]).all()
+        )
+
+
+def test_bare_payloads_read_like_envelopes(ticks: Path, tmp_path: Path) -> None:
+    """A capture of single streams (payloads without the combined-stream envelope) gives the
+    same rows; a capture of aggTrades only gives trades keyed by the aggregate id."""
+    with gzip.open(ticks / SPOT1, "rt") as f:
+        lines = [next(f) for _ in range(400)]
+    bare, agg = [], []
+    for ln in lines:
+        recv, body = ln.split(" ", 1)
+        msg = json.loads(body)
+        data = msg.get("data", msg)
+        bare.append(f"{recv} {json.dumps(data)}\n")
+        if data.get("e") == "trade":
+            a = {"e": "aggTrade", "E": data["E"], "s": data["s"], "a": data["t"], "p": data["p"],
+                 "q": data["q"], "f": data["t"], "l": data["t"], "T": data["T"], "m": data["m"]}  # fmt: skip
+            agg.append(f"{recv} {json.dumps(a)}\n")
+    env = {d.kind: d.table for d in load_file_kinds(write_capture(tmp_path / "env.gz", lines))}
+    got = {d.kind: d.table for d in load_file_kinds(write_capture(tmp_path / "bare.gz", bare))}
+    assert set(env) == set(got) == {"book", "quotes", "trades"}
+    for kind in env:
+        assert got[kind].equals(env[kind]), kind
+    trades = load_file_kinds(write_capture(tmp_path / "agg.gz", agg))
+    assert [d.kind for d in trades] == ["trades"]
+    assert trades[0].table.equals(env["trades"])
+    assert any("trades from aggTrade" in n for n in trades[0].notes)
