@@ -325,7 +325,7 @@ def _ids(d: _Depth, futures: bool) -> str:
 
 def _gap(path: str, d: _Depth, why: str) -> ValidationError:
     return ValidationError(
-        f"book sequence gap: depthUpdate ({why}) — an update is missing",
+        f"book sequence gap: depthUpdate ({why}): an update is missing",
         path=path,
         row=d.line,
         field="U",
