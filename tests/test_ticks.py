@@ -683,3 +683,20 @@ def test_bare_payloads_read_like_envelopes(ticks: Path, tmp_path: Path) -> None:
     assert [d.kind for d in trades] == ["trades"]
     assert trades[0].table.equals(env["trades"])
     assert any("trades from aggTrade" in n for n in trades[0].notes)
+
+
+def test_first_update_must_overlap_the_snapshot(ticks: Path, tmp_path: Path) -> None:
+    def first_applied(msgs):
+        last_id = next(m["lastUpdateId"] for _, m in msgs if "lastUpdateId" in m)
+        return next(
+            i for i, m in msgs if payload(m).get("e") == "depthUpdate" and payload(m)["u"] > last_id
+        )
+
+    path, info = _without_line(ticks / SPOT1, tmp_path / "cut.gz", first_applied)
+    with pytest.raises(ValidationError) as err:
+        load_file_kinds(path)
+    msg = str(err.value)
+    nxt = info["next"][1]
+    snap_line = 8 - (info["dropped"] < 8)  # the snapshot is line 8 of the original capture
+    assert f"U={nxt['U']}, u={nxt['u']}) does not overlap the snapshot of line {snap_line}" in msg
+    assert "need U <= " in msg and "\n" not in msg
