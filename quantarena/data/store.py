@@ -25,11 +25,13 @@ Guarantees of :meth:`Store.ingest` and :meth:`Store.write`:
   are already stored with identical values are counted as "already present" and not
   written again. Rows at new times are appended as a new part file.
 * **Conflicts stop everything.** A row whose key (bars: ``ts``; trades: ``ts``,
-  ``trade_id`` and its rank among equal keys; quotes and book: ``ts``, ``update_id`` and
-  rank) is stored with different values raises
+  ``trade_id`` and its rank among equal keys; quotes: ``ts``, ``update_id`` and rank; book:
+  ``ts``, ``update_id``, snapshot flag, ``side``, ``price`` and rank) is stored with
+  different values raises
   :class:`~quantarena.data.errors.ConflictError` naming the file, the symbol, the first
-  conflicting time (ISO, UTC) and the field. Rows appended after a dataset's last time
-  must pass the kind's continuity rule (a book's update ids leave no gap).
+  conflicting time (ISO, UTC) and the field. Rows landing wholly after (or before) a
+  dataset's stored rows must pass the kind's continuity rule (a book's update ids leave
+  no gap).
 * **Atomic.** All files of a call are loaded and checked first; then the new parts are
   written to temporary files inside the store, fsynced and renamed into place, and
   ``catalog.json`` is replaced last with :func:`os.replace`. Any error leaves the store

@@ -124,8 +124,11 @@ class DataKind:
         return table.take(pa.array(order))
 
     def keys(self, table: pa.Table) -> np.ndarray:
-        """Unique row keys of sorted rows (one symbol) as a structured array."""
+        """Unique row keys of sorted rows (one symbol): a structured array, or the plain
+        int64 column for a one-column key without rank (bars: ``ts``)."""
         cols = self._key_arrays(table)
+        if len(cols) == 1 and not self.ranked:
+            return cols[0]
         n = table.num_rows
         names = [f"k{i}" for i in range(len(cols))]
         dtype = [(nm, "<i8") for nm in names] + ([("rank", "<i8")] if self.ranked else [])
