@@ -701,3 +701,26 @@ def test_first_update_must_overlap_the_snapshot(ticks: Path, tmp_path: Path) -> 
     snap_line = 8 - (info["dropped"] < 8)  # the snapshot is line 8 of the original capture
     assert f"U={nxt['U']}, u={nxt['u']}) does not overlap the snapshot of line {snap_line}" in msg
     assert "need U <= " in msg and "\n" not in msg
+
+
+def test_capture_edge_cases(ticks: Path, tmp_path: Path) -> None:
+    with gzip.open(ticks / SPOT1, "rt") as f:
+        lines = [next(f) for _ in range(60)]
+    kline = '1723161254000000000 {"stream":"btcusdt@kline_1m","data":{"e":"kline","s":"BTCUSDT"}}\n'
+    d = load_file_kinds(write_capture(tmp_path / "k.gz", [*lines[:20], kline, *lines[20:]]))
+    assert any("ignored 1 kline" in n for n in d[0].notes)
+    with pytest.raises(ParseError) as err:
+        load_file_kinds(
+            write_capture(tmp_path / "bad.gz", [*lines[:30], "1723161254000000000 {oops\n"])
+        )
+    assert str(err.value).startswith(f"{tmp_path / 'bad.gz'}, row 31: not a capture line")
+    missing = '1723161254000000000 {"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT"}}\n'
+    with pytest.raises(ParseError, match=r"row 31: message lacks or garbles field 'T'"):
+        load_file_kinds(write_capture(tmp_path / "m.gz", [*lines[:30], missing]))
+    other = lines[40].replace('"s":"BTCUSDT"', '"s":"ETHUSDT"')
+    assert other != lines[40]
+    with pytest.raises(DataError, match="--symbol names one symbol but the capture holds 2"):
+        load_file_kinds(write_capture(tmp_path / "two.gz", [*lines, other]), symbol="X")
+    only_klines = write_capture(tmp_path / "only.gz", [kline] * 3)
+    with pytest.raises(DataError, match="no depth, bookTicker or trade messages"):
+        load_file_kinds(only_klines, format="binance-ws")

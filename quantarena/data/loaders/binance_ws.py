@@ -206,7 +206,12 @@ def load_binance_ws(src: Source, symbol: str | None = None) -> list[LoadedData]:
                 hint="the capture is damaged: capture it again or drop the line",
             ) from None
     if not per and not bare_snaps:
-        raise EmptyFileError("no messages", path=path, hint="check the capture is complete")
+        seen = ", ".join(f"{n} {k}" for k, n in sorted(ignored.items())) or "nothing"
+        raise EmptyFileError(
+            f"no depth, bookTicker or trade messages (found: {seen})",
+            path=path,
+            hint="check the capture's streams and that it is complete",
+        )
     # REST snapshots carry no symbol: they belong to the one symbol with depth updates
     if bare_snaps:
         depth_syms = [k for k, v in per.items() if v.depth] or list(per)
