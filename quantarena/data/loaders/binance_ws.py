@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from quantarena.data.errors import DataError, EmptyFileError, ParseError, ValidationError
 from quantarena.data.loaders.source import Source
@@ -241,21 +242,7 @@ def load_binance_ws(src: Source, symbol: str | None = None) -> list[LoadedData]:
     ]
     if ignored:
         notes.append("ignored " + ", ".join(f"{n} {k}" for k, n in sorted(ignored.items())))
-    book_cols: dict[str, list] = {
-        k: []
-        for k in (
-            "line",
-            "symbol",
-            "ts",
-            "side",
-            "price",
-            "qty",
-            "is_snapshot",
-            "update_id",
-            "prev_update_id",
-            "recv_ts",
-        )
-    }
+    book_cols: dict[str, list] = {k: [] for k in _MSG_KEYS}
     quote_cols: dict[str, list] = {k: [] for k in ("symbol", *_QUOTE_KEYS)}
     trade_cols: dict[str, list] = {k: [] for k in ("symbol", *_TRADE_KEYS)}
     book_notes: list[str] = []
@@ -283,13 +270,9 @@ def load_binance_ws(src: Source, symbol: str | None = None) -> list[LoadedData]:
         for k in _TRADE_KEYS:
             trade_cols[k] += tr[k]
     out: list[LoadedData] = []
-    if book_cols["ts"]:
-        lines = np.asarray(book_cols.pop("line"), dtype=np.int64)
-        book_cols["price"] = floats(book_cols["price"])
-        book_cols["qty"] = floats(book_cols["qty"])
-        out.append(
-            loaded("book", book_cols, lines, path=path, layout=LAYOUT, notes=notes + book_notes)
-        )
+    if book_cols["m_ts"]:
+        cols, lines = _book_columns(book_cols)
+        out.append(loaded("book", cols, lines, path=path, layout=LAYOUT, notes=notes + book_notes))
     if quote_cols["ts"]:
         lines = np.asarray(quote_cols.pop("line"), dtype=np.int64)
         for k in ("bid_px", "bid_qty", "ask_px", "ask_qty"):
@@ -340,7 +323,8 @@ def _gap(path: str, d: _Depth, why: str) -> ValidationError:
 
 
 def _book_rows(s: _Symbol, sym: str, futures: bool, path: str, cols: dict[str, list]) -> list[str]:
-    """Apply Binance's rules to one symbol's depth messages; append rows in application order."""
+    """Apply Binance's rules to one symbol's depth messages; append them (application order)
+    to the per-message lists ``cols`` (see :data:`_MSG_KEYS`)."""
     notes: list[str] = []
     plan: list[Any] = []  # snapshots and deltas in application order
     buffered: list[_Depth] = []
@@ -398,25 +382,56 @@ def _book_rows(s: _Symbol, sym: str, futures: bool, path: str, cols: dict[str, l
             f"{sym}: skipped {skipped_snaps} later snapshot(s): the update chain is unbroken"
         )
     for m in plan:
-        if isinstance(m, _Snapshot):
-            _rows(
-                cols, sym, m.line, m.recv, int(m.ts or m.recv), True, m.last, None, m.bids, m.asks
-            )
-        else:
-            pu = m.prev if futures else m.first - 1
-            _rows(cols, sym, m.line, m.recv, m.ts, False, m.last, pu, m.bids, m.asks)
+        snap_msg = isinstance(m, _Snapshot)
+        cols["m_line"].append(m.line)
+        cols["m_sym"].append(sym)
+        cols["m_recv"].append(m.recv)
+        cols["m_ts"].append(int(m.ts or m.recv) if snap_msg else m.ts)
+        cols["m_snap"].append(snap_msg)
+        cols["m_uid"].append(m.last)
+        cols["m_pu"].append(-1 if snap_msg else (m.prev if futures else m.first - 1))
+        cols["nb"].append(len(m.bids))
+        cols["na"].append(len(m.asks))
+        for levels in (m.bids, m.asks):
+            cols["price"] += [lv[0] for lv in levels]
+            cols["qty"] += [lv[1] for lv in levels]
     return notes
 
 
-def _rows(cols, sym, line, recv, ts, snap, uid, pu, bids, asks) -> None:
-    n = len(bids) + len(asks)
-    cols["line"] += [line] * n
-    cols["symbol"] += [sym] * n
-    cols["ts"] += [ts] * n
-    cols["side"] += [1] * len(bids) + [-1] * len(asks)
-    cols["price"] += [b[0] for b in bids] + [a[0] for a in asks]
-    cols["qty"] += [b[1] for b in bids] + [a[1] for a in asks]
-    cols["is_snapshot"] += [snap] * n
-    cols["update_id"] += [uid] * n
-    cols["prev_update_id"] += [pu] * n
-    cols["recv_ts"] += [recv] * n
+#: per-message lists of the book (one entry a message) and per-level price/qty text
+_MSG_KEYS = (
+    "m_line",
+    "m_sym",
+    "m_recv",
+    "m_ts",
+    "m_snap",
+    "m_uid",
+    "m_pu",
+    "nb",
+    "na",
+    "price",
+    "qty",
+)
+
+
+def _book_columns(c: dict[str, list]) -> tuple[dict[str, object], np.ndarray]:
+    """Book columns (one row a level: each message's bids, then its asks) and source lines."""
+    nb, na = np.asarray(c["nb"], dtype=np.int64), np.asarray(c["na"], dtype=np.int64)
+    counts = nb + na
+    side = np.repeat(
+        np.tile(np.array([1, -1], dtype=np.int8), nb.size), np.column_stack([nb, na]).ravel()
+    )
+    msg = np.repeat(np.arange(nb.size), counts)
+    pu = np.asarray(c["m_pu"], dtype=np.int64)[msg]
+    cols: dict[str, object] = {
+        "symbol": pa.array(c["m_sym"], pa.string()).take(pa.array(msg)),
+        "ts": np.asarray(c["m_ts"], dtype=np.int64)[msg],
+        "side": side,
+        "price": floats(c["price"]),
+        "qty": floats(c["qty"]),
+        "is_snapshot": np.asarray(c["m_snap"], dtype=bool)[msg],
+        "update_id": np.asarray(c["m_uid"], dtype=np.int64)[msg],
+        "prev_update_id": pa.array(pu, pa.int64(), mask=pu < 0),
+        "recv_ts": np.asarray(c["m_recv"], dtype=np.int64)[msg],
+    }
+    return cols, np.asarray(c["m_line"], dtype=np.int64)[msg]
