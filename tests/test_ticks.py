@@ -238,6 +238,9 @@ def test_usdm_capture_loads(usdm_loaded, ticks: Path) -> None:
     )
     assert delta_ids.size == len(depth) - len(stale)
     assert f"{USDM_SYM}: dropped {len(stale)} depth updates already in the snapshot" in book.notes
+    # the README's clock remark: the receive clock runs about 1.27 s behind the exchange's
+    lag = [n for n in book.notes if n.startswith("receive clock minus exchange clock")]
+    assert lag and -1.4 < float(lag[0].split("median ")[1].split(" s")[0]) < -1.1
     # exchange time T in ns; recv_ts kept
     q0 = payload(raw_messages(ticks / USDM, '"e":"bookTicker"')[0][1])
     first = quotes.table.slice(0, 1).to_pylist()[0]

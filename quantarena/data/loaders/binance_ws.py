@@ -240,6 +240,12 @@ def load_binance_ws(src: Source, symbol: str | None = None) -> list[LoadedData]:
         if futures
         else "spot: depth E, trades T, bookTicker receive time"
     ]
+    lags = [m.recv - m.ts for v in per.values() for m in v.depth]
+    if lags:
+        notes.append(
+            f"receive clock minus exchange clock: median {np.median(lags) / 1e9:+.3f} s "
+            f"over {len(lags):,} depth updates"
+        )
     if ignored:
         notes.append("ignored " + ", ".join(f"{n} {k}" for k, n in sorted(ignored.items())))
     book_cols: dict[str, list] = {k: [] for k in _MSG_KEYS}
