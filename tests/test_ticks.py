@@ -265,6 +265,14 @@ def _check_book_matches_tickers(book, quotes) -> int:
     np.testing.assert_array_equal(lv.ask_px[:, 0], quotes.ask_px[qi])
     np.testing.assert_array_equal(lv.ask_qty[:, 0], quotes.ask_qty[qi])
     assert np.all(lv.bid_px[:, 0] < lv.ask_px[:, 0])
+    # the same by time: at each shared update's exchange time, where no later update shares it
+    row = np.searchsorted(book.update_id, shared)
+    t = book.ts[row]
+    last_at_t = book.update_id[np.searchsorted(book.ts, t, side="right") - 1] == shared
+    assert last_at_t.mean() > 0.5
+    by_time = book.levels(1, times=t[last_at_t])
+    np.testing.assert_array_equal(by_time.bid_px[:, 0], quotes.bid_px[qi][last_at_t])
+    np.testing.assert_array_equal(by_time.ask_qty[:, 0], quotes.ask_qty[qi][last_at_t])
     return int(shared.size)
 
 
