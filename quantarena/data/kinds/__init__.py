@@ -1,13 +1,14 @@
 """Data kinds as modules: one module per kind of market data, found through a registry.
 
-==========  =========================================================  ==========================
+==========  =========================================================  ===============================
 kind        rows                                                       key (per symbol)
-==========  =========================================================  ==========================
+==========  =========================================================  ===============================
 ``bars``    OHLCV bars, ``ts`` = bar open time                         ``ts`` (unique)
 ``trades``  prints: price, qty, aggressor side, trade id               ``ts, trade_id`` + rank
 ``quotes``  best bid/ask: bid_px, bid_qty, ask_px, ask_qty             ``ts, update_id`` + rank
-``book``    L2 deltas and snapshots: side, price, new qty at a level   ``ts, update_id`` + rank
-==========  =========================================================  ==========================
+``book``    L2 deltas and snapshots: side, price, new qty at a level   ``ts, update_id``, snapshot
+                                                                       first, ``side, price`` + rank
+==========  =========================================================  ===============================
 
 The store, the catalog, ``quantarena data info`` and the read path look a kind up here
 (:func:`get_kind`) instead of branching on its name. A new kind is one module that builds
