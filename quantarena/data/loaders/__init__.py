@@ -12,6 +12,13 @@
   with OHLC = previous close and volume 0).
 * Raises subclasses of :class:`quantarena.data.errors.DataError` on bad input; rows are
   validated by :mod:`quantarena.data.validate`.
+
+Tick data (``TICK_FORMATS``: "binance-ws" websocket captures, "bybit-orderbook", the Tardis
+CSVs "tardis-book-snapshot" / "tardis-incremental-book" / "tardis-quotes" / "tardis-trades",
+and the generic "book-csv" / "quotes-csv" / "trades-csv") is read by its own modules and
+validated by its kind (:mod:`quantarena.data.kinds`). A capture holds several kinds at once::
+
+    load_file_kinds(path, format="auto", *, symbol=None) -> list[LoadedData]   # book, quotes, trades
 """
 
 from __future__ import annotations
