@@ -10,7 +10,10 @@ import pytest
 
 from quantarena.data.panel import BarPanel
 from quantarena.strategies import Agent, Int, list_agents
-from quantarena.strategies.audit import audit, default_cuts, perturb_after
+from quantarena.strategies.audit import CHECKS, audit, default_cuts, perturb_after
+
+MINUTE = 60_000_000_000
+SPARSE = ("truncate", "perturb", "stream")  # the checks at a few cut points
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +64,44 @@ class IgnoresT0(PeeksNextClose):
         return super().signal(state, params, xp, 0, t1 - t0)
 
 
+class PeeksEveryNth(Agent):
+    """A user agent with a PARTIAL leak: one-bar momentum (causal), except on bars whose open
+    time is a multiple of ``every`` minutes, where it takes the sign of the NEXT close.
+    ``every = 60``: it cheats on the top-of-hour bars only, 1 bar in 60."""
+
+    name = "peeks_every_nth"
+    space = {"k": Int(1, 5, default=1)}
+    default_grid = {"k": [1, 2, 3]}
+    every = 60
+
+    def indicators(self, bars, params, xp=np):
+        c = bars.close[:, 0]
+        honest = np.sign(c - np.r_[np.nan, c[:-1]])
+        nxt = np.r_[c[1:], np.nan]  # close[t+1]: the future
+        cheat = (bars.ts // MINUTE) % self.every == 0
+        return np.nan_to_num(np.where(cheat & np.isfinite(nxt), np.sign(nxt - c), honest))
+
+    def signal(self, state, params, xp, t0, t1):
+        blk = state[t0:t1, None] * np.ones(len(params["k"]))
+        return (blk * self.max_position).astype(np.float32)
+
+
+class PeeksOneIn1000(PeeksEveryNth):
+    name = "peeks_one_in_1000"
+    every = 1000
+
+
+def brute_force_first_leak(agent: Agent, bars: BarPanel) -> int | None:
+    """The first bar c whose weights on bars[:c+1] differ from the full run's (every prefix,
+    the slow definition the every-bar check must agree with)."""
+    full = np.asarray(agent.positions(bars, agent.grid()))
+    for c in range(bars.n_bars):
+        head = np.asarray(agent.positions(bars.select(slice(0, c + 1)), agent.grid()))
+        if not np.allclose(head[c], full[c], rtol=0, atol=1e-7, equal_nan=True):
+            return c
+    return None
+
+
 @pytest.mark.parametrize(
     "name", ["breakout", "buy_hold", "mean_reversion", "momentum", "vol_target"]
 )
@@ -69,10 +110,69 @@ def test_every_shipped_agent_passes(name: str, bars: BarPanel) -> None:
     res = audit(name, bars, n_cuts=5, seed=1)
     assert res.passed, res.message()
     assert res.verdict == "PASS" and res.first_bar is None and len(res.cuts) >= 4
+    assert res.checks == list(CHECKS)
+
+
+@pytest.mark.parametrize(("cls", "every"), [(PeeksEveryNth, 60), (PeeksOneIn1000, 1000)])
+def test_a_leak_on_one_bar_in_n_is_caught_on_real_data(
+    cls: type[PeeksEveryNth], every: int, bars: BarPanel
+) -> None:
+    res = audit(cls(), bars, seed=0)
+    assert not res.passed and res.check == "every_bar"
+    # the flagged bar is one the agent cheats on, and the cut is that bar
+    assert res.first_ts % (every * MINUTE) == 0 and res.first_bar == res.cut
+    assert res.first_ts == int(bars.ts[res.first_bar])
+    assert res.first_bar >= bars.n_bars - 5_000  # the default span: the last 5,000 bars
+    stamp = pd.Timestamp(res.first_ts, unit="ns", tz="UTC").isoformat()
+    msg = res.message()
+    assert f"bar {res.first_bar}" in msg and stamp in msg and "\n" not in msg
+
+
+def test_the_sparse_cuts_alone_miss_the_partial_leak(bars: BarPanel) -> None:
+    """Why the every-bar check exists: a few cut points rarely land on a cheating bar."""
+    cuts = [1000, 2222, 3001, 4567]  # none is on the hour
+    assert all(bars.ts[c] % (60 * MINUTE) != 0 for c in cuts)
+    assert audit(PeeksEveryNth(), bars, cuts=cuts, checks=SPARSE).passed
+    assert not audit(PeeksEveryNth(), bars, cuts=cuts).passed
+
+
+def test_every_bar_agrees_with_the_brute_force_definition(bars: BarPanel) -> None:
+    small = bars.select(slice(0, 700))
+    want = brute_force_first_leak(PeeksEveryNth(), small)
+    assert want is not None and small.ts[want] % (60 * MINUTE) == 0
+    res = audit(
+        PeeksEveryNth(), small, checks=("every_bar",), window=50, block=7, every_bar_span=None
+    )
+    assert not res.passed and res.first_bar == want and res.cut == want
+    # a causal agent passes with any window / block / horizon
+    for w, b, h in [(1, 1, 1), (30, 5, 3), (200, 64, 16)]:
+        r = audit("mean_reversion", small, checks=("every_bar",), window=w, block=b, horizon=h)
+        assert r.passed, r.message()
+
+
+def test_every_bar_checks_a_spread_of_parameter_sets(bars: BarPanel) -> None:
+    class LeaksForK3(PeeksEveryNth):
+        def signal(self, state, params, xp, t0, t1):
+            w = super().signal(state, params, xp, t0, t1)
+            honest = np.r_[0.0, np.sign(np.diff(self._c))][t0:t1] * self.max_position
+            keep = np.asarray(params["k"]) != 3  # only k = 3 cheats
+            return np.where(keep[None, :], honest[:, None], w).astype(np.float32)
+
+        def indicators(self, bars, params, xp=np):
+            self._c = bars.close[:, 0]
+            return super().indicators(bars, params, xp)
+
+    res = audit(LeaksForK3(), bars.select(slice(0, 2000)), checks=("every_bar",))
+    assert not res.passed and res.params == {"k": 3} and res.param_index == 2
+
+
+def test_bad_every_bar_options_are_errors(bars: BarPanel) -> None:
+    with pytest.raises(ValueError, match="window must be at least 1"):
+        audit("momentum", bars, window=0)
 
 
 def test_next_close_leak_fails_at_the_cut(bars: BarPanel) -> None:
-    res = audit(PeeksNextClose(), bars, cuts=[1234, 4000])
+    res = audit(PeeksNextClose(), bars, cuts=[1234, 4000], checks=SPARSE)
     assert not res.passed and res.verdict == "FAIL"
     assert res.check == "truncate" and res.cut == 1234
     # bar 1234 needs close[1235], missing when the data stop at 1234: that bar is flagged
@@ -84,9 +184,11 @@ def test_next_close_leak_fails_at_the_cut(bars: BarPanel) -> None:
 
 
 def test_full_sample_statistic_leak_fails(bars: BarPanel) -> None:
-    res = audit(FullSampleMean(), bars, cuts=[3000])
+    res = audit(FullSampleMean(), bars, cuts=[3000], checks=SPARSE)
     assert not res.passed and res.check in ("truncate", "perturb")
     assert res.first_bar is not None and res.first_bar <= 3000
+    res = audit(FullSampleMean(), bars, checks=("every_bar",))
+    assert not res.passed and res.check == "every_bar"
 
 
 def test_perturb_check_alone_catches_the_leak(bars: BarPanel) -> None:
