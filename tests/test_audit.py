@@ -234,3 +234,35 @@ def test_documented_example_agent_passes(bars: BarPanel) -> None:
     path = Path(__file__).resolve().parent.parent / "examples" / "my_agent.py"
     res = audit(f"{path}:RSIReversion", bars, n_cuts=4)
     assert res.passed, res.message()
+
+
+# ---------------------------------------------------------------- the ML agent
+
+ML_TINY = {"hidden": 4, "window": 2, "lookback": 300, "retrain_every": 200, "epochs": 2}
+
+
+def test_ml_agent_is_audited_at_its_refit_bars(bars: BarPanel) -> None:
+    """The ML agent really trains at every audited cut (small model, real data); its cuts
+    include the refit bars, where a training leak shows."""
+    pytest.importorskip("torch")
+    from quantarena.strategies.ml import MLAgent
+
+    small = bars.select(slice(0, 1000))
+    spec = {**ML_TINY, "model": "mlp", "sizing": "scaled"}
+    ag = MLAgent()
+    refits = [300, 500, 700, 900]
+    assert ag.audit_bars(small, ag.grid(**spec)) == [299, 300, 499, 500, 899, 900]
+    res = audit(ag, small, spec, n_cuts=2, seed=0)
+    assert res.passed, res.message()
+    assert "every_bar" not in res.checks and {299, 300, 899, 900} <= set(res.cuts)
+    assert len(ag.last_refits[0]) == len(refits)  # the last run trained at every refit
+
+    class LeaksOneBar(MLAgent):
+        """Trains the refit at r on sample t = r too: its label needs close[r+1]."""
+
+        def _rows(self):
+            return lambda r, lookback: (max(0, r + 1 - lookback), r + 1)
+
+    bad = audit(LeaksOneBar(), small, spec, n_cuts=2, seed=0)
+    assert not bad.passed and bad.check in ("truncate", "perturb")
+    assert bad.first_bar in refits and bad.cut == bad.first_bar
