@@ -372,6 +372,7 @@ class AgentConfig(_Section):
     ``objective``: what the agent maximises in-sample when choosing its parameters.
     ``tuning``: tune with Optuna inside each in-sample window (see :class:`TuningConfig`)
     instead of scanning the grid / population; None (default) scans.
+    ``audit``: false skips this agent's look-ahead audit at the start of the tournament.
     """
 
     name: Name
@@ -382,6 +383,7 @@ class AgentConfig(_Section):
     max_position: Fraction = 0.10
     objective: Literal[OBJECTIVES] = "sharpe"  # type: ignore[valid-type]
     tuning: TuningConfig | None = None
+    audit: bool = True
 
     def values(self, param: str) -> list[Any]:
         """The expanded value list of one parameter (``"5:20:5"`` -> ``[5, 10, 15, 20]``)."""
@@ -557,7 +559,9 @@ class TournamentConfig(_Section):
     """A whole tournament: data, schedule, agents, costs, allocation, gates, tracking, Ray.
 
     Build it with :meth:`from_yaml` or :meth:`model_validate`; dump it with :meth:`to_yaml`
-    (defaults resolved: the dump is what actually ran).
+    (defaults resolved: the dump is what actually ran). ``audit`` (default true): audit every
+    agent for look-ahead before the first round and refuse one that fails (see
+    :mod:`quantarena.tournaments.entrant_audit`); false skips it for all agents.
     """
 
     name: Name
@@ -570,6 +574,7 @@ class TournamentConfig(_Section):
     gates: GateConfig = Field(default_factory=GateConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    audit: bool = True
 
     @field_validator("agents")
     @classmethod

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from quantarena.tournaments.setup import load_panel
+from quantarena.tournaments.setup import audit_entrants, load_panel
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -38,6 +38,7 @@ def run_on_ray(
     t0 = time.perf_counter()
     panel = load_panel(cfg)
     t_data = time.perf_counter() - t0
+    audit_entrants(cfg, panel)  # here, before any actor: a refused agent costs no Ray work
     panel_ref = ray.put(panel)
     del panel
     director = DirectorActor.options(name=f"director:{cfg.name}", num_cpus=0).remote(

@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from quantarena.data.panel import BarPanel
 
 
+#: bumped when a change of the audit can change a verdict (cached verdicts then expire)
+AUDIT_VERSION = 2
+
 CHECKS: tuple[str, ...] = ("every_bar", "truncate", "perturb", "stream")
 
 #: defaults of the every-bar check: history before each cut, cuts per shared reference run,
