@@ -163,10 +163,12 @@ def _first_diff(expected: np.ndarray, got: np.ndarray, atol: float) -> tuple[int
 
 
 def default_cuts(n_bars: int, n_cuts: int = 6, seed: int = 0) -> list[int]:
-    """Cut points spread over the data (a few fixed fractions plus seeded random bars)."""
+    """Cut points spread over the data: 4 fixed fractions (fewer when ``n_cuts < 4``) plus
+    ``n_cuts - 4`` seeded random bars."""
     if n_bars < 3:
         return [max(n_bars - 2, 0)]
-    fixed = [int(f * (n_bars - 2)) for f in (0.1, 0.35, 0.6, 0.85)]
+    fracs = (0.1, 0.35, 0.6, 0.85) if n_cuts >= 4 else np.linspace(0.1, 0.85, max(n_cuts, 1))
+    fixed = [int(f * (n_bars - 2)) for f in fracs]
     rng = np.random.default_rng(seed)
     extra = rng.integers(1, n_bars - 1, size=max(0, n_cuts - len(fixed))).tolist()
     return sorted({c for c in fixed + extra if 0 <= c < n_bars - 1})

@@ -41,8 +41,9 @@ __all__ = [
 AUDIT_BARS = 10_000
 #: parameter sets drawn from a tuned entrant's search space (besides its defaults)
 TUNED_SAMPLE = 8
-#: checks at a few cut points over the audited bars (besides every bar of the last 5,000)
-N_CUTS = 4
+#: checks at a few cut points over the audited bars (besides every bar of the last 5,000);
+#: an agent audited at its own critical bars instead of every bar (``ml``) gets fewer
+N_CUTS, N_CUTS_NO_EVERY_BAR = 4, 2
 
 
 class AgentRefused(ValueError):
@@ -138,7 +139,7 @@ def audit_entries(
     Raises :class:`AgentRefused` at the first entrant that fails (its result is cached too,
     so a re-run refuses it at once)."""
     bars = panel.select(slice(0, min(int(n_bars), panel.n_bars)))
-    settings = {"n_cuts": N_CUTS, "seed": int(seed), "n_bars": bars.n_bars}
+    settings = {"n_cuts": [N_CUTS, N_CUTS_NO_EVERY_BAR], "seed": int(seed), "n_bars": bars.n_bars}
     cache = Path(cache_dir) if cache_dir is not None else None
     skip = set(skip)
     out: dict[str, dict[str, Any]] = {}
@@ -152,7 +153,9 @@ def audit_entries(
             res = json.loads(path.read_text())
             res["cached"] = True
         else:
-            r: AuditResult = audit(e.agent, bars, population=pop, n_cuts=N_CUTS, seed=int(seed))
+            every_bar = getattr(e.agent, "audit_every_bar", True)
+            n_cuts = N_CUTS if every_bar else N_CUTS_NO_EVERY_BAR
+            r: AuditResult = audit(e.agent, bars, population=pop, n_cuts=n_cuts, seed=int(seed))
             res = {k: _plain(v) for k, v in r.to_dict().items()}
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)

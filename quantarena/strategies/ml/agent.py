@@ -208,21 +208,22 @@ class MLAgent(Agent):
 
         return train_rows
 
-    def audit_bars(
-        self, bars: Any, params: dict[str, np.ndarray], per_config: int = 2
-    ) -> list[int]:
+    def audit_bars(self, bars: Any, params: dict[str, np.ndarray]) -> list[int]:
         """Cut points for the look-ahead audit (:mod:`quantarena.strategies.audit`): for each
-        distinct refit schedule, the first ``per_config`` refit bars ``r`` and the last one, and
-        the bar before each. A refit at ``r`` that trained on a label needing bar ``r+1`` (or
-        later) gives another model when the data stop at ``r``, so row ``r`` differs."""
+        distinct refit schedule, its first refit bar ``r``, and its second and last refit
+        bars with the bar before each. A refit at ``r`` that trained on a label needing bar
+        ``r+1`` (or later) gives another model when the data stop at ``r``, so row ``r``
+        differs; the bar before a refit is the last one the previous model predicts."""
         from quantarena.strategies.ml.rolling import refit_times
 
         T = bars.n_bars
         out: set[int] = set()
         for cfg in self.configs(params, bars.interval_ns):
             times = [int(r) for r in refit_times(T, cfg.lookback, cfg.retrain_every)]
-            for r in times[:per_config] + times[-1:]:
-                out.update(c for c in (r - 1, r) if 0 <= c < T - 1)
+            picks = [times[0]] if times else []
+            for r in times[1:2] + times[-1:]:
+                picks += [r - 1, r]
+            out.update(c for c in picks if 0 <= c < T - 1)
         return sorted(out)
 
     # ------------------------------------------------------------------ the two steps
