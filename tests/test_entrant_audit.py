@@ -158,3 +158,23 @@ def test_a_refusal_is_cached_too(tmp_path: Path, panel, monkeypatch) -> None:
     monkeypatch.setattr(entrant_audit, "audit", None)  # a second audit would crash
     with pytest.raises(AgentRefused, match="agent 'sneaky' refused"):
         prepare(cfg, panel=panel)
+
+
+def test_the_cli_refuses_it_in_one_red_line(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from quantarena.cli import app
+
+    cfg = config(tmp_path / "out", [{"name": "sneaky", "kind": PeeksNow.name}])
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    res = CliRunner().invoke(
+        app,
+        ["tournament", "run", str(path), "--no-ray", "--no-mlflow"],
+        env={"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"},
+    )
+    assert res.exit_code == 2, res.output
+    msg = res.stderr.strip()
+    assert len(msg.splitlines()) == 1 and msg.startswith("error:"), msg
+    assert "agent 'sneaky' refused: look-ahead at bar" in msg and "Traceback" not in res.output
