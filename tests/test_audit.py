@@ -266,3 +266,54 @@ def test_ml_agent_is_audited_at_its_refit_bars(bars: BarPanel) -> None:
     bad = audit(LeaksOneBar(), small, spec, n_cuts=2, seed=0)
     assert not bad.passed and bad.check in ("truncate", "perturb")
     assert bad.first_bar in refits and bad.cut == bad.first_bar
+
+
+# ---------------------------------------------------------------- several assets
+
+DAY = 86_400 * 10**9
+
+
+@pytest.fixture(scope="module")
+def stocks() -> BarPanel:
+    from quantarena.engine.api import load_bars_any
+
+    path = Path(__file__).resolve().parent.parent / "data" / "sample" / "stocks_daily.csv"
+    return load_bars_any(path)
+
+
+class PeeksOnOneAsset(Agent):
+    """Per-asset one-bar momentum; on one asset, on 1 day in 25, the sign of the NEXT close."""
+
+    name = "peeks_on_one_asset"
+    space = {"k": Int(1, 5, default=1)}
+    default_grid = {"k": [1, 2]}
+    asset = "NVDA"
+
+    def indicators(self, bars, params, xp=np):
+        c = bars.close
+        prev = np.vstack([np.full((1, c.shape[1]), np.nan), c[:-1]])
+        nxt = np.vstack([c[1:], np.full((1, c.shape[1]), np.nan)])
+        w = np.sign(c - prev)
+        j = bars.symbols.index(self.asset)
+        cheat = ((bars.ts // DAY) % 25 == 0) & np.isfinite(nxt[:, j])
+        w[:, j] = np.where(cheat, np.sign(nxt[:, j] - c[:, j]), w[:, j])
+        return np.nan_to_num(w)
+
+    def signal(self, state, params, xp, t0, t1):
+        blk = state[t0:t1, :, None] * np.ones(len(params["k"]))
+        return (blk * self.max_position).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "name", ["breakout", "buy_hold", "mean_reversion", "momentum", "vol_target"]
+)
+def test_shipped_agents_pass_on_several_assets(name: str, stocks: BarPanel) -> None:
+    res = audit(name, stocks, n_cuts=4, every_bar_params=4)
+    assert res.passed, res.message()
+
+
+def test_a_leak_on_one_asset_names_that_asset(stocks: BarPanel) -> None:
+    assert stocks.n_assets == 6
+    res = audit(PeeksOnOneAsset(), stocks)
+    assert not res.passed and res.check == "every_bar" and res.asset == "NVDA"
+    assert (res.first_ts // DAY) % 25 == 0 and res.first_bar == res.cut
