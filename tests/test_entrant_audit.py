@@ -178,3 +178,33 @@ def test_the_cli_refuses_it_in_one_red_line(tmp_path: Path) -> None:
     msg = res.stderr.strip()
     assert len(msg.splitlines()) == 1 and msg.startswith("error:"), msg
     assert "agent 'sneaky' refused: look-ahead at bar" in msg and "Traceback" not in res.output
+
+
+def test_a_tuned_entrant_is_audited_on_its_defaults_and_a_sample_of_its_box(
+    tmp_path: Path,
+) -> None:
+    from quantarena.tournaments.entrant_audit import TUNED_SAMPLE, audit_population
+    from quantarena.tournaments.setup import build_entries
+
+    cfg = config(
+        tmp_path,
+        [
+            {
+                "name": "tuned",
+                "kind": "momentum",
+                "params": {"fast": "2:20:1", "slow": "30:80:2"},
+                "tuning": {"sampler": "tpe", "trials": 8, "batch": 4, "oos_top": 2},
+            }
+        ],
+    )
+    (entry,) = build_entries(cfg)
+    pop = audit_population(entry, seed=1)
+    n = TUNED_SAMPLE + 1
+    assert all(len(v) == n for v in pop.values())
+    assert pop["fast"][0] == entry.agent.defaults()["fast"][0]  # the defaults come first
+    drawn_fast, drawn_slow = pop["fast"][1:], pop["slow"][1:]
+    assert ((2 <= drawn_fast) & (drawn_fast <= 20)).all()  # inside the tuned box
+    assert ((30 <= drawn_slow) & (drawn_slow <= 80)).all()
+    assert len(set(drawn_fast.tolist())) > 1
+    again = audit_population(entry, seed=1)
+    assert all(np.array_equal(pop[k], again[k]) for k in pop)  # seeded
