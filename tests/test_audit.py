@@ -166,6 +166,28 @@ def test_every_bar_checks_a_spread_of_parameter_sets(bars: BarPanel) -> None:
     assert not res.passed and res.params == {"k": 3} and res.param_index == 2
 
 
+class LongWarmup(PeeksEveryNth):
+    """The hourly peek of :class:`PeeksEveryNth`, but flat until 1,200 bars of its data exist
+    (a causal warm-up, as a long moving average has)."""
+
+    name = "long_warmup"
+
+    def indicators(self, bars, params, xp=np):
+        w = super().indicators(bars, params, xp)
+        w[:1200] = 0.0
+        return w
+
+
+def test_the_window_widens_over_a_long_warm_up(bars: BarPanel) -> None:
+    # a fixed 512-bar window sees only the flat warm-up in every short run: the leak hides
+    fixed = audit(LongWarmup(), bars, checks=("every_bar",), max_window=512)
+    assert fixed.passed and fixed.every_bar_window == 512
+    res = audit(LongWarmup(), bars, checks=("every_bar",))
+    assert res.every_bar_window == 2 * 1200  # twice the warm-up seen in the full run
+    assert not res.passed and res.first_ts % (60 * MINUTE) == 0
+    assert audit("momentum", bars, checks=("every_bar",)).every_bar_window == 512
+
+
 def test_bad_every_bar_options_are_errors(bars: BarPanel) -> None:
     with pytest.raises(ValueError, match="window must be at least 1"):
         audit("momentum", bars, window=0)

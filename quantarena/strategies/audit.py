@@ -2,15 +2,18 @@
 
 Four checks:
 
-* ``every_bar`` — EVERY bar ``c`` is a cut: the positions computed on ``bars[s:c+1]`` must
-  equal rows ``s..c`` of the positions computed on ``bars[s:c+1+horizon]`` (the same start,
-  ``horizon`` more bars of future). The start ``s`` trails the cut by ``window`` bars and moves
-  once per ``block`` of cuts, so a cut costs one short run (``window + block`` bars) and a
-  block shares one reference run: ``T`` cuts cost about ``T * (window + block)`` bar-rows
-  instead of ``T**2 / 2``. A causal agent passes whatever ``s`` is (its rows up to ``c`` see
-  the same bars); an agent that peeks at bar ``c+1`` on even one bar in a thousand fails at
-  that bar. The check runs on up to ``every_bar_params`` parameter sets spread over the
-  population (the other checks use all of it). Agents whose every call trains models (the
+* ``every_bar`` — EVERY bar ``c`` of the last ``every_bar_span`` bars is a cut: the positions
+  computed on ``bars[s:c+1]`` must equal rows ``s..c`` of the positions computed on
+  ``bars[s:c+1+horizon]`` (the same start, ``horizon`` more bars of future). The start ``s``
+  trails the cut by the window and moves once per ``block`` of cuts, so a cut costs one short
+  run (``window + block`` bars) and a block shares one reference run: ``T`` cuts cost about
+  ``T * (window + block)`` bar-rows instead of ``T**2 / 2``. A causal agent passes whatever
+  ``s`` is (its rows up to ``c`` see the same bars); an agent that peeks at bar ``c+1`` on
+  even one bar in a thousand fails at that bar. The window is ``window`` bars, widened to
+  twice the agent's warm-up (the first bar where a set's weight is not flat in the full run)
+  up to ``max_window``, so a set with a long look-back is not flat in every short run. The
+  check runs on up to ``every_bar_params`` parameter sets spread over the population (the
+  other checks use all of it). Agents whose every call trains models (the
   ``ml`` agent) set ``audit_every_bar = False`` and name their critical bars (refits) in
   ``audit_bars(bars, params)``; those bars are added to the cuts below.
 * ``truncate`` — the positions computed on ``bars[:t+1]`` must equal rows ``0..t`` of the
@@ -56,6 +59,8 @@ CHECKS: tuple[str, ...] = ("every_bar", "truncate", "perturb", "stream")
 #: defaults of the every-bar check: history before each cut, cuts per shared reference run,
 #: future bars in the reference, parameter sets checked
 WINDOW, BLOCK, HORIZON, EVERY_BAR_PARAMS = 512, 64, 16, 16
+#: the widest window the every-bar check widens to for agents with a long warm-up
+MAX_WINDOW = 4_096
 #: the every-bar check covers the last this many bars (None: all of them)
 EVERY_BAR_SPAN: int | None = 5_000
 
@@ -85,6 +90,7 @@ class AuditResult:
     asset: str | None = None
     expected: float | None = None
     got: float | None = None
+    every_bar_window: int | None = None
 
     @property
     def verdict(self) -> str:
@@ -215,6 +221,7 @@ def audit(
     horizon: int = HORIZON,
     every_bar_params: int = EVERY_BAR_PARAMS,
     every_bar_span: int | None = EVERY_BAR_SPAN,
+    max_window: int = MAX_WINDOW,
     population: P.Params | None = None,
 ) -> AuditResult:
     """Audit ``agent`` for look-ahead on ``bars`` (see the module docstring).
@@ -237,6 +244,7 @@ def audit(
             that far ahead on every bar; further peeks are for ``truncate`` / ``perturb``).
         every_bar_params: ``every_bar``: parameter sets checked (spread over the population).
         every_bar_span: ``every_bar``: check the last this many bars (None: every bar).
+        max_window: ``every_bar``: the widest window (see the module docstring).
         population: an explicit population (name -> (P,) array) instead of ``params``.
     """
     unknown = [c for c in checks if c not in CHECKS]
@@ -292,6 +300,10 @@ def audit(
     if "every_bar" in checks:
         cols = spread_indices(result.n_params, int(every_bar_params))
         sub = P.take(pop, cols)
+        traded = (full[:, :, cols] != 0) & np.isfinite(full[:, :, cols])
+        warmup = int(np.argmax(traded, axis=0)[traded.any(axis=0)].max(initial=0))
+        window = min(max(int(window), 2 * warmup), max(int(max_window), int(window)))
+        result.every_bar_window = window
         first = 0 if every_bar_span is None else max(0, T - int(every_bar_span))
         found = _every_bar(ag, bars, sub, xp, atol, int(window), int(block), int(horizon), first)
         if found is not None:
