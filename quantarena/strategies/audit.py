@@ -128,12 +128,15 @@ class AuditResult:
         return d
 
 
-def _as3d(a: Any) -> np.ndarray:
+def _as3d(a: Any, n_params: int) -> np.ndarray:
+    """Weights as ``(T, A, P)`` float64 on the host; one column stands for every set."""
     h = np.asarray(to_numpy(a), dtype=np.float64)
     if h.ndim == 1:
         h = h[:, None]
     if h.ndim == 2:
         h = h[:, None, :]
+    if h.shape[2] == 1 and n_params != 1:
+        h = np.broadcast_to(h, h.shape[:2] + (n_params,))
     return h
 
 
@@ -273,7 +276,8 @@ def audit(
         cuts=cut_list,
         checks=[c for c in CHECKS if c in checks],
     )
-    full = _as3d(ag.positions(bars, pop, xp))
+    n_sets = result.n_params
+    full = _as3d(ag.positions(bars, pop, xp), n_sets)
 
     def fail(
         check: str,
@@ -312,12 +316,12 @@ def audit(
 
     for i, cut in enumerate(cut_list):
         if "truncate" in checks:
-            head = _as3d(ag.positions(bars.select(slice(0, cut + 1)), pop, xp))
+            head = _as3d(ag.positions(bars.select(slice(0, cut + 1)), pop, xp), n_sets)
             d = _first_diff(full[: cut + 1], head, atol)
             if d is not None:
                 return fail("truncate", cut, d, full, head)
         if "perturb" in checks:
-            alt = _as3d(ag.positions(perturb_after(bars, cut, seed + i), pop, xp))
+            alt = _as3d(ag.positions(perturb_after(bars, cut, seed + i), pop, xp), n_sets)
             d = _first_diff(full[: cut + 1], alt[: cut + 1], atol)
             if d is not None:
                 return fail("perturb", cut, d, full, alt)
@@ -326,7 +330,7 @@ def audit(
         return result
     src = ag.source(bars, pop, xp)
     blocks = [to_numpy(src(a, min(a + stream_block, T))) for a in range(0, T, stream_block)]
-    streamed = _as3d(np.concatenate(blocks, axis=0))
+    streamed = _as3d(np.concatenate(blocks, axis=0), n_sets)
     d = _first_diff(full, streamed, atol)
     if d is not None:
         return fail("stream", None, d, full, streamed)
@@ -364,11 +368,12 @@ def _every_bar_cuts(
     first: int,
 ) -> tuple[int, int, tuple[int, int, int], np.ndarray, np.ndarray] | None:
     T = bars.n_bars
+    n_sets = P.n_params(pop)
 
     def run(lo: int, hi: int) -> np.ndarray:
         # Agent.positions without re-validating the (checked) population at every call
         part = bars.select(slice(lo, hi))
-        return _as3d(ag.signal(ag.indicators(part, pop, xp), pop, xp, 0, hi - lo))
+        return _as3d(ag.signal(ag.indicators(part, pop, xp), pop, xp, 0, hi - lo), n_sets)
 
     for b in range(first, T - 1, block):
         e = min(b + block, T - 1)  # cuts b .. e-1; the last bar has no future to peek at
