@@ -208,3 +208,19 @@ def test_a_tuned_entrant_is_audited_on_its_defaults_and_a_sample_of_its_box(
     assert len(set(drawn_fast.tolist())) > 1
     again = audit_population(entry, seed=1)
     assert all(np.array_equal(pop[k], again[k]) for k in pop)  # seeded
+
+
+def test_the_ray_driver_refuses_before_starting_ray(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("ray")
+    from quantarena.actors.driver import run_on_ray
+    from quantarena.cluster import runtime
+
+    def no_ray(*a, **k):
+        raise AssertionError("Ray was started for a tournament with a refused agent")
+
+    monkeypatch.setattr(runtime, "connect", no_ray)
+    cfg = config(tmp_path, [{"name": "sneaky", "kind": PeeksNow.name}])
+    with pytest.raises(AgentRefused, match="agent 'sneaky' refused"):
+        run_on_ray(cfg, log_mlflow=False)
