@@ -144,11 +144,26 @@ def test_the_key_follows_the_agent_source_attributes_and_settings(panel) -> None
     assert k != audit_key(Honest(), pop, bars, {"n_cuts": 5})
     assert k != audit_key(Honest(), {"k": np.array([1, 3])}, bars, {"n_cuts": 4})
 
-    class Edited(Honest):  # same attributes, other code (its module's source differs)
-        pass
 
-    Edited.__module__ = "quantarena.strategies.momentum"
-    assert k != audit_key(Edited(), pop, bars, {"n_cuts": 4})
+def test_editing_the_agent_file_changes_the_key(tmp_path: Path, panel) -> None:
+    from quantarena.strategies.registry import get_agent
+
+    bars = panel.select(slice(0, 500))
+    src = (
+        "import numpy as np\nfrom quantarena.strategies import Agent, Int\n\n"
+        "class Mine(Agent):\n    name = 'mine'\n    space = {'k': Int(1, 3, default=1)}\n"
+        "    def indicators(self, bars, params, xp=np):\n        return bars.close[:, 0] * 0\n"
+        "    def signal(self, state, params, xp, t0, t1):\n"
+        "        return state[t0:t1, None].astype(np.float32)\n"
+    )
+    path = tmp_path / "mine_agent.py"
+    path.write_text(src)
+    a = get_agent(f"{path}:Mine")
+    k = audit_key(a, a.defaults(), bars, {})
+    assert k == audit_key(get_agent(f"{path}:Mine"), a.defaults(), bars, {})
+    path.write_text(src.replace("* 0", "* 0.0"))  # same behaviour, other code
+    b = get_agent(f"{path}:Mine")
+    assert audit_key(b, b.defaults(), bars, {}) != k
 
 
 def test_a_refusal_is_cached_too(tmp_path: Path, panel, monkeypatch) -> None:

@@ -7,7 +7,8 @@ fails is refused with :class:`AgentRefused`, one line naming the agent, the bar 
 
 Results are cached on disk, one JSON file per audit in ``cache_dir``, keyed by a hash of
 what decides the verdict (:func:`audit_key`): the source of every module along the agent
-class's MRO (a user agent's file, the shipped agent's module), the agent's attributes
+class's MRO (a user agent's file; for classes of quantarena, every module of
+:mod:`quantarena.strategies`), the agent's attributes
 (``max_position``, ...), its population, the audited bars, the audit settings and
 :data:`~quantarena.strategies.audit.AUDIT_VERSION`. Changing any of them audits again.
 """
@@ -83,17 +84,33 @@ def audit_population(entry: Any, seed: int = 0) -> P.Params:
     return {k: np.concatenate([np.asarray(base[k]), np.asarray(drawn[k])]) for k in base}
 
 
+def _strategies_sources() -> list[str]:
+    """Every module of :mod:`quantarena.strategies` (agents, indicators, kernels, the ML
+    agent's refits): a shipped agent's weights depend on any of them."""
+    import quantarena.strategies as pkg
+
+    root = Path(pkg.__file__).resolve().parent
+    return [f"{p.relative_to(root)}\n{p.read_text()}" for p in sorted(root.rglob("*.py"))]
+
+
 def _class_sources(cls: type) -> list[str]:
-    out = []
+    """The code an agent class's verdict depends on: for each class of its MRO, the source
+    of its module (a user agent's file), and once the whole :mod:`quantarena.strategies`
+    package for the classes defined there."""
+    out: list[str] = []
+    shipped = False
     for klass in cls.__mro__:
-        mod = sys.modules.get(klass.__module__)
-        if klass is object or mod is None:
+        if klass is object:
             continue
+        if klass.__module__.startswith("quantarena."):
+            shipped = True
+            continue
+        mod = sys.modules.get(klass.__module__)
         try:
-            out.append(inspect.getsource(mod))
+            out.append(inspect.getsource(mod) if mod is not None else "")
         except (OSError, TypeError):  # no source file (built in the REPL): hash the name only
             out.append(f"{klass.__module__}.{klass.__qualname__}")
-    return out
+    return out + (_strategies_sources() if shipped else [])
 
 
 def _digest_arrays(h: Any, arrays: Iterable[Any]) -> None:
