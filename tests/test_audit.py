@@ -128,6 +128,24 @@ def test_a_leak_on_one_bar_in_n_is_caught_on_real_data(
     assert f"bar {res.first_bar}" in msg and stamp in msg and "\n" not in msg
 
 
+def test_the_hourly_leak_is_worth_a_lot(bars: BarPanel) -> None:
+    """Why it matters: peeking on 1 bar in 60 adds about 15 to the annualised Sharpe ratio
+    (before fees) of the same agent without the peek (computed here by hand: the weight of
+    bar t earns the return of bar t+1)."""
+
+    class NoPeek(PeeksEveryNth):
+        every = 10**12  # never on a cheating bar in this data
+
+    c = bars.close[:, 0]
+    nxt = np.r_[c[1:] / c[:-1] - 1.0, 0.0]
+
+    def sharpe(agent: Agent) -> float:
+        pnl = np.asarray(agent.positions(bars, {"k": [1]}))[:, 0] * nxt
+        return float(pnl.mean() / pnl.std() * np.sqrt(365 * 1440))
+
+    assert sharpe(PeeksEveryNth()) - sharpe(NoPeek()) > 10
+
+
 def test_the_sparse_cuts_alone_miss_the_partial_leak(bars: BarPanel) -> None:
     """Why the every-bar check exists: a few cut points rarely land on a cheating bar."""
     cuts = [1000, 2222, 3001, 4567]  # none is on the hour
