@@ -31,9 +31,10 @@ demo: $(STAMP)  ## run the main job on embedded defaults
 bench: $(STAMP)  ## run the benchmarks and print the figures recorded in docs/benchmarks.md
 	$(BIN)/python -m benchmarks.run --record
 
-lint: $(STAMP)  ## ruff check and format check
+lint: $(STAMP)  ## ruff check, format check and the package layering (import-linter)
 	$(BIN)/ruff check quantarena tests benchmarks
 	$(BIN)/ruff format --check quantarena tests benchmarks
+	$(BIN)/lint-imports --no-logo
 
 format: $(STAMP)  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix quantarena tests benchmarks

@@ -52,7 +52,7 @@ def _cases(model: str) -> dict:
 
 def run(console) -> list[dict]:
     from quantarena.strategies.ml import MLAgent
-    from quantarena.training import rolling as R
+    from quantarena.strategies.ml import rolling as R
 
     bars = _bars(LOOKBACK + 10_000)
     rows: list[dict] = []
@@ -76,7 +76,7 @@ def run(console) -> list[dict]:
                 times.append(time.perf_counter() - t0)
             import torch
 
-            from quantarena.training.models import predict
+            from quantarena.strategies.ml.models import predict
 
             Xb = data.windows(cfg.window)[
                 LOOKBACK - cfg.window + 1 : LOOKBACK + EVERY - cfg.window + 1

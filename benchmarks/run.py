@@ -28,6 +28,7 @@ MODULES = {
     "tuning": "benchmarks.bench_tuning",
     "ml": "benchmarks.bench_ml",
     "tournament": "benchmarks.bench_tournament",
+    "audit": "benchmarks.bench_audit",
 }
 START, END = "<!-- bench:cpu:start -->", "<!-- bench:cpu:end -->"
 

@@ -375,6 +375,7 @@ class AgentConfig(_Section):
     instead of scanning the grid / population; None (default) scans. ``stops``: stop-loss /
     take-profit / trailing exits (see :class:`StopsConfig`), in sample and out of sample;
     ``leverage``: the cap on the sum of |weights| of the agent's positions per bar.
+    ``audit``: false skips this agent's look-ahead audit at the start of the tournament.
     """
 
     name: Name
@@ -387,6 +388,7 @@ class AgentConfig(_Section):
     tuning: TuningConfig | None = None
     stops: StopsConfig | None = None
     leverage: PositiveFloat = 1.0
+    audit: bool = True
 
     def values(self, param: str) -> list[Any]:
         """The expanded value list of one parameter (``"5:20:5"`` -> ``[5, 10, 15, 20]``)."""
@@ -568,7 +570,9 @@ class TournamentConfig(_Section):
     """A whole tournament: data, schedule, agents, costs, allocation, gates, tracking, Ray.
 
     Build it with :meth:`from_yaml` or :meth:`model_validate`; dump it with :meth:`to_yaml`
-    (defaults resolved: the dump is what actually ran).
+    (defaults resolved: the dump is what actually ran). ``audit`` (default true): audit every
+    agent for look-ahead before the first round and refuse one that fails (see
+    :mod:`quantarena.tournaments.entrant_audit`); false skips it for all agents.
     """
 
     name: Name
@@ -581,6 +585,7 @@ class TournamentConfig(_Section):
     gates: GateConfig = Field(default_factory=GateConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    audit: bool = True
 
     @field_validator("agents")
     @classmethod

@@ -195,7 +195,7 @@ def test_audit_passes_shipped_agents_and_fails_a_leak(small_csv: Path, tmp_path:
     )
     assert r.exit_code == 1
     doc = json.loads(r.output)
-    assert doc[0]["verdict"] == "FAIL" and doc[0]["check"] == "truncate"
+    assert doc[0]["verdict"] == "FAIL" and doc[0]["check"] == "every_bar"
     assert doc[0]["first_bar"] == doc[0]["cut"]
 
 

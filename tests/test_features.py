@@ -8,7 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quantarena.training.features import DEFAULT_SPEC, FeatureSpec, compute_features, next_returns
+from quantarena.strategies.ml.features import (
+    DEFAULT_SPEC,
+    FeatureSpec,
+    compute_features,
+    next_returns,
+)
 
 SPEC = FeatureSpec(
     lags=(1, 3, 8), vol_windows=(5, 20), rsi_window=14, volume_window=30, ma_windows=(10, 50)

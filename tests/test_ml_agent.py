@@ -16,8 +16,8 @@ from quantarena.data.panel import BarPanel  # noqa: E402
 from quantarena.strategies import get_agent  # noqa: E402
 from quantarena.strategies.audit import audit  # noqa: E402
 from quantarena.strategies.ml import MLAgent, to_bars  # noqa: E402
-from quantarena.training import models as M  # noqa: E402
-from quantarena.training.rolling import refit_times, train_rows  # noqa: E402
+from quantarena.strategies.ml import models as M  # noqa: E402
+from quantarena.strategies.ml.rolling import refit_times, train_rows  # noqa: E402
 
 MINUTE = 60_000_000_000
 TINY = {"hidden": 4, "window": 2, "lookback": 300, "retrain_every": 150, "epochs": 3}
@@ -253,9 +253,9 @@ def test_quantarena_imports_and_builds_the_agent_without_torch() -> None:
         "import sys; sys.modules['torch'] = None\n"
         "import quantarena, quantarena.strategies as s\n"
         "ag = s.get_agent('ml'); assert 'ml' in s.list_agents()\n"
-        "from quantarena.training import features\n"
+        "from quantarena.strategies.ml import features\n"
         "try:\n"
-        "    from quantarena.training.models import build_model; build_model('mlp', 3, 1, 2)\n"
+        "    from quantarena.strategies.ml.models import build_model; build_model('mlp', 3, 1, 2)\n"
         "except ImportError as e:\n"
         "    print('ERR', e)\n"
     )
@@ -311,7 +311,7 @@ def test_cupy_features_reach_torch_through_dlpack() -> None:
 def test_cuda_predictions_equal_the_cpu_ones(ar, model, no_tf32, max_abs_diff) -> None:
     import cupy as cp
 
-    from quantarena.training.rolling import RollingConfig, rolling_fit_predict
+    from quantarena.strategies.ml.rolling import RollingConfig, rolling_fit_predict
 
     bars, _ = ar
     ag = MLAgent()
@@ -353,7 +353,7 @@ def test_ml_agent_weights_on_cuda_equal_the_cpu_ones(ar, no_tf32, max_abs_diff) 
 def test_cuda_model_on_host_features_equals_the_cpu_one(ar, no_tf32, max_abs_diff) -> None:
     """``device="cuda"`` with NumPy features (no CuPy needed): the tensors move to the GPU,
     the edges come back as NumPy, within the same tolerance as above."""
-    from quantarena.training.rolling import RollingConfig, rolling_fit_predict
+    from quantarena.strategies.ml.rolling import RollingConfig, rolling_fit_predict
 
     bars, _ = ar
     cfg = RollingConfig(model="mlp", val_frac=0.0, **ML_GPU)

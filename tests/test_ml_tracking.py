@@ -10,6 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("mlflow")
 
+from quantarena.strategies.ml import models as M  # noqa: E402
 from quantarena.tracking.mlflow_logger import TournamentLogger  # noqa: E402
 from quantarena.tracking.models import (  # noqa: E402
     gates_passed,
@@ -17,7 +18,6 @@ from quantarena.tracking.models import (  # noqa: E402
     log_model,
     register_if_passed,
 )
-from quantarena.training import models as M  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -94,7 +94,7 @@ class DirectorActor:
         cfg = self.cfg
         t_start = time.perf_counter()
         panel = ray.get(self.panel_ref)
-        inputs = prepare(cfg, panel=panel)
+        inputs = prepare(cfg, panel=panel, audit=False)  # the driver audited the entrants
         del panel
         self._set(total=len(inputs.rounds), stage="starting agents")
         asks = [agent_resources(a.gpu_fraction) for a in cfg.agents]

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from quantarena.tournaments.setup import load_panel
+from quantarena.tournaments.setup import audit_entrants, load_panel
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -31,13 +31,14 @@ def run_on_ray(
     from quantarena.actors.director import DirectorActor
     from quantarena.cluster.runtime import connect
 
+    t0 = time.perf_counter()
+    panel = load_panel(cfg)
+    t_data = time.perf_counter() - t0
+    audit_entrants(cfg, panel)  # before Ray starts: a refused agent costs no Ray work
     r = cfg.ray
     connect(
         r.address, num_cpus=r.num_cpus, num_gpus=r.num_gpus, include_dashboard=r.include_dashboard
     )
-    t0 = time.perf_counter()
-    panel = load_panel(cfg)
-    t_data = time.perf_counter() - t0
     panel_ref = ray.put(panel)
     del panel
     director = DirectorActor.options(name=f"director:{cfg.name}", num_cpus=0).remote(

@@ -266,7 +266,7 @@ def audit_cmd(
         for r in results:
             verdict = "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
             detail = (
-                f"{len(r.cuts)} cuts: truncate, perturb, stream"
+                f"{', '.join(r.checks)} ({len(r.cuts)} cuts)"
                 if r.passed
                 else r.message().split(" — ", 1)[1]
             )

@@ -1,7 +1,21 @@
 """The look-ahead audit: does an agent's weight at bar t depend on bars after t?
 
-Three checks, on a set of cut points ``t`` (bar indices):
+Four checks:
 
+* ``every_bar`` — EVERY bar ``c`` of the last ``every_bar_span`` bars is a cut: the positions
+  computed on ``bars[s:c+1]`` must equal rows ``s..c`` of the positions computed on
+  ``bars[s:c+1+horizon]`` (the same start, ``horizon`` more bars of future). The start ``s``
+  trails the cut by the window and moves once per ``block`` of cuts, so a cut costs one short
+  run (``window + block`` bars) and a block shares one reference run: ``T`` cuts cost about
+  ``T * (window + block)`` bar-rows instead of ``T**2 / 2``. A causal agent passes whatever
+  ``s`` is (its rows up to ``c`` see the same bars); an agent that peeks at bar ``c+1`` on
+  even one bar in a thousand fails at that bar. The window is ``window`` bars, widened to
+  twice the agent's warm-up (the first bar where a set's weight is not flat in the full run)
+  up to ``max_window``, so a set with a long look-back is not flat in every short run. The
+  check runs on up to ``every_bar_params`` parameter sets spread over the population (the
+  other checks use all of it). Agents whose every call trains models (the
+  ``ml`` agent) set ``audit_every_bar = False`` and name their critical bars (refits) in
+  ``audit_bars(bars, params)``; those bars are added to the cuts below.
 * ``truncate`` — the positions computed on ``bars[:t+1]`` must equal rows ``0..t`` of the
   positions computed on the full data. An agent that reads ``close[t+1]`` sees a
   different (missing) value when the data stops at ``t``.
@@ -11,12 +25,18 @@ Three checks, on a set of cut points ``t`` (bar indices):
 * ``stream`` — the blocks served by :meth:`Agent.source` (odd block sizes) concatenated must
   equal :meth:`Agent.positions`: the streaming path the engine uses is the audited one.
 
+``truncate`` and ``perturb`` run on a few cut points over the whole data (they catch leaks
+that reach far ahead, e.g. a full-sample mean); ``every_bar`` catches leaks a few bars ahead
+on any bar.
+
 Positions are compared with a tiny tolerance (``atol=1e-7``: float32 weights) and NaN = NaN.
 The result names the first offending bar and parameter set.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +51,18 @@ if TYPE_CHECKING:
     from quantarena.data.panel import BarPanel
 
 
-CHECKS: tuple[str, ...] = ("truncate", "perturb", "stream")
+#: bumped when a change of the audit can change a verdict (cached verdicts then expire)
+AUDIT_VERSION = 2
+
+CHECKS: tuple[str, ...] = ("every_bar", "truncate", "perturb", "stream")
+
+#: defaults of the every-bar check: history before each cut, cuts per shared reference run,
+#: future bars in the reference, parameter sets checked
+WINDOW, BLOCK, HORIZON, EVERY_BAR_PARAMS = 512, 64, 16, 16
+#: the widest window the every-bar check widens to for agents with a long warm-up
+MAX_WINDOW = 4_096
+#: the every-bar check covers the last this many bars (None: all of them)
+EVERY_BAR_SPAN: int | None = 5_000
 
 
 @dataclass
@@ -59,6 +90,7 @@ class AuditResult:
     asset: str | None = None
     expected: float | None = None
     got: float | None = None
+    every_bar_window: int | None = None
 
     @property
     def verdict(self) -> str:
@@ -96,12 +128,15 @@ class AuditResult:
         return d
 
 
-def _as3d(a: Any) -> np.ndarray:
+def _as3d(a: Any, n_params: int) -> np.ndarray:
+    """Weights as ``(T, A, P)`` float64 on the host; one column stands for every set."""
     h = np.asarray(to_numpy(a), dtype=np.float64)
     if h.ndim == 1:
         h = h[:, None]
     if h.ndim == 2:
         h = h[:, None, :]
+    if h.shape[2] == 1 and n_params != 1:
+        h = np.broadcast_to(h, h.shape[:2] + (n_params,))
     return h
 
 
@@ -153,6 +188,30 @@ def default_cuts(n_bars: int, n_cuts: int = 6, seed: int = 0) -> list[int]:
     return sorted({int(c) for c in fixed + extra if 0 <= c < n_bars - 1})
 
 
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Numba kernels on one thread: the every-bar check makes thousands of short calls, for
+    which waking a thread pool costs more than it saves (5-20x slower on a busy machine)."""
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a dependency
+        yield
+        return
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+def spread_indices(n: int, k: int) -> np.ndarray:
+    """Up to ``k`` indices spread evenly over ``0..n-1`` (first and last included)."""
+    if n <= k:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
+
+
 def audit(
     agent: str | Agent,
     bars: BarPanel,
@@ -165,6 +224,13 @@ def audit(
     atol: float = 1e-7,
     stream_block: int = 997,
     checks: tuple[str, ...] = CHECKS,
+    window: int = WINDOW,
+    block: int = BLOCK,
+    horizon: int = HORIZON,
+    every_bar_params: int = EVERY_BAR_PARAMS,
+    every_bar_span: int | None = EVERY_BAR_SPAN,
+    max_window: int = MAX_WINDOW,
+    population: P.Params | None = None,
 ) -> AuditResult:
     """Audit ``agent`` for look-ahead on ``bars`` (see the module docstring).
 
@@ -173,24 +239,40 @@ def audit(
         bars: the data to audit on.
         params: a grid spec (name -> values, as for :meth:`Agent.grid`); None = the agent's
             default grid.
-        cuts: bar indices to cut at; None = :func:`default_cuts`.
+        cuts: bar indices to cut at (``truncate``, ``perturb``); None = :func:`default_cuts`
+            plus the agent's ``audit_bars``.
         seed: seeds the cut points and the random walks.
         atol: weights closer than this count as equal.
         stream_block: block size of the ``stream`` check.
-        checks: which checks to run (default all: truncate, perturb, stream).
+        checks: which checks to run (default all: every_bar, truncate, perturb, stream).
+        window: ``every_bar``: bars of history before each cut (at least the agent's
+            longest look-back, so its weights are not all flat).
+        block: ``every_bar``: cuts that share one reference run.
+        horizon: ``every_bar``: bars of future in the reference run (catches peeks up to
+            that far ahead on every bar; further peeks are for ``truncate`` / ``perturb``).
+        every_bar_params: ``every_bar``: parameter sets checked (spread over the population).
+        every_bar_span: ``every_bar``: check the last this many bars (None: every bar).
+        max_window: ``every_bar``: the widest window (see the module docstring).
+        population: an explicit population (name -> (P,) array) instead of ``params``.
     """
     unknown = [c for c in checks if c not in CHECKS]
     if unknown:
         raise ValueError(f"unknown audit check {unknown[0]!r}: use {', '.join(CHECKS)}")
+    for name, v in (("window", window), ("block", block), ("horizon", horizon)):
+        if int(v) < 1:
+            raise ValueError(f"audit option {name} must be at least 1 bar, got {v}")
     ag = get_agent(agent)
-    pop = ag.grid(**(params or {}))
+    pop = ag.check_params(population) if population is not None else ag.grid(**(params or {}))
     T = bars.n_bars
-    cut_list = sorted(
-        {int(c) for c in (cuts if cuts is not None else default_cuts(T, n_cuts, seed))}
-    )
+    if cuts is None:
+        extra = getattr(ag, "audit_bars", None)
+        cuts = default_cuts(T, n_cuts, seed) + (list(extra(bars, pop)) if extra else [])
+    cut_list = sorted({int(c) for c in cuts})
     for c in cut_list:
         if not 0 <= c < T:
             raise ValueError(f"cut point {c} is outside the {T} bars")
+    if not getattr(ag, "audit_every_bar", True):
+        checks = tuple(c for c in checks if c != "every_bar")
     result = AuditResult(
         agent=ag.name or type(ag).__name__,
         passed=True,
@@ -199,32 +281,52 @@ def audit(
         cuts=cut_list,
         checks=[c for c in CHECKS if c in checks],
     )
-    full = _as3d(ag.positions(bars, pop, xp))
+    n_sets = result.n_params
+    full = _as3d(ag.positions(bars, pop, xp), n_sets)
 
     def fail(
-        check: str, cut: int | None, where: tuple[int, int, int], exp: np.ndarray, got: np.ndarray
+        check: str,
+        cut: int | None,
+        where: tuple[int, int, int],
+        exp: np.ndarray,
+        got: np.ndarray,
+        offset: int = 0,
+        cols: np.ndarray | None = None,
     ) -> AuditResult:
         t, a, p = where
         result.passed = False
         result.check = check
         result.cut = cut
-        result.first_bar = t
-        result.first_ts = int(bars.ts[t])
+        result.first_bar = t + offset
+        result.first_ts = int(bars.ts[t + offset])
         result.asset = bars.symbols[a]
-        result.param_index = p
-        result.params = {k: np.asarray(v)[p].item() for k, v in pop.items()}
+        result.param_index = int(cols[p]) if cols is not None else p
+        result.params = {k: np.asarray(v)[result.param_index].item() for k, v in pop.items()}
         result.expected = float(exp[t, a, p])
         result.got = float(got[t, a, p])
         return result
 
+    if "every_bar" in checks:
+        cols = spread_indices(result.n_params, int(every_bar_params))
+        sub = P.take(pop, cols)
+        traded = (full[:, :, cols] != 0) & np.isfinite(full[:, :, cols])
+        warmup = int(np.argmax(traded, axis=0)[traded.any(axis=0)].max(initial=0))
+        window = min(max(int(window), 2 * warmup), max(int(max_window), int(window)))
+        result.every_bar_window = window
+        first = 0 if every_bar_span is None else max(0, T - int(every_bar_span))
+        found = _every_bar(ag, bars, sub, xp, atol, int(window), int(block), int(horizon), first)
+        if found is not None:
+            cut, s, d, exp, got = found
+            return fail("every_bar", cut, d, exp, got, offset=s, cols=cols)
+
     for i, cut in enumerate(cut_list):
         if "truncate" in checks:
-            head = _as3d(ag.positions(bars.select(slice(0, cut + 1)), pop, xp))
+            head = _as3d(ag.positions(bars.select(slice(0, cut + 1)), pop, xp), n_sets)
             d = _first_diff(full[: cut + 1], head, atol)
             if d is not None:
                 return fail("truncate", cut, d, full, head)
         if "perturb" in checks:
-            alt = _as3d(ag.positions(perturb_after(bars, cut, seed + i), pop, xp))
+            alt = _as3d(ag.positions(perturb_after(bars, cut, seed + i), pop, xp), n_sets)
             d = _first_diff(full[: cut + 1], alt[: cut + 1], atol)
             if d is not None:
                 return fail("perturb", cut, d, full, alt)
@@ -233,8 +335,58 @@ def audit(
         return result
     src = ag.source(bars, pop, xp)
     blocks = [to_numpy(src(a, min(a + stream_block, T))) for a in range(0, T, stream_block)]
-    streamed = _as3d(np.concatenate(blocks, axis=0))
+    streamed = _as3d(np.concatenate(blocks, axis=0), n_sets)
     d = _first_diff(full, streamed, atol)
     if d is not None:
         return fail("stream", None, d, full, streamed)
     return result
+
+
+def _every_bar(
+    ag: Agent,
+    bars: BarPanel,
+    pop: P.Params,
+    xp: Any,
+    atol: float,
+    window: int,
+    block: int,
+    horizon: int,
+    first: int = 0,
+) -> tuple[int, int, tuple[int, int, int], np.ndarray, np.ndarray] | None:
+    """The ``every_bar`` check on cuts ``first .. T-2``: the first (cut, start, (row, asset,
+    set), reference, head) where the weights up to a cut change once ``horizon`` future bars
+    are appended."""
+    pop = ag.check_params(pop)
+    with _one_thread():
+        return _every_bar_cuts(ag, bars, pop, xp, atol, window, block, horizon, first)
+
+
+def _every_bar_cuts(
+    ag: Agent,
+    bars: BarPanel,
+    pop: P.Params,
+    xp: Any,
+    atol: float,
+    window: int,
+    block: int,
+    horizon: int,
+    first: int,
+) -> tuple[int, int, tuple[int, int, int], np.ndarray, np.ndarray] | None:
+    T = bars.n_bars
+    n_sets = P.n_params(pop)
+
+    def run(lo: int, hi: int) -> np.ndarray:
+        # Agent.positions without re-validating the (checked) population at every call
+        part = bars.select(slice(lo, hi))
+        return _as3d(ag.signal(ag.indicators(part, pop, xp), pop, xp, 0, hi - lo), n_sets)
+
+    for b in range(first, T - 1, block):
+        e = min(b + block, T - 1)  # cuts b .. e-1; the last bar has no future to peek at
+        s = max(0, b - window)
+        ref = run(s, min(T, e + horizon))
+        for c in range(b, e):
+            head = run(s, c + 1)
+            d = _first_diff(ref[: c + 1 - s], head, atol)
+            if d is not None:
+                return c, s, d, ref, head
+    return None

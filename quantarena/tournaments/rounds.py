@@ -118,7 +118,7 @@ class RoundResult:
         oos_daily_all: ``(days, P)`` daily compounded OOS returns of every set (UTC days).
         timings: seconds spent in ``replay_is``, ``replay_oos`` and ``indicators``.
         model: for learning agents (with ``last_models``), the chosen set's latest trained
-            model (a :class:`~quantarena.training.models.FitResult`), for MLflow.
+            model (a :class:`~quantarena.strategies.ml.models.FitResult`), for MLflow.
         top_params: with tuning (:func:`evaluate_round_tuned`), the sets replayed out of
             sample, best IS first (``top_params[0] == chosen``): the next round's warm start.
             Empty for a fixed population.

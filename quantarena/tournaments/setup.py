@@ -21,7 +21,15 @@ from quantarena.tournaments.director import AllocationConfig
 from quantarena.tournaments.rounds import AgentEntry
 from quantarena.tournaments.schedule import Round, walk_forward
 
-__all__ = ["TournamentInputs", "build_entries", "load_panel", "play", "prepare"]
+__all__ = [
+    "TournamentInputs",
+    "audit_cache_dir",
+    "audit_entrants",
+    "build_entries",
+    "load_panel",
+    "play",
+    "prepare",
+]
 
 
 @dataclass
@@ -113,8 +121,32 @@ def allocation_of(cfg: Any) -> AllocationConfig:
     return cfg.allocation.to_core(gated_by=cfg.gates.binding)  # type: ignore[no-any-return]
 
 
-def prepare(cfg: Any, panel: BarPanel | None = None) -> TournamentInputs:
-    """Load data (unless ``panel`` is given), build entrants, costs and the schedule."""
+def audit_cache_dir(cfg: Any) -> Path | None:
+    """Where audit verdicts are cached: ``<tracking.output_dir>/audit-cache``."""
+    out = getattr(cfg.tracking, "output_dir", None)
+    return Path(out) / "audit-cache" if out is not None else None
+
+
+def audit_entrants(
+    cfg: Any, panel: BarPanel, entries: list[AgentEntry] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The look-ahead audit of every entrant whose audit is on (``cfg.audit`` and the
+    agent's ``audit``), cached in :func:`audit_cache_dir`. Raises
+    :class:`~quantarena.tournaments.entrant_audit.AgentRefused` (a ``ValueError``, one line)
+    for the first agent that fails. Returns ``name -> audit result`` (empty when off)."""
+    from quantarena.tournaments.entrant_audit import audit_entries
+
+    if not getattr(cfg, "audit", True):
+        return {}
+    entries = entries if entries is not None else build_entries(cfg)
+    skip = [a.name for a in cfg.agents if not getattr(a, "audit", True)]
+    return audit_entries(entries, panel, cache_dir=audit_cache_dir(cfg), seed=cfg.seed, skip=skip)
+
+
+def prepare(cfg: Any, panel: BarPanel | None = None, *, audit: bool = True) -> TournamentInputs:
+    """Load data (unless ``panel`` is given), build entrants, costs and the schedule, and
+    (``audit``, unless the config turns it off) audit the entrants for look-ahead
+    (:func:`audit_entrants`: an agent that fails is refused before any round)."""
     panel = panel if panel is not None else load_panel(cfg)
     s = cfg.schedule
     rounds = walk_forward(
@@ -129,9 +161,12 @@ def prepare(cfg: Any, panel: BarPanel | None = None) -> TournamentInputs:
             "or schedule.round, or give more data"
         )
     calendar = getattr(cfg.data, "calendar", None) or guess_calendar(panel.ts)
+    entries = build_entries(cfg)
+    if audit:
+        audit_entrants(cfg, panel, entries)
     return TournamentInputs(
         panel=panel,
-        entries=build_entries(cfg),
+        entries=entries,
         costs=cfg.costs.to_costs(),
         rounds=rounds,
         periods_per_year=bars_per_year(calendar, panel.interval_ns),

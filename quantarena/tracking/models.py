@@ -1,10 +1,10 @@
 """MLflow logging of trained torch models, and the model registry for agents that pass gates.
 
-* :func:`log_model` saves a torch model (or a :class:`~quantarena.training.models.FitResult`)
+* :func:`log_model` saves a torch model (or a :class:`~quantarena.strategies.ml.models.FitResult`)
   with ``mlflow.pytorch.log_model`` under a run — a run id, or a
   :class:`~quantarena.tracking.mlflow_logger.TournamentLogger` and an agent name — with a
   signature inferred from a features sample (``(n, window, n_features)`` float32, the raw
-  features of :mod:`quantarena.training.features`) and the model's output, and logs
+  features of :mod:`quantarena.strategies.ml.features`) and the model's output, and logs
   ``metrics`` on that run. Returns the model URI (``models:/<model id>`` in MLflow 3).
 * :func:`register_if_passed` registers a logged model as a new version of the registered model
   ``name`` only when the agent's gates passed (``GateStatus``, a mapping gate -> bool, or a
@@ -93,7 +93,7 @@ def log_model(
     import torch
     from mlflow.models import infer_signature
 
-    from quantarena.training import models as M
+    from quantarena.strategies.ml import models as M
 
     fit = None
     if not hasattr(model, "state_dict") and hasattr(model, "model"):

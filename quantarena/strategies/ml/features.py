@@ -137,7 +137,7 @@ def compute_features(
 def next_returns(close: Any, xp: Any = np) -> Any:
     """The LABEL of bar ``t``: ``log(close[t+1] / close[t])``, ``(T, A)`` float64, NaN in the
     last row. It reads bar ``t+1``: use row ``t`` for training only once bar ``t+1`` has
-    closed (see :mod:`quantarena.training.rolling`)."""
+    closed (see :mod:`quantarena.strategies.ml.rolling`)."""
     c = xp.asarray(close, dtype=xp.float64)
     if c.ndim == 1:
         c = c[:, None]

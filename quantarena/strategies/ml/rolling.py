@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from quantarena.training import models as M
+from quantarena.strategies.ml import models as M
 
 __all__ = [
     "Prepared",

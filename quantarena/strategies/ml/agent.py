@@ -4,8 +4,8 @@ At every refit bar ``r`` (every ``retrain_every`` bars once ``lookback`` bars ex
 is trained on the samples whose label is known at the close of bar ``r`` (features of bars
 ``t-window+1..t`` → the sign, or the size, of the return ``t → t+1``, with ``t + 1 <= r``),
 early-stopped on the last 20 % of that window in time order, and predicts bars ``r .. next
-refit - 1`` in one batch. See :mod:`quantarena.training.rolling` for the exact timing and
-:mod:`quantarena.training.features` for the features.
+refit - 1`` in one batch. See :mod:`quantarena.strategies.ml.rolling` for the exact timing and
+:mod:`quantarena.strategies.ml.features` for the features.
 
 Weight of bar ``t`` (decided at its close, filled at the open of ``t+1``): ``edge`` = ``P(up)
 - 0.5`` (``target="sign"``) or the predicted return in training-window std units
@@ -32,9 +32,9 @@ import numpy as np
 
 from quantarena.data.intervals import interval_ns, interval_str
 from quantarena.strategies.base import Agent
+from quantarena.strategies.ml.features import DEFAULT_SPEC, FeatureSpec
 from quantarena.strategies.params import Choice, Float, Int
 from quantarena.strategies.params import n_params as _n_params
-from quantarena.training.features import DEFAULT_SPEC, FeatureSpec
 
 __all__ = ["Duration", "MLAgent", "to_bars"]
 
@@ -100,13 +100,13 @@ class MLAgent(Agent):
 
     Args:
         max_position, long_only: as for every agent.
-        feature_spec: the features (default :data:`~quantarena.training.features.DEFAULT_SPEC`).
+        feature_spec: the features (default :data:`~quantarena.strategies.ml.features.DEFAULT_SPEC`).
         batch_size: training mini-batch size.
         min_samples: a refit with fewer usable samples is skipped (the previous model goes on).
         device: torch device; None = ``"cuda"`` when ``xp`` is cupy, else ``"cpu"``.
 
     After :meth:`indicators` (any backtest), :attr:`last_models` holds, per parameter set, the
-    :class:`~quantarena.training.models.FitResult` of its latest refit (None if it never
+    :class:`~quantarena.strategies.ml.models.FitResult` of its latest refit (None if it never
     trained) and :attr:`last_refits` the per-refit summaries.
     """
 
@@ -142,6 +142,10 @@ class MLAgent(Agent):
         "seed": 0,
     }
 
+    #: the look-ahead audit's every-bar check would train every model again at every bar; the
+    #: agent is audited at its refit bars instead (:meth:`audit_bars`), where a leak shows
+    audit_every_bar = False
+
     def __init__(
         self,
         max_position: float = 0.10,
@@ -163,8 +167,8 @@ class MLAgent(Agent):
     # ------------------------------------------------------------------ helpers
 
     def configs(self, params: dict[str, np.ndarray], bar_ns: int) -> list[Any]:
-        """One :class:`~quantarena.training.rolling.RollingConfig` per parameter set."""
-        from quantarena.training.rolling import RollingConfig
+        """One :class:`~quantarena.strategies.ml.rolling.RollingConfig` per parameter set."""
+        from quantarena.strategies.ml.rolling import RollingConfig
 
         out = []
         for i in range(_n_params(params)):
@@ -190,24 +194,42 @@ class MLAgent(Agent):
 
     def prepare(self, bars: Any, xp: Any = np) -> Any:
         """Features, labels and mask of ``bars`` as torch tensors
-        (:func:`quantarena.training.rolling.prepare`)."""
-        from quantarena.training.features import compute_features, next_returns
-        from quantarena.training.rolling import prepare
+        (:func:`quantarena.strategies.ml.rolling.prepare`)."""
+        from quantarena.strategies.ml.features import compute_features, next_returns
+        from quantarena.strategies.ml.rolling import prepare
 
         feats = compute_features(bars.close, bars.volume, xp, self.feature_spec)
         labels = next_returns(bars.close, xp)
         return prepare(feats, labels, xp.asarray(bars.mask), xp, self.device)
 
     def _rows(self) -> Any:
-        """The training rows of a refit (:func:`~quantarena.training.rolling.train_rows`)."""
-        from quantarena.training.rolling import train_rows
+        """The training rows of a refit (:func:`~quantarena.strategies.ml.rolling.train_rows`)."""
+        from quantarena.strategies.ml.rolling import train_rows
 
         return train_rows
+
+    def audit_bars(self, bars: Any, params: dict[str, np.ndarray]) -> list[int]:
+        """Cut points for the look-ahead audit (:mod:`quantarena.strategies.audit`): for each
+        distinct refit schedule, its first refit bar ``r``, and its second and last refit
+        bars with the bar before each. A refit at ``r`` that trained on a label needing bar
+        ``r+1`` (or later) gives another model when the data stop at ``r``, so row ``r``
+        differs; the bar before a refit is the last one the previous model predicts."""
+        from quantarena.strategies.ml.rolling import refit_times
+
+        T = bars.n_bars
+        out: set[int] = set()
+        for cfg in self.configs(params, bars.interval_ns):
+            times = [int(r) for r in refit_times(T, cfg.lookback, cfg.retrain_every)]
+            picks = [times[0]] if times else []
+            for r in times[1:2] + times[-1:]:
+                picks += [r - 1, r]
+            out.update(c for c in picks if 0 <= c < T - 1)
+        return sorted(out)
 
     # ------------------------------------------------------------------ the two steps
 
     def indicators(self, bars, params, xp=np):
-        from quantarena.training.rolling import rolling_fit_predict
+        from quantarena.strategies.ml.rolling import rolling_fit_predict
 
         cfgs = self.configs(params, bars.interval_ns)
         data = self.prepare(bars, xp)
@@ -242,9 +264,9 @@ class MLAgent(Agent):
     def fit(self, bars: Any, params: dict[str, Any] | None = None, xp: Any = np) -> list[Any]:
         """Train one model per parameter set on the last ``lookback`` samples of ``bars`` whose
         labels are known (``t + 1 <= T - 1``), as a refit at the close of the last bar would.
-        Returns a list of :class:`~quantarena.training.models.FitResult` (None where too few
+        Returns a list of :class:`~quantarena.strategies.ml.models.FitResult` (None where too few
         samples) and stores it in :attr:`last_models`."""
-        from quantarena.training.rolling import _seed, fit_at
+        from quantarena.strategies.ml.rolling import _seed, fit_at
 
         p = self.check_params(params)
         cfgs = self.configs(p, bars.interval_ns)
