@@ -274,8 +274,14 @@ def run_batches(
     names = list(space)
     stats = BatchStats()
     records: list[dict[str, Any]] = []
+    prepare = getattr(study.sampler, "prepare_batch", None)
+    valid_sets = (
+        (lambda sets: valid(_population(space, sets))) if valid is not None and names else None
+    )
     while stats.asked < n_trials:
         k = min(batch, n_trials - stats.asked)
+        if prepare is not None:  # a batch sampler: one model fit for the whole batch
+            prepare(study, dists, k, valid=valid_sets)
         trials = [study.ask(dists) for _ in range(k)]
         told: set[int] = set()
         try:
