@@ -6,10 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo bench lint format clean help
+.PHONY: setup test demo bench lint format clean help gpu-check gpu-wheels
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 setup: $(STAMP)  ## create .venv and install quantarena with its extras (dev, ml)
 
@@ -38,6 +38,16 @@ lint: $(STAMP)  ## ruff check and format check
 format: $(STAMP)  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix quantarena tests benchmarks
 	$(BIN)/ruff format quantarena tests benchmarks
+
+# the GPU check runs on a GPU image as it is (no venv there): its python3, or .venv's if present
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+GPU_OUT ?= bench-output/gpu-check.md
+
+gpu-check:  ## GPU parity tests + GPU benchmarks into one report, GPU_OUT (without a GPU: one line, exit 0)
+	@$(GPU_PYTHON) -m benchmarks.gpu_check --out $(GPU_OUT)
+
+gpu-wheels: $(STAMP)  ## download into .whl/ the wheels the GPU check needs beyond the GPU image (Python 3.12)
+	$(BIN)/python -m benchmarks.gpu_check wheels --dest .whl
 
 clean:  ## remove the virtual environment and outputs
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -67,7 +67,7 @@ def _time(fn, repeat: int = 3) -> tuple[float, float]:
 def run(console) -> list[dict]:
     bars = _panel(N_BARS)
     src = _BlockSource(N_PARAMS)
-    costs = Costs.crypto_default()
+    costs = Costs.default()
     updates = N_BARS * N_PARAMS
     rows = []
     simulate(bars.select(slice(0, 5000)), _BlockSource(8), costs, backend="cpu")  # compile / load

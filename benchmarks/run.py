@@ -22,6 +22,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = {
     "data": "benchmarks.bench_data",
+    "ticks": "benchmarks.bench_ticks",
     "kernel": "benchmarks.bench_engine_kernel",
     "engine": "benchmarks.bench_engine",
     "tuning": "benchmarks.bench_tuning",

@@ -12,12 +12,28 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "backtest"]
+__all__ = [
+    "DEFAULT_COSTS",
+    "Costs",
+    "Fees",
+    "Funding",
+    "Slippage",
+    "VolumeImpact",
+    "__version__",
+    "backtest",
+]
+
+#: names served lazily from :mod:`quantarena.engine.costs`
+_COSTS = ("DEFAULT_COSTS", "Costs", "Fees", "Funding", "Slippage", "VolumeImpact")
 
 
 def __getattr__(name: str) -> Any:  # lazy public API, keeps `import quantarena` fast
-    if name == "backtest":
-        from quantarena.engine.api import backtest
+    if name == "backtest":  # the module is callable: qa.backtest(...) runs a backtest
+        import quantarena.backtest as module
 
-        return backtest
+        return module
+    if name in _COSTS:
+        from quantarena.engine import costs
+
+        return getattr(costs, name)
     raise AttributeError(f"module 'quantarena' has no attribute {name!r}")

@@ -9,6 +9,15 @@ with ONE line naming the file and the key path, e.g.::
 
     configs/x.yaml: agents.0.gpu_fraction: must be in (0, 1], got 2
 
+The sections for core settings — ``costs``, ``allocation``, ``agents[].tuning``,
+``agents[].stops`` — are generated from the core's own dataclasses
+(:mod:`quantarena.config_sections`): types, defaults and ranges are declared once, in the core
+(``costs`` defaults are ``quantarena.engine.costs.DEFAULT_COSTS``, as for ``qa.backtest`` and
+the CLI); ``gates`` is the core's :class:`~quantarena.tournaments.gates.GateConfig`. Agent
+kinds, parameter names and parameter values are checked against the agent registry when the
+config is loaded, so ``tournament run``, ``submit`` and the Python API refuse a bad agent
+before Ray starts.
+
 Conventions:
 
 * Durations (``schedule.round``, ``lookback``, ``warmup``) are written ``"7d"``, ``"3w"``,
@@ -42,7 +51,6 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PlainSerializer,
     ValidationError,
@@ -50,10 +58,21 @@ from pydantic import (
     model_validator,
 )
 
+from quantarena.config_sections import (
+    Section,
+    composite_section,
+    range_check,
+    reject_bool,
+    section,
+)
 from quantarena.data.intervals import interval_ns, interval_str
+from quantarena.engine.costs import DEFAULT_COSTS, Costs
+from quantarena.engine.stops import Stops
 from quantarena.strategies.params import as_values
+from quantarena.tournaments import director as _director
 from quantarena.tournaments.gates import GateConfig
 from quantarena.tournaments.schedule import duration_ns
+from quantarena.training.spec import TuningSpec
 
 __all__ = [
     "OBJECTIVES",
@@ -67,6 +86,7 @@ __all__ = [
     "GateConfig",
     "RayConfig",
     "ScheduleConfig",
+    "StopsConfig",
     "TournamentConfig",
     "TrackingConfig",
     "TuningConfig",
@@ -89,44 +109,12 @@ class ConfigError(ValueError):
 # --------------------------------------------------------------------------- field types
 
 
-def _range_check(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool):
-    if hi is None and lo is not None:
-        text = f"{'>' if lo_open else '>='} {_num(lo)}"
-    elif lo is None and hi is not None:
-        text = f"{'<' if hi_open else '<='} {_num(hi)}"
-    else:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        text = f"in {left}{_num(lo)}, {_num(hi)}{right}"
-
-    def check(v: float) -> float:
-        if isinstance(v, float) and not math.isfinite(v):
-            raise ValueError(f"must be a finite number {text}")
-        bad_lo = lo is not None and (v <= lo if lo_open else v < lo)
-        bad_hi = hi is not None and (v >= hi if hi_open else v > hi)
-        if bad_lo or bad_hi:
-            raise ValueError(f"must be {text}")
-        return v
-
-    return AfterValidator(check)
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
-def _no_bool(v: Any) -> Any:
-    if isinstance(v, bool):
-        raise ValueError("must be a number, not true/false")
-    return v
+_range_check = range_check
+_no_bool = reject_bool
 
 
 Fraction = Annotated[float, BeforeValidator(_no_bool), _range_check(0, 1, True, False)]
 """A float in (0, 1]."""
-UnitFloat = Annotated[float, BeforeValidator(_no_bool), _range_check(0, 1, False, False)]
-"""A float in [0, 1]."""
-Bps = Annotated[float, BeforeValidator(_no_bool), _range_check(0, None, False, True)]
-"""Basis points, >= 0."""
 PositiveFloat = Annotated[float, BeforeValidator(_no_bool), _range_check(0, None, True, True)]
 NonNegFloat = Annotated[float, BeforeValidator(_no_bool), _range_check(0, None, False, True)]
 PositiveInt = Annotated[int, BeforeValidator(_no_bool), _range_check(1, None, False, True)]
@@ -220,6 +208,12 @@ def _check_interval(v: str) -> str:
     return v
 
 
+def _check_calendar(v: str | None) -> str | None:
+    from quantarena.data.calendars import check_calendar
+
+    return None if v is None else check_calendar(v)  # raises ValueError with a hint
+
+
 def _check_grid_spec(v: Any) -> Any:
     """Validate one parameter's grid spec and return it unchanged (it is expanded later)."""
     if v is None or isinstance(v, Mapping):
@@ -241,8 +235,7 @@ def _check_grid_spec(v: Any) -> Any:
 ParamSpec = Annotated[Any, AfterValidator(_check_grid_spec)]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+_Section = Section
 
 
 # --------------------------------------------------------------------------- sections
@@ -268,7 +261,10 @@ class DataConfig(_Section):
     the fly into a temporary store; each a path or ``{path, symbol}``). ``symbols`` None means
     every symbol found. ``start`` /
     ``end`` bound the bars by open time (``end`` exclusive); None = all. ``interval`` is the
-    bar size the agents see ("1m", "5m", "1h", ...; finer data is resampled).
+    bar size the agents see ("1m", "5m", "1h", ...; finer data is resampled). ``calendar`` is
+    the market's trading calendar, which sets the year of every annualised figure: ``"24/7"``
+    (crypto) or an exchange code such as ``"XNYS"`` (see :mod:`quantarena.data.calendars`);
+    None guesses from the bars (24/7 unless a week or more of them has no weekend bar).
     """
 
     store: Path | None = None
@@ -277,6 +273,7 @@ class DataConfig(_Section):
     start: Timestamp = None
     end: Timestamp = None
     interval: Annotated[str, AfterValidator(_check_interval)] = "1m"
+    calendar: Annotated[str | None, AfterValidator(_check_calendar)] = None
 
     @field_validator("files")
     @classmethod
@@ -330,9 +327,14 @@ class ScheduleConfig(_Section):
     align: Literal["data", "week"] = "data"
 
 
-class TuningConfig(_Section):
+_TuningFields = section(TuningSpec, name="_TuningFields", exclude=("seed",))
+
+
+class TuningConfig(_TuningFields):  # type: ignore[misc, valid-type]
     """Optuna tuning inside each in-sample window (instead of scanning a fixed population).
 
+    The fields, defaults and ranges are those of the core's
+    :class:`~quantarena.training.tuning.TuningSpec` (its ``seed`` is the tournament's):
     ``sampler``: tpe | cmaes | random | nsga2; ``trials``: trials per round; ``batch``: trials
     per engine call; ``oos_top``: best IS sets replayed out of sample (the PBO matrix width);
     ``warm_start``: the previous round's best sets asked first. The search box is spanned by
@@ -340,24 +342,23 @@ class TuningConfig(_Section):
     :func:`quantarena.training.tuning.space_from_values`).
     """
 
-    sampler: Literal["tpe", "cmaes", "random", "nsga2"] = "tpe"
-    trials: PositiveInt = 512
-    batch: PositiveInt = 256
-    oos_top: PositiveInt = 32
-    warm_start: NonNegInt = 8
-
-    def spec(self, seed: int = 0) -> Any:
+    def spec(self, seed: int = 0) -> TuningSpec:
         """The core's :class:`~quantarena.training.tuning.TuningSpec` for this section."""
-        from quantarena.training.tuning import TuningSpec
+        return TuningSpec(**self.model_dump(), seed=int(seed))
 
-        return TuningSpec(
-            sampler=self.sampler,
-            trials=self.trials,
-            batch=self.batch,
-            oos_top=self.oos_top,
-            warm_start=self.warm_start,
-            seed=int(seed),
-        )
+
+_StopsFields = section(Stops, name="_StopsFields")
+
+
+class StopsConfig(_StopsFields):  # type: ignore[misc, valid-type]
+    """Protective exits of every parameter set of an agent, as fractions of price (0.02 =
+    2 %), generated from the engine's :class:`~quantarena.engine.stops.Stops`:
+    ``stop_loss``, ``take_profit``, ``trailing``; null (default) or 0 = off. Levels, gaps
+    and fills are the engine's (docs/engine.md, "Stops")."""
+
+    def to_core(self) -> Stops:
+        """The engine's :class:`~quantarena.engine.stops.Stops`."""
+        return Stops(**self.model_dump())
 
 
 class AgentConfig(_Section):
@@ -371,7 +372,9 @@ class AgentConfig(_Section):
     ``max_position``: the largest position as a fraction of the agent's capital.
     ``objective``: what the agent maximises in-sample when choosing its parameters.
     ``tuning``: tune with Optuna inside each in-sample window (see :class:`TuningConfig`)
-    instead of scanning the grid / population; None (default) scans.
+    instead of scanning the grid / population; None (default) scans. ``stops``: stop-loss /
+    take-profit / trailing exits (see :class:`StopsConfig`), in sample and out of sample;
+    ``leverage``: the cap on the sum of |weights| of the agent's positions per bar.
     """
 
     name: Name
@@ -382,6 +385,8 @@ class AgentConfig(_Section):
     max_position: Fraction = 0.10
     objective: Literal[OBJECTIVES] = "sharpe"  # type: ignore[valid-type]
     tuning: TuningConfig | None = None
+    stops: StopsConfig | None = None
+    leverage: PositiveFloat = 1.0
 
     def values(self, param: str) -> list[Any]:
         """The expanded value list of one parameter (``"5:20:5"`` -> ``[5, 10, 15, 20]``)."""
@@ -401,6 +406,7 @@ class AgentConfig(_Section):
 
     @model_validator(mode="after")
     def _grid_not_huge(self) -> AgentConfig:
+        _check_agent(self)
         if self.tuning is not None:
             if self.objective == "deflated_sharpe":
                 raise ValueError(
@@ -421,73 +427,83 @@ class AgentConfig(_Section):
         return self
 
 
-class FundingConfig(_Section):
-    """Perpetual-swap funding: ``rate_per_8h`` is the rate charged on position notional at
-    each funding time (a fraction: 0.0001 = 1 bp; longs pay when positive), every
-    ``period_hours`` hours since the epoch (00:00 / 08:00 / 16:00 UTC for 8 h)."""
-
-    rate_per_8h: float
-    period_hours: PositiveFloat = 8.0
-
-    @field_validator("rate_per_8h")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v):
-            raise ValueError("must be a finite number")
-        return v
+#: grids up to this many sets are built at load time to check that one valid set exists
+_CHECK_GRID_UP_TO = 20_000
 
 
-class CostsConfig(_Section):
-    """Trading costs, in bps of traded notional (see :mod:`quantarena.engine.costs`).
+def _unknown_agent(kind: str, known: typing.Collection[str]) -> str:
+    near = difflib.get_close_matches(kind, list(known), n=1)
+    hint = f" — did you mean {near[0]!r}?" if near else ""
+    return f"unknown agent {kind!r}{hint} (known: {', '.join(sorted(known))})"
 
-    ``fee_bps``: commission per fill (taker); ``slippage_bps``: fixed adverse price move per
-    fill; ``impact_k_bps`` / ``impact_alpha`` / ``impact_max_bps``: volume impact
-    ``min(k * participation**alpha, max)`` bps (0 = off); ``funding``: perpetual funding.
+
+def _check_agent(a: AgentConfig) -> None:
+    """Check ``kind`` against the agent registry and every ``params`` name and value against
+    the agent's parameter space, so a bad agent is refused when the config is loaded (by
+    ``tournament run``, ``submit`` and the Python API alike), not on the cluster later.
+    Raises :class:`_KeyedError` naming ``kind`` or ``params.NAME``."""
+    from quantarena.strategies.registry import get_agent_class, list_agents
+
+    known = list_agents()
+    if a.kind not in known:
+        raise _KeyedError(("kind",), _unknown_agent(a.kind, known))
+    cls = get_agent_class(a.kind)
+    space = cls.space
+    for name, spec in a.params.items():
+        if name not in space:
+            near = difflib.get_close_matches(name, list(space), n=1)
+            hint = f" — did you mean {near[0]!r}?" if near else ""
+            raise _KeyedError(
+                ("params", name),
+                f"unknown parameter {name!r} of agent {a.kind!r}{hint} "
+                f"(parameters: {', '.join(space) or 'none'})",
+            )
+        try:
+            space[name].coerce(name, as_values(spec))
+        except ValueError as exc:
+            msg = re.sub(rf"^parameter {re.escape(repr(name))}: ", "", str(exc))
+            raise _KeyedError(("params", name), f"{msg} (agent {a.kind!r})") from None
+    if a.tuning is None and a.params and a.grid_size <= _CHECK_GRID_UP_TO:
+        try:
+            cls().grid(**a.params)
+        except ValueError as exc:
+            raise _KeyedError(("params",), str(exc)) from None
+
+
+_CostsFields = composite_section(Costs, DEFAULT_COSTS, name="_CostsFields")
+
+
+class CostsConfig(_CostsFields):  # type: ignore[misc, valid-type]
+    """Trading costs, in bps of traded notional, generated from the engine's cost models
+    (:mod:`quantarena.engine.costs`) with defaults from ``DEFAULT_COSTS`` — the same costs
+    ``quantarena.backtest`` and the CLI charge by default.
+
+    ``fee_bps``: commission per fill (taker, :class:`~quantarena.engine.costs.Fees`);
+    ``slippage_bps``: fixed adverse price move per fill (``Slippage``); ``impact_k_bps`` /
+    ``impact_alpha`` / ``impact_max_bps``: volume impact ``min(k * participation**alpha,
+    max)`` bps, 0 = off (``VolumeImpact``); ``funding``: perpetual funding
+    ``{rate_per_8h, period_hours}`` (``Funding``; leave out for spot).
     """
 
-    fee_bps: Bps = 10.0
-    slippage_bps: Bps = 2.0
-    impact_k_bps: Bps = 0.0
-    impact_alpha: Annotated[float, _range_check(0, 2, True, False)] = 0.5
-    impact_max_bps: Bps = 1000.0
-    funding: FundingConfig | None = None
-
-    def to_costs(self) -> Any:
+    def to_costs(self) -> Costs:
         """The engine's :class:`~quantarena.engine.costs.Costs` for these settings."""
-        from quantarena.engine.costs import Costs, Fees, Funding, Slippage, VolumeImpact
-
-        return Costs(
-            fees=Fees(taker_bps=self.fee_bps),
-            slippage=Slippage(bps=self.slippage_bps),
-            impact=(
-                VolumeImpact(self.impact_k_bps, self.impact_alpha, self.impact_max_bps)
-                if self.impact_k_bps > 0
-                else None
-            ),
-            funding=(
-                Funding(
-                    rate_per_8h=self.funding.rate_per_8h, period_hours=self.funding.period_hours
-                )
-                if self.funding is not None
-                else None
-            ),
-        )
+        return self.to_core()  # type: ignore[no-any-return]
 
 
-def _check_shrinkage(v: Any) -> Any:
-    if isinstance(v, str):
-        key = v.lower().replace("_", "-")
-        if key in ("ledoit-wolf", "none"):
-            return key
-        raise ValueError("must be 'ledoit-wolf', 'none' or a number in [0, 1]")
-    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1:
-        raise ValueError("must be 'ledoit-wolf', 'none' or a number in [0, 1]")
-    return float(v)
+FundingConfig = CostsConfig.model_fields["funding"].annotation.__args__[0]  # type: ignore[union-attr]
+"""The ``costs.funding`` section, generated from :class:`~quantarena.engine.costs.Funding`."""
 
 
-class AllocationConfig(_Section):
-    """How capital moves between agents each round (see
-    :mod:`quantarena.tournaments.allocation`).
+_AllocationFields = section(
+    _director.AllocationConfig, name="_AllocationFields", exclude=("gated_by",)
+)
+
+
+class AllocationConfig(_AllocationFields):  # type: ignore[misc, valid-type]
+    """How capital moves between agents (see :mod:`quantarena.tournaments.allocation`); the
+    fields, defaults and ranges are the director's
+    :class:`~quantarena.tournaments.director.AllocationConfig` (which gates hold back
+    capital is ``gates.binding``).
 
     ``method``: ``"kelly"`` (fractional multivariate Kelly on the agents' out-of-sample
     returns), ``"equal"`` or ``"inverse_vol"``; ``kelly_fraction``: the Kelly multiplier (0.5 =
@@ -498,17 +514,6 @@ class AllocationConfig(_Section):
     non-zero weight; ``long_only``: no negative weights.
     """
 
-    method: Literal["kelly", "equal", "inverse_vol"] = "kelly"
-    kelly_fraction: Fraction = 0.5
-    shrinkage: Annotated[Any, AfterValidator(_check_shrinkage)] = "ledoit-wolf"
-    cap_per_agent: Fraction = 0.5
-    gross_cap: PositiveFloat = 1.0
-    estimation_window: Annotated[
-        int, BeforeValidator(_no_bool), _range_check(2, None, False, True)
-    ] = 12
-    min_rounds: NonNegInt = 2
-    long_only: bool = True
-
     @model_validator(mode="after")
     def _caps(self) -> AllocationConfig:
         if self.cap_per_agent > self.gross_cap:
@@ -516,6 +521,12 @@ class AllocationConfig(_Section):
                 f"cap_per_agent {self.cap_per_agent:g} is above gross_cap {self.gross_cap:g}"
             )
         return self
+
+    def to_core(self, gated_by: typing.Sequence[str] | None = None) -> Any:
+        """The director's :class:`~quantarena.tournaments.director.AllocationConfig`;
+        ``gated_by``: the binding gates (``gates.binding``), default the director's."""
+        extra = {} if gated_by is None else {"gated_by": tuple(gated_by)}
+        return _director.AllocationConfig(**self.model_dump(), **extra)
 
 
 class TrackingConfig(_Section):
@@ -657,16 +668,13 @@ class TournamentConfig(_Section):
     def check_agent_kinds(
         self, known: typing.Collection[str], *, source: str | None = None
     ) -> None:
-        """Raise :class:`ConfigError` naming ``agents.N.kind`` if a kind is not in ``known``."""
+        """Raise :class:`ConfigError` naming ``agents.N.kind`` if a kind is not in ``known``
+        (loading already checks every kind against the registry; this checks a narrower set,
+        e.g. the agents a cluster's workers can import)."""
         where = f"{source}: " if source else ""
         for i, agent in enumerate(self.agents):
             if agent.kind not in known:
-                near = difflib.get_close_matches(agent.kind, list(known), n=1)
-                hint = f" — did you mean {near[0]!r}?" if near else ""
-                raise ConfigError(
-                    f"{where}agents.{i}.kind: unknown agent kind {agent.kind!r}; known: "
-                    f"{', '.join(sorted(known))}{hint}"
-                )
+                raise ConfigError(f"{where}agents.{i}.kind: {_unknown_agent(agent.kind, known)}")
 
     def agent(self, name: str) -> AgentConfig:
         """The agent called ``name``."""
@@ -680,7 +688,8 @@ class TournamentConfig(_Section):
 
 
 class _KeyedError(ValueError):
-    """A model-level error that knows the key path it belongs to."""
+    """A model-level error that knows the key path it belongs to (relative to the model
+    whose validator raised it)."""
 
     def __init__(self, loc: tuple[Any, ...], msg: str) -> None:
         super().__init__(msg)
@@ -789,8 +798,8 @@ def _message(e: Mapping[str, Any], model: type[BaseModel]) -> tuple[tuple[Any, .
         return loc, "required key is missing"
     if kind in ("value_error", "assertion_error"):
         err = ctx.get("error")
-        if isinstance(err, _KeyedError):
-            return err.loc, str(err)
+        if isinstance(err, _KeyedError):  # its key path is relative to the failing model
+            return loc + tuple(err.loc), str(err)
         msg = str(err) if err is not None else str(e.get("msg", ""))
         msg = re.sub(r"^(Value|Assertion) error, ", "", msg)
         if isinstance(got, Mapping):  # a whole section: the message says what is wrong

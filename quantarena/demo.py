@@ -8,7 +8,7 @@
    allocating capital by half Kelly; everything logged to MLflow in a local SQLite file.
 3. Prints the leaderboard and where the MLflow runs and plots are.
 
-``python -m quantarena.demo [--config configs/demo.yaml] [--no-ray]``
+``python -m quantarena.demo [--config configs/demo.yaml] [--no-ray] [--verbose]``
 """
 
 from __future__ import annotations
@@ -26,10 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--config", default=str(DEFAULT_CONFIG))
     ap.add_argument("--no-ray", action="store_true", help="run agents in this process")
+    ap.add_argument("--verbose", action="store_true", help="show library warnings and logs")
     args = ap.parse_args(argv)
     os.chdir(ROOT)  # config paths are relative to the repository
 
     from rich.console import Console
+
+    from quantarena.cli.quiet import compiling_status, quiet_library_noise
+
+    if not args.verbose:
+        quiet_library_noise()
 
     from quantarena.cli.data import info as show_store
     from quantarena.cli.tournament_run import round_progress, show_summary
@@ -59,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     console.rule(f"[bold]2. tournament {cfg.name!r}")
     from quantarena.actors import driver
 
-    with round_progress(console, cfg.name) as progress:
+    with compiling_status(), round_progress(console, cfg.name) as progress:
         run = driver.run_in_process if args.no_ray else driver.run_on_ray
         summary = run(cfg, progress=progress)
     console.rule("[bold]3. results")

@@ -1,32 +1,103 @@
-"""Shared fixtures: paths to the bundled real market data (data/sample, see its README)."""
+"""Shared fixtures: paths to the bundled real market data (data/sample, see its README), and
+the GPU markers.
+
+* ``@pytest.mark.gpu``: needs CuPy and a CUDA device. Skipped otherwise, with the reason that
+  holds here: CuPy not installed, CuPy installed but not importable, the CUDA driver/runtime
+  failing (its error text), or no device.
+* ``@pytest.mark.torch_cuda``: needs torch built with CUDA and seeing a device (skipped with
+  the reason: torch missing, a CPU-only build, or no device).
+* ``max_abs_diff``: a GPU test's CPU-vs-GPU comparison, recorded as a JUnit property
+  ``max_abs_diff:<name>`` (``benchmarks/gpu_check.py`` reads them into its report).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
 
 
-def _has_cuda() -> bool:
+def cuda_skip_reason() -> str:
+    """Why GPU tests cannot run here ("" when they can) — one source: the engine's backend."""
+    from quantarena.engine.backend import cuda_unavailable_reason
+
+    return cuda_unavailable_reason()
+
+
+def torch_cuda_skip_reason() -> str:
+    """Why torch-on-CUDA tests cannot run here ("" when they can)."""
     try:
-        import cupy
+        import torch
+    except ModuleNotFoundError:
+        return "torch is not installed (the ml extra)"
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is a CPU-only build (install a CUDA build of torch)"
+    try:
+        if torch.cuda.is_available():
+            return ""
+    except Exception as exc:  # a driver too old for this torch
+        return f"torch {torch.__version__} cannot use CUDA ({type(exc).__name__}: {exc})"
+    return f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device"
 
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
 
-
-HAS_CUDA = _has_cuda()
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "torch_cuda: needs torch with CUDA (skipped without)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    skip_gpu = pytest.mark.skip(reason="no CUDA device: GPU tests run only where CuPy sees a GPU")
-    for item in items:
-        if "gpu" in item.keywords and not HAS_CUDA:
-            item.add_marker(skip_gpu)
+    gpu_items = [i for i in items if "gpu" in i.keywords]
+    torch_items = [i for i in items if "torch_cuda" in i.keywords]
+    if gpu_items:
+        reason = cuda_skip_reason()
+        if reason:
+            mark = pytest.mark.skip(reason=f"GPU test skipped: {reason}")
+            for item in gpu_items:
+                item.add_marker(mark)
+    if torch_items:
+        reason = torch_cuda_skip_reason()
+        if reason:
+            mark = pytest.mark.skip(reason=f"torch CUDA test skipped: {reason}")
+            for item in torch_items:
+                item.add_marker(mark)
+
+
+def abs_diff(a: Any, b: Any) -> float:
+    """Largest ``|a - b|`` over the elements (host or device arrays); a NaN on both sides
+    counts as equal, a NaN on one side only as ``inf``."""
+    from quantarena.engine.backend import to_host
+
+    x = np.asarray(to_host(a), dtype=np.float64)
+    y = np.asarray(to_host(b), dtype=np.float64)
+    if x.shape != y.shape:
+        raise AssertionError(f"shapes differ: {x.shape} vs {y.shape}")
+    if x.size == 0:
+        return 0.0
+    nx, ny = np.isnan(x), np.isnan(y)
+    if (nx != ny).any():
+        return float("inf")
+    d = np.abs(np.where(nx, 0.0, x) - np.where(ny, 0.0, y))
+    return float(d.max())
+
+
+@pytest.fixture
+def max_abs_diff(record_property: Callable[[str, object], None]) -> Callable[..., float]:
+    """``max_abs_diff(name, cpu, gpu)`` → the largest absolute difference, recorded as the
+    JUnit property ``max_abs_diff:<name>`` (the largest one kept when a name repeats)."""
+    seen: dict[str, float] = {}
+
+    def record(name: str, a: Any, b: Any) -> float:
+        d = abs_diff(a, b)
+        seen[name] = max(d, seen.get(name, 0.0))
+        record_property(f"max_abs_diff:{name}", repr(seen[name]))
+        return d
+
+    return record
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ Ledoit–Wolf on real Binance returns, singular covariances, gating and caps."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,11 @@ from scipy.optimize import minimize
 from quantarena.tournaments.allocation import (
     equal_weights,
     inverse_vol_weights,
+    kelly_kkt_residual,
     kelly_weights,
     ledoit_wolf,
     shrunk_covariance,
+    solve_capped_kelly,
     solve_kelly,
 )
 
@@ -191,14 +194,19 @@ def test_gating_negative_edge_and_caps() -> None:
     # all gated out → cash
     assert np.all(kelly_weights(r, eligible=np.zeros(4, bool)) == 0)
     assert np.all(kelly_weights(-np.abs(r)) == 0)  # nobody has an edge
-    # caps binding: per-agent cap, then gross scaled to the gross cap
+    # caps binding: the capped problem's optimum (checked against the exact active-set
+    # enumeration), not the clipped-then-scaled weights
     raw = kelly_weights(r, fraction=1.0, **NOCAP)
     assert raw.max() > 0.3 and raw.sum() > 1.0
     capped = kelly_weights(r, fraction=1.0, cap=0.3, gross_cap=None)
-    assert capped == pytest.approx(np.minimum(raw, 0.3))
+    assert capped == pytest.approx(np.minimum(raw, 0.3))  # every positive agent over the cap
     both = kelly_weights(r, fraction=1.0, cap=0.3, gross_cap=0.5)
     assert both.sum() == pytest.approx(0.5)
-    assert both == pytest.approx(np.minimum(raw, 0.3) * 0.5 / np.minimum(raw, 0.3).sum())
+    keep = [0, 1, 3]
+    mu = r[:, keep].mean(axis=0)
+    cov, _ = shrunk_covariance(r[:, keep])
+    assert both[keep] == pytest.approx(_reference(mu, cov, 0.3, 0.5), abs=1e-7)
+    assert both[2] == 0.0
     small = kelly_weights(r, fraction=1e-4, cap=0.3, gross_cap=1.0)
     assert small == pytest.approx(raw * 1e-4)  # caps not binding: untouched
     with pytest.raises(ValueError, match="eligible"):
@@ -236,3 +244,127 @@ def test_solve_kelly_direct() -> None:
     assert np.all(solve_kelly([0.1, 0.1], np.zeros((2, 2))) == 0)
     with pytest.raises(ValueError, match="cov must be"):
         solve_kelly([0.1, 0.2], np.eye(3))
+
+
+# --------------------------------------------------------------------------- capped Kelly
+
+
+def _reference(
+    mu: np.ndarray, q: np.ndarray, cap: float, gross: float, long_only: bool = True
+) -> np.ndarray:
+    """Exact optimum of max f'mu - 1/2 f'Qf s.t. the caps, by enumerating every active set.
+
+    Each weight is at -cap, 0, +cap or free (with a sign); the gross constraint is active or
+    not. On each face the stationary point solves a linear system (with the gross multiplier
+    when active); the best feasible one is the optimum (Q positive definite)."""
+    n = mu.size
+    states = ("zero", "cap", "free+") if long_only else ("zero", "cap", "-cap", "free+", "free-")
+    best, best_val = None, -np.inf
+    for combo in itertools.product(states, repeat=n):
+        fixed = np.array([c in ("zero", "cap", "-cap") for c in combo])
+        fx = np.array([{"cap": cap, "-cap": -cap}.get(c, 0.0) for c in combo])
+        sgn = np.array([1.0 if c == "free+" else -1.0 for c in combo])
+        free = ~fixed
+        for active in (False, True):
+            f = fx.copy()
+            k = int(free.sum())
+            rhs = mu[free] - q[np.ix_(free, fixed)] @ fx[fixed]
+            if active:
+                a = np.zeros((k + 1, k + 1))
+                a[:k, :k] = q[np.ix_(free, free)]
+                a[:k, k] = sgn[free]
+                a[k, :k] = sgn[free]
+                b = np.r_[rhs, gross - np.abs(fx[fixed]).sum()]
+            else:
+                a, b = q[np.ix_(free, free)], rhs
+            if k == 0 and not active:
+                sol = np.zeros(0)
+            else:
+                try:
+                    sol = np.linalg.solve(a, b)
+                except np.linalg.LinAlgError:
+                    continue
+            f[free] = sol[:k]
+            lo = 0.0 if long_only else -cap
+            if np.any(f < lo - 1e-12) or np.any(f > cap + 1e-12):
+                continue
+            if np.any(f[free] * sgn[free] < -1e-12) or np.abs(f).sum() > gross + 1e-12:
+                continue
+            val = f @ mu - 0.5 * f @ q @ f
+            if val > best_val:
+                best, best_val = f, val
+    return best
+
+
+def _two_hot_agents() -> tuple[np.ndarray, np.ndarray]:
+    """Three agents: 0 and 1 both want far more than the cap, 1 with twice 0's edge."""
+    mu = np.array([0.002, 0.004, 0.0005])
+    sd = np.array([0.01, 0.01, 0.012])
+    corr = np.array([[1.0, 0.3, 0.1], [0.3, 1.0, 0.2], [0.1, 0.2, 1.0]])
+    return mu, corr * np.outer(sd, sd)
+
+
+def test_capped_kelly_solves_the_capped_problem_not_clip_and_scale() -> None:
+    mu, cov = _two_hot_agents()
+    raw = solve_kelly(mu, cov) * 0.5
+    assert np.sum(raw > 0.5) >= 2  # two agents over the cap
+    f = solve_capped_kelly(mu, cov, fraction=0.5, cap=0.5, gross_cap=0.6)
+    clipped = np.clip(raw, 0, 0.5)
+    clipped *= 0.6 / clipped.sum()
+    # clip-then-scale makes the two hot agents equal; the optimum favours the better one
+    assert clipped[0] == pytest.approx(clipped[1])
+    assert f[1] > f[0] + 0.1
+    ref = _reference(mu, cov / 0.5, 0.5, 0.6)
+    np.testing.assert_allclose(f, ref, atol=1e-8)
+    assert kelly_kkt_residual(f, mu, cov / 0.5, cap=0.5, gross_cap=0.6) < 1e-6
+    assert kelly_kkt_residual(clipped, mu, cov / 0.5, cap=0.5, gross_cap=0.6) > 1e-2
+
+    def g(w: np.ndarray) -> float:
+        return float(w @ mu - 0.5 * w @ cov @ w / 0.5)
+
+    assert g(f) > g(clipped)
+    # a fine grid over [0, cap]^2 (agent 2 held at its optimum) finds nothing better
+    grid = np.linspace(0, 0.5, 501)
+    a, b = np.meshgrid(grid, grid, indexing="ij")
+    w = np.stack([a.ravel(), b.ravel(), np.full(a.size, f[2])], axis=1)
+    ok = w.sum(axis=1) <= 0.6 + 1e-12
+    vals = w[ok] @ mu - 0.5 * np.einsum("ij,jk,ik->i", w[ok], cov / 0.5, w[ok])
+    assert vals.max() <= g(f) + 1e-12
+    np.testing.assert_allclose(w[ok][np.argmax(vals), :2], f[:2], atol=1e-3)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("long_only", [True, False])
+def test_capped_kelly_matches_active_set_enumeration(seed: int, long_only: bool) -> None:
+    rng = np.random.default_rng(seed)
+    n = 3
+    a = rng.standard_normal((n, n))
+    cov = (a @ a.T + 0.3 * np.eye(n)) * 1e-4
+    mu = rng.normal(0.0, 0.002, n)
+    mu[0] = abs(mu[0]) + 1e-4  # at least one positive edge
+    cap, gross, frac = 0.4, 0.7, 0.5
+    f = solve_capped_kelly(mu, cov, fraction=frac, cap=cap, gross_cap=gross, long_only=long_only)
+    ref = _reference(mu, cov / frac, cap, gross, long_only)
+    np.testing.assert_allclose(f, ref, atol=1e-7)
+    if long_only:
+        assert np.all(f >= 0)
+    assert np.all(np.abs(f) <= cap + 1e-12) and np.abs(f).sum() <= gross + 1e-9
+
+
+def test_long_only_reaches_the_solver() -> None:
+    """long_only=False allows short weights within -cap..cap and sum |f| <= gross."""
+    rng = np.random.default_rng(8)
+    z = rng.standard_normal((3000, 3))
+    r = 0.01 * z + [0.001, 0.0006, -0.0008]
+    r[:, 1] += 0.008 * z[:, 0]  # agent 1 correlated with agent 0
+    lo = kelly_weights(r, fraction=0.5, cap=0.5, gross_cap=1.0, long_only=True)
+    ls = kelly_weights(r, fraction=0.5, cap=0.5, gross_cap=1.0, long_only=False)
+    assert lo[2] == 0.0 and np.all(lo >= 0)
+    assert ls[2] < -0.05  # the negative-edge agent is sold short
+    assert np.all(np.abs(ls) <= 0.5 + 1e-12) and np.abs(ls).sum() <= 1.0 + 1e-9
+    mu = r.mean(axis=0)
+    cov, _ = shrunk_covariance(r)
+    np.testing.assert_allclose(ls, _reference(mu, cov / 0.5, 0.5, 1.0, False), atol=1e-7)
+    # no caps: the unconstrained fractional Kelly 0.5 * Σ⁻¹μ
+    free = kelly_weights(r, fraction=0.5, cap=None, gross_cap=None, long_only=False)
+    np.testing.assert_allclose(free, 0.5 * np.linalg.solve(cov, mu), rtol=1e-9)

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from quantarena.backtest import BacktestResult, backtest
 from quantarena.data.panel import BarPanel
 from quantarena.engine import Costs, Fees, simulate
-from quantarena.engine.api import BacktestResult, backtest, load_bars_any
+from quantarena.engine.api import load_bars_any
 from quantarena.strategies import get_agent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +38,11 @@ def test_lazy_public_api() -> None:
     (run in a fresh interpreter from the repo root)."""
     code = (
         "import sys, quantarena as qa; assert 'quantarena.engine.api' not in sys.modules; "
-        "from quantarena.engine.api import backtest; assert qa.backtest is backtest; print('ok')"
+        "f = qa.backtest; from quantarena.backtest import backtest; "
+        "assert qa.backtest is f and callable(f) and f.backtest is backtest; "
+        "r = qa.backtest('data/sample/btc-perp-20211231-20220201_1m.csv', 'buy_hold', "
+        "{'weight': [0.5]}, end='2022-01-01 06:00'); "
+        "assert type(r).__name__ == 'BacktestResult' and len(r) == 1; print('ok')"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
@@ -167,8 +172,8 @@ def test_grid_false_takes_the_population_as_given(btc: pd.DataFrame) -> None:
 
 
 def test_max_position_and_agent_options(btc: pd.DataFrame) -> None:
-    small = backtest(btc, "buy_hold", max_position=0.1)
-    big = backtest(btc, "buy_hold", max_position=0.5)
+    small = backtest(btc, "buy_hold", costs=Costs.none(), max_position=0.1)
+    big = backtest(btc, "buy_hold", costs=Costs.none(), max_position=0.5)
     price_ret = btc["close"].iloc[-1] / btc["open"].iloc[1] - 1
     assert small.metrics.loc[0, "total_return"] == pytest.approx(0.1 * price_ret, rel=1e-9)
     assert big.metrics.loc[0, "total_return"] == pytest.approx(0.5 * price_ret, rel=1e-9)

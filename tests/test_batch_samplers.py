@@ -149,9 +149,7 @@ def test_parzen_density_integrates_to_one_and_matches_its_samples():
     u, c = est.sample(rng, 200_000)
     hist, edges = np.histogram(u[:, 0], bins=20, range=(0, 1), density=True)
     mids = (edges[:-1] + edges[1:]) / 2
-    marg = sum(
-        np.exp(est.log_pdf(mids[:, None], np.full((len(mids), 1), k))) for k in range(3)
-    )
+    marg = sum(np.exp(est.log_pdf(mids[:, None], np.full((len(mids), 1), k))) for k in range(3))
     # bin averages vs midpoint values: loose where the density bends, tight in total
     assert np.abs(hist - marg).max() < 0.25
     freq = np.bincount(c[:, 0], minlength=3) / len(c)
@@ -171,6 +169,7 @@ def test_enqueued_trials_keep_their_parameters():
 
 def test_plain_optimize_without_batches_works():
     study = optuna.create_study(direction="maximize", sampler=make_sampler("tpe", seed=2))
+
     def objective(t: optuna.Trial) -> float:
         return smooth(
             {

@@ -75,6 +75,8 @@ def test_backtest_json_matches_the_api(small_csv: Path) -> None:
             "exit_window=10",
             "--fee-bps",
             "5",
+            "--slippage-bps",
+            "0",
             "--json",
             "--top",
             "2",
@@ -85,8 +87,8 @@ def test_backtest_json_matches_the_api(small_csv: Path) -> None:
     assert doc["agent"] == "breakout" and doc["n_params"] == 2 and doc["n_bars"] == 8000
     assert [row["rank"] for row in doc["top"]] == [1, 2]
     assert doc["top"][0]["params"]["window"] in (20, 40)
+    from quantarena.backtest import backtest
     from quantarena.engine import Costs, Fees
-    from quantarena.engine.api import backtest
 
     res = backtest(
         small_csv,
@@ -101,6 +103,38 @@ def test_backtest_json_matches_the_api(small_csv: Path) -> None:
     assert doc["top"][0]["metrics"]["sharpe"] >= doc["top"][1]["metrics"]["sharpe"]
 
 
+def test_default_costs_are_the_same_in_the_cli_and_the_api(small_csv: Path) -> None:
+    """No cost flags and no ``costs=``: both charge DEFAULT_COSTS (10 bps fee + 2 bps
+    slippage), give the same figures, and the CLI says which costs it applied."""
+    import quantarena as qa
+
+    grid = ["--param", "fast=5,10", "--param", "slow=30,60"]
+    r = runner.invoke(app, ["backtest", "--file", str(small_csv), *grid, "--json", "--top", "4"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["costs"] == "fee 10 bps (taker), slippage 2 bps"
+    assert (doc["fee_bps"], doc["slippage_bps"]) == (10.0, 2.0)
+    api = qa.backtest(small_csv, "momentum", {"fast": [5, 10], "slow": [30, 60]})
+    explicit = qa.backtest(
+        small_csv,
+        "momentum",
+        {"fast": [5, 10], "slow": [30, 60]},
+        qa.Costs(fees=qa.Fees(taker_bps=10), slippage=qa.Slippage(bps=2)),
+    )
+    free = qa.backtest(small_csv, "momentum", {"fast": [5, 10], "slow": [30, 60]}, qa.Costs.none())
+    for row in doc["top"]:
+        i = row["param_set"]
+        for m in ("sharpe", "total_return", "fees_paid"):
+            assert row["metrics"][m] == pytest.approx(api.metrics.loc[i, m], rel=1e-12)
+            assert api.metrics.loc[i, m] == pytest.approx(explicit.metrics.loc[i, m], rel=1e-12)
+        assert row["metrics"]["fees_paid"] > 0
+        assert row["metrics"]["total_return"] < free.metrics.loc[i, "total_return"]
+    # the table says which costs it applied
+    t = runner.invoke(app, ["backtest", "--file", str(small_csv), *grid, "--fee-bps", "0"])
+    assert t.exit_code == 0, t.output
+    assert "costs: slippage 2 bps" in " ".join(t.output.split())
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -110,6 +144,7 @@ def test_backtest_json_matches_the_api(small_csv: Path) -> None:
         (["--agent", "nope"], "unknown agent 'nope'"),
         (["--param", "fast=60", "--param", "slow=50"], "no valid parameter set"),
         (["--fill", "later"], "--fill must be open or close"),
+        (["--fee-bps", "-1"], "--fee-bps must be a number of bps >= 0, got -1"),
     ],
 )
 def test_bad_input_is_one_red_line_and_exit_2(

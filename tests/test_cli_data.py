@@ -44,17 +44,21 @@ def test_ingest_every_sample_file(sample_store: tuple[Path, str], sample_dir: Pa
         "stocks_daily.csv",
     ):
         assert name in out
-    assert "14 files: 139,866 rows added, 0 already present" in out
-    assert "gaps: 40 missing bars" in out  # the loader's notes reach the table
+    # 14 bar/trade files, 3 websocket captures (book, quotes and trades each: 9 reports) and
+    # 6 Tardis/Bybit tick files; the top-5 Tardis snapshots repeat 40 levels of the top-25 ones
+    assert "29 files: 1,070,263 rows added, 40 already present" in out
+    assert "gaps: 40" in out  # the loader's notes reach the table (wrapped in a narrow column)
     cat = json.loads((store / "catalog.json").read_text())
-    assert sum(d["rows"] for d in cat["datasets"]) == 139_866
+    assert sum(d["rows"] for d in cat["datasets"]) == 1_070_263
+    bars_trades = [d for d in cat["datasets"] if d["kind"] in ("bars", "trades")]
+    assert sum(d["rows"] for d in bars_trades) == 139_866 + 10 + 21_313 + 19_904
 
 
 def test_info_table_and_json(sample_store: tuple[Path, str]) -> None:
     store, _ = sample_store
     res = runner.invoke(app, ["data", "info", "--store", str(store)])
     assert res.exit_code == 0, res.output
-    for text in ("BTCPERP", "XRPETH", "trades", "2021-12-31T23:01Z", "45,031", "18 datasets"):
+    for text in ("BTCPERP", "XRPETH", "trades", "2021-12-31T23:01Z", "45,031", "28 datasets"):
         assert text in res.stdout
     res = runner.invoke(app, ["data", "info", "--store", str(store), "--json"])
     rows = {(d["kind"], d["symbol"], d["interval"]): d for d in json.loads(res.stdout)}

@@ -85,7 +85,7 @@ def test_run_prints_the_leaderboard_and_where_mlflow_is(cli_run):
         line = rows[rank - 1]
         assert line.split("│")[1].strip() == str(rank) and r["agent"] in line
         assert f"{r['sharpe']:.2f}" in line  # the OOS Sharpe, 2 decimals
-        assert f"{100 * r['total_return']:.1f}%" in line
+        assert f"{100 * r['total_return']:.2f}%" in line  # a percentage, 2 decimals
     assert "Portfolio (OOS) vs baselines" in text and "kelly (portfolio)" in text
     uri = f"sqlite:///{out.as_posix()}/mlflow.db"  # the MLflow default follows --output-dir
     assert f"MLflow: {uri}" in text
@@ -118,6 +118,51 @@ def test_report_by_mlflow_run_id(cli_run):
     assert _block(rep.stdout, title) == _block(res.stdout, title)
 
 
+@pytest.mark.slow
+def test_report_by_run_id_renders_into_out_with_absolute_paths(cli_run, tmp_path, monkeypatch):
+    import json
+    import tempfile
+
+    res, out = cli_run
+    summary = json.loads((out / "summary.json").read_text())
+    uri = f"sqlite:///{out.as_posix()}/mlflow.db"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # paths printed must work from any folder
+    temps = set(Path(tempfile.gettempdir()).glob("quantarena-report-*"))
+    rep = runner.invoke(
+        app,
+        ["tournament", "report", summary["run_id"], "--mlflow-uri", uri, "--out", "rep"],
+        env=ENV,
+    )
+    assert rep.exit_code == 0, rep.output
+    assert set(Path(tempfile.gettempdir()).glob("quantarena-report-*")) == temps  # none left
+    dest = (elsewhere / "rep").resolve()
+    for name in ("equity_portfolio.png", "equity_agents.png", "drawdowns.png", "weights.png"):
+        assert (dest / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    html = (dest / "leaderboard.html").read_text()
+    assert "<img src='equity_portfolio.png'" in html and "href='weights.png'" in html
+    assert "e-" not in html.split("<table>")[1]  # numbers without exponents
+    text = " ".join(rep.stdout.split())
+    assert f"plots and tables: {dest}" in text and f"report: {dest / 'leaderboard.html'}" in text
+    assert f"mlflow ui --backend-store-uri {uri}" in text
+    # the same board as the run printed
+    title = "cli-small — 2 rounds"
+    assert _block(rep.stdout, title) == _block(res.stdout, title)
+
+
+@pytest.mark.slow
+def test_report_of_a_folder_re_renders_in_place(cli_run):
+    res, out = cli_run
+    for name in ("equity_agents.csv", "equity_portfolio.csv"):
+        assert (out / name).is_file()
+    png = out / "equity_portfolio.png"
+    png.unlink()
+    rep = runner.invoke(app, ["tournament", "report", str(out)], env=ENV)
+    assert rep.exit_code == 0, rep.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # drawn again from the kept curves
+
+
 def test_bad_config_key_is_one_line_naming_it(tmp_path: Path):
     cfg = {**CONFIG, "schedule": {"rounds": "7d", "lookback": "5d"}}
     path = _write(tmp_path / "bad.yaml", cfg)
@@ -141,10 +186,15 @@ def test_missing_data_file_is_one_line(tmp_path: Path):
 
 def test_report_of_an_unknown_source_is_one_line(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no runs/*/mlflow.db here
-    res = runner.invoke(app, ["tournament", "report", "0123abcd"], env=ENV)
+    run_id = "0123abcd" * 4
+    res = runner.invoke(app, ["tournament", "report", run_id], env=ENV)
     assert res.exit_code == 2
     msg = res.stderr.strip()
-    assert len(msg.splitlines()) == 1 and "0123abcd" in msg and "--mlflow-uri" in msg
+    assert len(msg.splitlines()) == 1 and run_id in msg and "--mlflow-uri" in msg
+    res = runner.invoke(app, ["tournament", "report", "runs/typo"], env=ENV)
+    assert res.exit_code == 2
+    msg = res.stderr.strip()
+    assert len(msg.splitlines()) == 1 and msg.startswith("error: runs/typo: no such folder")
     empty = tmp_path / "empty"
     empty.mkdir()
     res = runner.invoke(app, ["tournament", "report", str(empty)], env=ENV)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import yaml
 
 from quantarena.config import ConfigError, TournamentConfig
+from quantarena.engine.costs import Fees
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = 86_400 * 10**9
@@ -244,11 +246,11 @@ def test_several_problems_are_counted() -> None:
 
 
 def test_huge_grid_needs_population() -> None:
-    params = {"fast": "1:10000:1", "slow": "1:10000:1"}
-    msg = _bad(lambda d: d["agents"][0].update(params=params))
-    assert "agents.0: the full grid holds 100,000,000 parameter sets" in msg
+    params = {"window": "2:5000:1", "exit_window": "1:5000:1"}
+    msg = _bad(lambda d: d["agents"][0].update(kind="breakout", params=params))
+    assert "agents.0: the full grid holds 24,995,000 parameter sets" in msg
     raw = copy.deepcopy(BASE)
-    raw["agents"][0].update(params=params, population=500)
+    raw["agents"][0].update(kind="breakout", params=params, population=500)
     assert TournamentConfig.from_dict(raw).agents[0].population == 500
 
 
@@ -295,7 +297,7 @@ def test_check_paths_and_kinds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         TournamentConfig.from_dict(raw).check_paths()
     with pytest.raises(
         ConfigError,
-        match=r"agents\.0\.kind: unknown agent kind 'momentum'.*did you mean 'momentum2'",
+        match=r"agents\.0\.kind: unknown agent 'momentum' — did you mean 'momentum2'\?",
     ):
         cfg.check_agent_kinds({"momentum2", "breakout"})
 
@@ -339,3 +341,319 @@ def test_explicit_tracking_is_kept() -> None:
     )
     raw["tracking"] = {"output_dir": "out/x"}
     assert TournamentConfig.from_dict(raw).tracking.mlflow_uri == "sqlite:///out/x/mlflow.db"
+
+
+# --------------------------------------------------------------------------- agents at load
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda d: d["agents"][0].update(kind="momentun"),
+            "configs/x.yaml: agents.0.kind: unknown agent 'momentun' — did you mean 'momentum'? "
+            "(known: breakout, buy_hold, mean_reversion, ml, momentum, vol_target)",
+        ),
+        (
+            lambda d: d["agents"][0]["params"].update(fsat=3),
+            "configs/x.yaml: agents.0.params.fsat: unknown parameter 'fsat' of agent 'momentum' "
+            "— did you mean 'fast'? (parameters: fast, slow, ma)",
+        ),
+        (
+            lambda d: d["agents"][0]["params"].update(fast="0:10:5"),
+            "configs/x.yaml: agents.0.params.fast: 0 is outside its range 2..1000 "
+            "(agent 'momentum')",
+        ),
+        (
+            lambda d: d["agents"][0]["params"].update(ma="wma"),
+            "configs/x.yaml: agents.0.params.ma: 'wma' is not one of sma, ema (agent 'momentum')",
+        ),
+        (
+            lambda d: d["agents"][0]["params"].update(fast=60, slow=50),
+            "configs/x.yaml: agents.0.params: no valid parameter set in the grid for agent "
+            "'momentum': check the ranges",
+        ),
+        (  # a tuned agent's params span its search box: names and ranges are checked too
+            lambda d: d["agents"][0].update(params={"slow": [10, 9000]}, tuning={"trials": 8}),
+            "configs/x.yaml: agents.0.params.slow: 9000 is outside its range 3..5000 "
+            "(agent 'momentum')",
+        ),
+    ],
+)
+def test_agent_kinds_and_params_are_checked_at_load(mutate, expected: str) -> None:
+    assert _bad(mutate) == expected
+
+
+def _write(path: Path, raw: dict) -> Path:
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("agent", "needle"),
+    [
+        ({"name": "x", "kind": "momentun"}, "agents.1.kind: unknown agent 'momentun' — did you"),
+        (
+            {"name": "x", "kind": "breakout", "params": {"windw": 20}},
+            "agents.1.params.windw: unknown parameter 'windw' of agent 'breakout' — did you",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["run", "submit"])
+def test_cli_refuses_a_bad_agent_before_ray_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, agent: dict, needle: str
+) -> None:
+    """``tournament run`` and ``submit`` fail on the config file, in one line naming the file
+    and the key, before any Ray start or cluster call (both are replaced by failures here)."""
+    from typer.testing import CliRunner
+
+    from quantarena.actors import driver
+    from quantarena.cli import app
+    from quantarena.cluster import jobs
+
+    def no_ray(*a, **k):
+        raise AssertionError("Ray was reached")
+
+    monkeypatch.setattr(driver, "run_on_ray", no_ray)
+    monkeypatch.setattr(driver, "run_in_process", no_ray)
+    monkeypatch.setattr(jobs, "submit_entrypoint", no_ray)
+    monkeypatch.chdir(ROOT)
+    raw = copy.deepcopy(BASE)
+    raw["agents"].append(agent)
+    path = _write(tmp_path / "bad-agent.yaml", raw)
+    args = ["tournament", "run", str(path)] if command == "run" else ["submit", str(path)]
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "300", "NO_COLOR": "1"})
+    assert res.exit_code == 2, res.output
+    msg = " ".join(res.stderr.split())
+    assert msg.startswith(f"error: {path}: ") and needle in msg, msg
+    assert "Traceback" not in res.output
+
+
+# --------------------------------------------------------------------------- binding gates
+
+
+def test_gates_binding_is_a_config_key_that_reaches_the_allocator() -> None:
+    from quantarena.tournaments.director import AllocationConfig
+    from quantarena.tournaments.gates import BINDING
+    from quantarena.tournaments.setup import allocation_of
+
+    cfg = TournamentConfig.from_dict(BASE)
+    assert cfg.gates.binding == BINDING == ("sharpe", "max_drawdown")
+    assert allocation_of(cfg).gated_by == BINDING == AllocationConfig().gated_by
+    raw = copy.deepcopy(BASE)
+    raw["gates"] = {"binding": ["sharpe", "win_rate"]}
+    cfg = TournamentConfig.from_dict(raw)
+    assert allocation_of(cfg).gated_by == ("sharpe", "win_rate")
+    assert "binding:\n  - sharpe\n  - win_rate" in cfg.to_yaml()
+    assert TournamentConfig.model_validate(yaml.safe_load(cfg.to_yaml())) == cfg
+    raw["gates"] = {"binding": []}
+    assert allocation_of(TournamentConfig.from_dict(raw)).gated_by == ()
+
+
+@pytest.mark.parametrize(
+    ("binding", "expected"),
+    [
+        (
+            ["sharpe", "drawdown"],
+            "configs/x.yaml: gates.binding: unknown gate 'drawdown' — did you mean "
+            "'max_drawdown'? (gates: sharpe, max_drawdown, win_rate, history, paper)",
+        ),
+        (["sharpe", "sharpe"], "configs/x.yaml: gates.binding: a gate is listed twice"),
+        ("sharpe", "configs/x.yaml: gates.binding: must be a list of gate names, e.g. [sharpe]"),
+    ],
+)
+def test_bad_binding_gates_name_the_key(binding, expected: str) -> None:
+    assert _bad(lambda d: d.update(gates={"binding": binding})).startswith(expected)
+
+
+def test_leaderboard_marks_the_gates_that_hold_back_capital() -> None:
+    from rich.console import Console
+
+    from quantarena.cli.tournament_run import leaderboard_table
+
+    rows = [
+        {"rank": 1, "agent": "a", "weight": 0.5, "gates_passed": False,
+         "gates_failed": "sharpe, history, paper", "held_back_by": "sharpe"},
+        {"rank": 2, "agent": "b", "weight": 0.5, "gates_passed": False,
+         "gates_failed": "history, paper", "held_back_by": float("nan")},  # as read from CSV
+        {"rank": 3, "agent": "c", "gates_passed": True, "gates_failed": "", "held_back_by": ""},
+    ]  # fmt: skip
+    console = Console(width=250, record=True, color_system=None)
+    console.print(leaderboard_table(rows, "t"))
+    text = console.export_text()
+    assert "fail sharpe*, history, paper" in text
+    assert "fail history, paper" in text and "history*" not in text
+    assert "gate* = binding: an agent failing it gets no capital (gates.binding)" in text
+
+
+# --------------------------------------------------------------------------- sections from the core
+
+
+def test_section_defaults_are_the_core_dataclasses_defaults() -> None:
+    from quantarena.engine.costs import DEFAULT_COSTS
+    from quantarena.tournaments import director
+    from quantarena.training.tuning import TuningSpec
+
+    cfg = TournamentConfig.from_dict(BASE)
+    assert cfg.costs.to_costs() == DEFAULT_COSTS  # the same default costs as qa.backtest
+    assert cfg.allocation.to_core() == director.AllocationConfig()
+    raw = copy.deepcopy(BASE)
+    raw["agents"][0]["tuning"] = {}
+    assert TournamentConfig.from_dict(raw).agents[0].tuning.spec(seed=5) == TuningSpec(seed=5)
+    # the YAML names: flat cost keys, nested funding, no internal fields
+    assert list(type(cfg.costs).model_fields) == [
+        "fee_bps", "slippage_bps", "impact_k_bps", "impact_alpha", "impact_max_bps", "funding",
+    ]  # fmt: skip
+    assert "gated_by" not in type(cfg.allocation).model_fields
+    assert "seed" not in type(TournamentConfig.from_dict(raw).agents[0].tuning).model_fields
+
+
+def test_section_values_reach_the_core() -> None:
+    from quantarena.tournaments.setup import allocation_of
+
+    raw = copy.deepcopy(BASE)
+    raw["allocation"] = {"long_only": False, "min_rounds": 3, "shrinkage": "Ledoit_Wolf"}
+    raw["gates"] = {"binding": ["sharpe"]}
+    raw["costs"] = {"fee_bps": 0, "funding": {"rate_per_8h": -0.0001, "period_hours": 4}}
+    cfg = TournamentConfig.from_dict(raw)
+    alloc = allocation_of(cfg)
+    assert (alloc.long_only, alloc.min_rounds, alloc.shrinkage) == (False, 3, "ledoit-wolf")
+    assert alloc.gated_by == ("sharpe",)
+    costs = cfg.costs.to_costs()
+    assert costs.fees.rate_bps() == 0.0 and costs.slippage.bps == 2.0
+    assert (costs.funding.rate_per_8h, costs.funding.period_hours) == (-0.0001, 4.0)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda d: d.update(allocation={"kelly_fraction": 0}),
+            "configs/x.yaml: allocation.kelly_fraction: must be in (0, 1], got 0",
+        ),
+        (
+            lambda d: d.update(allocation={"estimation_window": 1}),
+            "configs/x.yaml: allocation.estimation_window: must be >= 2, got 1",
+        ),
+        (
+            lambda d: d.update(allocation={"shrinkage": True}),
+            "configs/x.yaml: allocation.shrinkage: must be 'ledoit-wolf', 'none' or a number "
+            "in [0, 1], got True",
+        ),
+        (
+            lambda d: d["agents"][0].update(tuning={"trials": 0}),
+            "configs/x.yaml: agents.0.tuning.trials: must be >= 1, got 0",
+        ),
+        (
+            lambda d: d["agents"][0].update(tuning={"sampler": "grid"}),
+            "configs/x.yaml: agents.0.tuning.sampler: must be 'tpe', 'cmaes', 'random' or "
+            "'nsga2', got 'grid'",
+        ),
+        (
+            lambda d: d["agents"][0].update(tuning={"seed": 3}),
+            "configs/x.yaml: agents.0.tuning.seed: unknown key",
+        ),
+        (
+            lambda d: d.update(costs={"impact_alpha": 3}),
+            "configs/x.yaml: costs.impact_alpha: must be in (0, 2], got 3",
+        ),
+        (
+            lambda d: d.update(costs={"slippage_bps": True}),
+            "configs/x.yaml: costs.slippage_bps: must be a number, not true/false, got True",
+        ),
+        (
+            lambda d: d.update(costs={"fee_bps": float("inf")}),
+            "configs/x.yaml: costs.fee_bps: must be a finite number >= 0, got inf",
+        ),
+        (
+            lambda d: d.update(costs={"funding": {"rate_per_8h": 1e-4, "period_hours": 0}}),
+            "configs/x.yaml: costs.funding.period_hours: must be > 0, got 0",
+        ),
+        (
+            lambda d: d.update(costs={"funding": {"rate_8h": 1e-4}}),
+            "configs/x.yaml: costs.funding.rate_8h: unknown key — did you mean 'rate_per_8h'?",
+        ),
+    ],
+)
+def test_generated_sections_name_the_key(mutate, expected: str) -> None:
+    assert _bad(mutate).startswith(expected)
+
+
+@dataclass(frozen=True)
+class Borrow:
+    """A cost model the config has never seen: a borrow fee on short notional."""
+
+    apr: float = field(default=0.0, metadata={"key": "borrow_apr", "ge": 0, "le": 1})
+    basis: int = field(default=365, metadata={"key": "borrow_days", "ge": 360})
+
+
+@dataclass(frozen=True)
+class MyCosts:
+    fees: Fees | None = field(default=None, metadata={"config": "flat"})
+    borrow: Borrow | None = field(default=None, metadata={"config": "flat"})
+    extra: Borrow | None = field(default=None, metadata={"config": "section"})
+
+
+def test_a_new_cost_model_is_one_dataclass() -> None:
+    """The generator, on a container it has never seen: a new model's annotated fields become
+    keys with their ranges and defaults, and build the core object back."""
+    from quantarena.config_sections import composite_section
+
+    section = composite_section(MyCosts, MyCosts(fees=Fees(taker_bps=7)), name="MySection")
+    assert list(section.model_fields) == ["fee_bps", "borrow_apr", "borrow_days", "extra"]
+    assert section().fee_bps == 7.0 and section().borrow_days == 365
+    assert section().to_core() == MyCosts(fees=Fees(taker_bps=7))  # Borrow off: left out
+    got = section(borrow_apr=0.05, extra={"borrow_apr": 0.1}).to_core()
+    assert got.borrow == Borrow(apr=0.05) and got.extra == Borrow(apr=0.1, basis=365)
+    with pytest.raises(ValueError, match="must be >= 360"):
+        section(borrow_days=30)
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
+        section(borrow_apr=2)
+
+
+def test_agent_stops_section_reaches_the_rounds() -> None:
+    """``agents[].stops`` (generated from the engine's Stops) is applied in every round: the
+    round equals a direct ``evaluate_round(..., stops=Stops(...))`` and differs without it."""
+    import dataclasses
+
+    import numpy as np
+
+    from quantarena.engine.api import load_bars_any
+    from quantarena.engine.stops import Stops
+    from quantarena.tournaments.rounds import evaluate_round, run_agent_round
+    from quantarena.tournaments.setup import prepare
+
+    raw = copy.deepcopy(BASE)
+    raw["schedule"] = {"round": "1d", "lookback": "2d", "max_rounds": 1}
+    raw["agents"][0].update(params={"fast": [4, 8], "slow": [24]}, max_position=1.0)
+    raw["agents"][0]["stops"] = {"stop_loss": 0.003, "trailing": 0.004}
+    cfg = TournamentConfig.from_dict(raw)
+    assert cfg.agents[0].stops.to_core() == Stops(stop_loss=0.003, trailing=0.004)
+    bars = load_bars_any(ROOT / "data/sample/btc-perp-20211231-20220201_1m.csv", end="2022-01-08")
+    inputs = prepare(cfg, panel=bars)
+    entry, rnd = inputs.entries[0], inputs.rounds[0]
+    assert entry.stops == Stops(stop_loss=0.003, trailing=0.004)
+    got = run_agent_round(inputs.panel, entry, rnd, inputs.costs, backend="cpu")
+    plain = dataclasses.replace(entry, stops=None)
+    direct = evaluate_round(
+        inputs.panel, plain, rnd, inputs.costs, stops=entry.stops, backend="cpu"
+    )
+    without = evaluate_round(inputs.panel, plain, rnd, inputs.costs, backend="cpu")
+    np.testing.assert_array_equal(got.oos_returns, direct.oos_returns)
+    assert not np.array_equal(got.oos_returns, without.oos_returns)
+    del raw["agents"][0]["stops"]
+    assert prepare(TournamentConfig.from_dict(raw), panel=bars).entries[0].stops is None
+
+
+@pytest.mark.parametrize(
+    ("stops", "expected"),
+    [
+        ({"stop_loss": -0.01}, "agents.0.stops.stop_loss: must be a fraction >= 0 (0.02 = 2%)"),
+        ({"trailing": "2%"}, "agents.0.stops.trailing: must be a fraction >= 0"),
+        ({"stop": 0.01}, "agents.0.stops.stop: unknown key — did you mean 'stop_loss'?"),
+    ],
+)
+def test_bad_stops_name_the_key(stops, expected: str) -> None:
+    assert _bad(lambda d: d["agents"][0].update(stops=stops)).startswith(
+        f"configs/x.yaml: {expected}"
+    )

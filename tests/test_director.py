@@ -273,6 +273,7 @@ def test_an_agent_failing_a_gate_gets_no_kelly_capital():
     board = res.leaderboard.set_index("agent")
     assert board.loc["d", "gates_failed"] == "max_drawdown" and not board.loc["d", "gates_passed"]
     assert board.loc["d", "next_weight"] == 0.0
+    assert board.loc["d", "held_back_by"] == "max_drawdown"  # a binding gate: no capital
     # the baselines ignore the gates
     assert (res.weights["equal"]["d"] == 0.25).all()
     assert (res.weights["inverse_vol"].iloc[1:]["d"] > 0).all()
@@ -281,6 +282,9 @@ def test_an_agent_failing_a_gate_gets_no_kelly_capital():
     res2 = _run(rets, allocation=only_sharpe)
     assert res2.weights["kelly"].loc[1, "d"] == 0  # round 0 alone: d lost money
     assert (res2.weights["kelly"].loc[2:, "d"] > 0).all()
+    board2 = res2.leaderboard.set_index("agent")
+    assert board2.loc["d", "gates_failed"] == "max_drawdown"
+    assert board2.loc["d", "held_back_by"] == ""  # failed, but not binding for capital
     for k in range(5):
         exp = _expected_weights(rets, k, only_sharpe, GATES)
         np.testing.assert_allclose(res2.weights["kelly"].loc[k], exp["kelly"], rtol=1e-10)
@@ -321,11 +325,18 @@ def test_agent_record_matches_hand_computation():
     r = [0.001 + 0.004 * rng.standard_normal(BARS) for _ in range(3)]
     r[1][3] = -0.05  # a drawdown inside round 1
     sh = [np.array([0.3, 1.1, np.nan]), np.array([0.8, -0.4, 2.0]), np.array([1.5, 0.2, 0.9])]
+    # the population's daily OOS returns: the chosen set and four others
+    pop = [
+        np.column_stack([_daily(k, r[k])] + [_daily(k, 0.004 * rng.standard_normal(BARS))
+                                             for _ in range(4)])
+        for k in range(3)
+    ]  # fmt: skip
     results = [
-        _result("a", 0, r[0], n_trades=4, win_rate=0.5, is_sharpe_all=sh[0]),
-        _result("a", 1, r[1], n_trades=6, win_rate=1 / 3, is_sharpe_all=sh[1]),
-        _result("a", 2, r[2], n_trades=0, win_rate=float("nan"), is_sharpe_all=sh[2]),
-    ]
+        _result("a", 0, r[0], n_trades=4, win_rate=0.5, is_sharpe_all=sh[0], daily_all=pop[0]),
+        _result("a", 1, r[1], n_trades=6, win_rate=1 / 3, is_sharpe_all=sh[1], daily_all=pop[1]),
+        _result("a", 2, r[2], n_trades=0, win_rate=float("nan"), is_sharpe_all=sh[2],
+                daily_all=pop[2]),
+    ]  # fmt: skip
     rec = agent_record(results, PPY)
     x = np.concatenate(r)
     sr = x.mean() / x.std(ddof=1)
@@ -338,18 +349,22 @@ def test_agent_record_matches_hand_computation():
     assert rec["n_trades"] == 10
     assert rec["history_days"] == pytest.approx(9.0, rel=1e-12)  # 3 rounds × 3 days
     assert rec["n_trials"] == 9 and rec["n_obs"] == 3 * BARS
-    # deflated Sharpe by the paper's formulas (Bailey & López de Prado 2014)
-    trial = np.concatenate(sh)
-    trial = trial[np.isfinite(trial)] / math.sqrt(PPY)
-    v = trial.var(ddof=1)
+    assert rec["skew"] == pytest.approx(st.skew(x, bias=True), rel=1e-9)
+    assert rec["kurt"] == pytest.approx(st.kurtosis(x, fisher=False, bias=True), rel=1e-9)
+    # deflated Sharpe by the paper's formulas (Bailey & López de Prado 2014) on the daily
+    # record: V = variance of the population's daily OOS Sharpes over the same 9 days
+    d = np.concatenate([_daily(k, r[k]) for k in range(3)])
+    trials = pd.DataFrame(np.concatenate(pop))
+    assert len(d) == len(trials) == 9
+    v = (trials.mean() / trials.std()).var()  # pandas: ddof=1
     g = np.euler_gamma
     sr0 = math.sqrt(v) * ((1 - g) * st.norm.ppf(1 - 1 / 9) + g * st.norm.ppf(1 - 1 / (9 * math.e)))
-    g3 = st.skew(x, bias=True)
-    g4 = st.kurtosis(x, fisher=False, bias=True)
-    z = (sr - sr0) * math.sqrt(x.size - 1) / math.sqrt(1 - g3 * sr + (g4 - 1) / 4 * sr**2)
+    sr_d = d.mean() / d.std(ddof=1)
+    g3 = st.skew(d, bias=True)
+    g4 = st.kurtosis(d, fisher=False, bias=True)
+    z = (sr_d - sr0) * math.sqrt(d.size - 1) / math.sqrt(1 - g3 * sr_d + (g4 - 1) / 4 * sr_d**2)
+    assert rec["var_trials_sharpe"] == pytest.approx(v, rel=1e-9)
     assert rec["dsr"] == pytest.approx(st.norm.cdf(z), rel=1e-9)
-    assert rec["var_trials_sharpe"] == pytest.approx(v, rel=1e-12)
-    assert rec["skew"] == pytest.approx(g3, rel=1e-9) and rec["kurt"] == pytest.approx(g4, rel=1e-9)
     # no trades at all: win rate undefined, not 0
     assert math.isnan(agent_record(results[2:], PPY)["win_rate"])
 
@@ -370,6 +385,11 @@ def test_moments_merged_round_by_round_equal_the_direct_ones():
         assert got == pytest.approx(np.sum(d**k), rel=1e-9), k
 
 
+def _days_of(ts: np.ndarray, r: np.ndarray) -> np.ndarray:
+    s = pd.Series(1 + np.asarray(r), index=pd.to_datetime(ts, utc=True).floor("D"))
+    return s.groupby(level=0).prod().to_numpy() - 1
+
+
 def _record_direct(results, ppy):
     """Reference record from all rounds' returns concatenated (the direct computation the
     director's incremental TrackRecord must reproduce)."""
@@ -384,14 +404,20 @@ def _record_direct(results, ppy):
         for x in results
         if np.isfinite(x.oos_metrics.get("win_rate", np.nan))
     )
-    days = sum(float(x.oos_ts[-1] - x.oos_ts[0]) / DAY for x in results if x.oos_ts.size)
-    days += sum(float(np.median(np.diff(x.oos_ts))) / DAY for x in results if x.oos_ts.size > 1)
+    ts = np.concatenate([x.oos_ts for x in results])
+    days = float(ts[-1] + H6 - ts[0]) / DAY  # first OOS bar to the end of the last (6h bars)
     n_trials = int(sum(x.n_trials for x in results))
-    trial = np.concatenate([x.is_sharpe_all for x in results])
-    trial = trial[np.isfinite(trial)] / np.sqrt(ppy)
+    k = min(x.oos_daily_all.shape[1] for x in results)
+    trials = np.concatenate([x.oos_daily_all[:, :k] for x in results])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        trial = trials.mean(axis=0) / trials.std(axis=0, ddof=1)
+    trial = np.where(trials.std(axis=0) == 0, np.where(trials.mean(axis=0) == 0, 0, np.nan), trial)
+    trial = trial[np.isfinite(trial)]
     var_sr = float(np.var(trial, ddof=1)) if trial.size > 1 else 0.0
     stats = sharpe_stats(r) if r.size > 2 else None
-    ok = stats is not None and np.isfinite(stats.sr)
+    daily = np.concatenate([_days_of(x.oos_ts, x.oos_returns) for x in results if x.oos_ts.size])
+    dstats = sharpe_stats(daily) if daily.size > 2 else None
+    ok = dstats is not None and np.isfinite(dstats.sr)
     nan = float("nan")
     return {
         **m,
@@ -402,7 +428,7 @@ def _record_direct(results, ppy):
         "n_trades": float(trades),
         "history_days": days,
         "n_trials": float(n_trials),
-        "dsr": float(deflated_sharpe(stats, max(n_trials, 1), var_sr)) if ok else nan,
+        "dsr": float(deflated_sharpe(dstats, max(n_trials, 1), var_sr)) if ok else nan,
         "sharpe_pp": float(stats.sr) if stats is not None else nan,
         "n_obs": float(r.size),
     }
@@ -425,7 +451,12 @@ def test_track_record_equals_agent_record_after_every_round():
             wr = float("nan") if k == 1 else 0.25 * (k % 4)
             sh = rng.normal(0.5, 1.0, 7)
             sh[k % 7] = np.nan
-            results.append(_result(name, k, r, n_trades=k, win_rate=wr, is_sharpe_all=sh))
+            d = _days_of(_ts(k)[: r.size], r)
+            cols = 4 if k == 2 else 5  # a round with fewer sets: the common columns count
+            pop = np.column_stack([d] + [rng.normal(0, 0.01, d.size) for _ in range(cols - 1)])
+            results.append(
+                _result(name, k, r, n_trades=k, win_rate=wr, is_sharpe_all=sh, daily_all=pop)
+            )
             track.add(results[-1], PPY)
             want = _record_direct(results, PPY)
             got = track.stats(PPY)
@@ -675,7 +706,7 @@ def test_real_tournament_writes_reports_and_artifacts(real_run):
     np.testing.assert_allclose(board["sharpe"], [r["sharpe"] for r in summary["leaderboard"]])
     assert sorted(board["agent"]) == sorted(REAL_AGENTS)
     assert board["rank"].tolist() == [1, 2, 3, 4, 5]
-    assert "| rank | agent |" in (out / "leaderboard.md").read_text()
+    assert "| # | agent | OOS Sharpe |" in (out / "leaderboard.md").read_text()  # CLI words
     assert "<table" in (out / "leaderboard.html").read_text().lower()
     by_round = pd.read_csv(out / "leaderboard_by_round.csv")
     assert sorted(by_round["round"].unique()) == [0, 1] and len(by_round) == 10
@@ -711,3 +742,32 @@ def test_real_tournament_same_seed_same_leaderboard(real_run, tmp_path: Path):
         pd.DataFrame(again["portfolio"]), pd.DataFrame(summary["portfolio"])
     )
     assert summary["portfolio"]["equal"]["total_return"] != 0.0
+
+
+def test_long_only_setting_reaches_the_kelly_solver():
+    """allocation.long_only=False lets a losing agent be sold short (|w| <= cap, Σ|w| <= gross);
+    the default keeps every weight >= 0. The config's field reaches the director's setting."""
+    from quantarena.config import TournamentConfig
+    from quantarena.tournaments.setup import allocation_of
+
+    rets = _returns()
+    ungated = AllocationConfig(**{**ALLOC.__dict__, "gated_by": ()})
+    shorts = AllocationConfig(**{**ungated.__dict__, "long_only": False})
+    lo = _run(rets, allocation=ungated).weights["kelly"]
+    ls = _run(rets, allocation=shorts).weights["kelly"]
+    assert (lo.to_numpy() >= 0).all() and (lo["b"] == 0).all()
+    assert (ls["b"] <= 0).all() and (ls["b"] < -0.1).any()  # b loses money: sold short
+    assert (ls.abs() <= 0.6 + 1e-12).all().all() and (ls.abs().sum(axis=1) <= 1 + 1e-9).all()
+    for k in range(1, 5):
+        exp = _expected_weights(rets, k, ungated, GATES)  # eligibility: everyone by gates
+        daily = np.column_stack(
+            [np.concatenate([_daily(j, rets[a][j]) for j in range(max(0, k - 3), k)]) for a in rets]
+        )
+        want = kelly_weights(daily, fraction=0.5, cap=0.6, gross_cap=1.0, long_only=False)
+        np.testing.assert_allclose(ls.loc[k], want, rtol=1e-8, atol=1e-10)
+        assert exp["kelly"][1] == 0.0
+    cfg = TournamentConfig.from_dict(
+        {"name": "t", "data": {"files": ["data/sample/btc-perp-20211231-20220201_1m.csv"]},
+         "agents": [{"name": "m", "kind": "momentum"}], "allocation": {"long_only": False}}
+    )  # fmt: skip
+    assert allocation_of(cfg).long_only is False

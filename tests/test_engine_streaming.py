@@ -163,3 +163,68 @@ def test_multi_asset_streaming(bars, weights):
 def test_deterministic(bars, weights):
     kw = dict(costs=COSTS, stops=STOPS, trades=True, record=("returns",), backend="cpu")
     same(simulate(bars, weights, **kw), simulate(bars, weights, **kw))
+
+
+# --------------------------------------------------------------------------- carried accounts
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("k", [1, 777, 4096])
+def test_chained_replays_equal_one_replay(bars, weights, case, k):
+    """Replay [0, k), then [k, T) from the account the first replay ended with: the equity,
+    returns and positions of the second are those of one replay over all the bars."""
+    kw = dict(CASES[case], record=("returns", "equity", "positions"), backend="cpu")
+    one = simulate(bars, weights, **kw)
+    head = simulate(bars.select(slice(0, k)), weights[:k], **kw)
+    for j in range(weights.shape[1]):
+        # every set starts from set j's account; set j's own column continues it
+        tail = simulate(bars.select(slice(k, None)), weights[k:], start=head.account(j), **kw)
+        for name in ("returns", "equity", "positions"):
+            np.testing.assert_array_equal(
+                np.asarray(getattr(tail, name))[:, j],
+                np.asarray(getattr(one, name))[k:, j],
+                err_msg=f"{name} of set {j}",
+            )
+        np.testing.assert_array_equal(tail.metrics["end_equity"][j], one.metrics["end_equity"][j])
+
+
+@pytest.mark.parametrize("k", [500, 3001])
+def test_pending_targets_switch_sets_like_one_spliced_replay(bars, weights, k):
+    """An account running set j until bar k-1 whose decision at the close of bar k-1 comes
+    from set m (``pending``), then set m: one replay of the spliced weights
+    ``w[:k-1, j] ++ w[k-1:, m]`` — only the difference between the two targets is traded."""
+    stops = Stops(stop_loss=0.004, take_profit=0.006, trailing=0.003)
+    kw = dict(costs=COSTS, stops=stops, record=("equity", "positions"), backend="cpu")
+    head = simulate(bars.select(slice(0, k)), weights[:k], **kw)
+    for j, m in [(0, 3), (4, 1), (2, 2)]:
+        spliced = np.r_[weights[: k - 1, j], weights[k - 1 :, m]]
+        one = simulate(bars, spliced, **kw)
+        tail = simulate(
+            bars.select(slice(k, None)),
+            weights[k:, m],
+            start=head.account(j),
+            pending=weights[k - 1, m : m + 1],
+            **kw,
+        )
+        np.testing.assert_array_equal(np.asarray(tail.equity)[:, 0], np.asarray(one.equity)[k:, 0])
+        np.testing.assert_array_equal(
+            np.asarray(tail.positions)[:, 0], np.asarray(one.positions)[k:, 0]
+        )
+    # a flat account with pending targets = a replay that starts one bar earlier
+    flat = simulate(bars.select(slice(k, None)), weights[k:], pending=weights[k - 1], **kw)
+    early = simulate(bars.select(slice(k - 1, None)), weights[k - 1 :], **kw)
+    np.testing.assert_array_equal(np.asarray(flat.equity), np.asarray(early.equity)[1:])
+
+
+def test_carried_open_trade_keeps_its_entry_and_bad_pending_is_refused(bars, weights):
+    kw = dict(costs=COSTS, stops=Stops(trailing=0.01), backend="cpu")
+    head = simulate(bars.select(slice(0, 1000)), weights[:1000, :1], **kw)
+    acc = head.account(0)
+    assert acc.shares[0] != 0.0  # the set holds a position at the split
+    tail = simulate(bars.select(slice(1000, None)), weights[1000:, 0], start=acc, trades=True, **kw)
+    first = tail.trades.iloc[tail.trades["exit_bar"].argmin()]
+    assert first["entry_bar"] == -1 and pd.isna(first["entry_ts"])
+    with pytest.raises(ValueError, match=r"pending has shape \(2,\), expected \(5,\)"):
+        simulate(bars, weights, pending=np.zeros(2), backend="cpu")
+    with pytest.raises(ValueError, match="pending targets fill at the first open"):
+        simulate(bars, weights, pending=np.zeros(5), fill="close", backend="cpu")

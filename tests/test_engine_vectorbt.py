@@ -138,7 +138,7 @@ def test_fill_close_matches_vectorbt_same_bar(btc, bars, weights):
 
 def test_metrics_against_numpy(bars, weights):
     """Every return-based metric recomputed from the recorded curves with numpy/pandas."""
-    costs = Costs.crypto_default()
+    costs = Costs.default()
     res = simulate(bars, weights, costs, record=("equity", "returns", "positions"), backend="cpu")
     r = np.asarray(res.returns)
     e = np.asarray(res.equity)
@@ -170,9 +170,7 @@ def test_metrics_against_numpy(bars, weights):
 
 
 def test_trade_pnl_sums_to_equity_change(bars, weights):
-    res = simulate(
-        bars, weights, Costs.crypto_default(), record=("equity",), trades=True, backend="cpu"
-    )
+    res = simulate(bars, weights, Costs.default(), record=("equity",), trades=True, backend="cpu")
     total = res.trades.groupby("param").pnl.sum().to_numpy()
     np.testing.assert_allclose(total, np.asarray(res.equity)[-1] - 1.0, rtol=1e-9, atol=1e-12)
     closed = res.trades[res.trades.exit_reason != "open"]

@@ -129,6 +129,7 @@ def test_backtest_of_the_agent_earns_on_ar1(ar) -> None:
             "hidden": 16,
             "window": 4,
         },
+        costs=qa.Costs.none(),  # the signal itself, before costs
         max_position=1.0,
     )
     row = res.best(1).iloc[0]
@@ -269,11 +270,32 @@ def test_quantarena_imports_and_builds_the_agent_without_torch() -> None:
     assert "ERR the ML agents need torch" in out.stdout
 
 
-# ---------------------------------------------------------------- GPU (DLPack)
+# ---------------------------------------------------------------- GPU: CUDA vs CPU
+#
+# The same bars, features and seeds through torch on CUDA and on the CPU. Models are built
+# and seeded on the CPU, then moved, and mini-batches are shuffled by a CPU generator, so the
+# two runs differ only by float32 rounding (kernel reduction order), with TF32 switched off.
+# Stated tolerances: features to 1e-9 (float64, same formulas); edges P(up) - 0.5 to 1e-3
+# after training; agent weights equal on at least 99% of bars (a sign can flip only where the
+# edge is within rounding of zero or of the threshold).
+
+EDGE_ATOL = 1e-3
+ML_GPU = dict(hidden=16, window=4, lookback=1000, retrain_every=500, epochs=5, lr=0.005)
+
+
+@pytest.fixture
+def no_tf32():
+    """Full float32 matrix products on CUDA (no TF32) for the comparison."""
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 @pytest.mark.gpu
-def test_cupy_features_reach_torch_through_dlpack(ar) -> None:
+@pytest.mark.torch_cuda
+def test_cupy_features_reach_torch_through_dlpack() -> None:
     import cupy as cp
 
     a = cp.arange(12, dtype=cp.float32).reshape(3, 4)
@@ -281,18 +303,64 @@ def test_cupy_features_reach_torch_through_dlpack(ar) -> None:
     assert t.is_cuda and t.data_ptr() == a.data.ptr  # same device memory: no host trip
     back = M.to_xp(t * 2, cp)
     assert isinstance(back, cp.ndarray) and float(back[2, 3]) == 22.0
+
+
+@pytest.mark.gpu
+@pytest.mark.torch_cuda
+@pytest.mark.parametrize("model", ["mlp", "gru"])
+def test_cuda_predictions_equal_the_cpu_ones(ar, model, no_tf32, max_abs_diff) -> None:
+    import cupy as cp
+
+    from quantarena.training.rolling import RollingConfig, rolling_fit_predict
+
+    bars, _ = ar
+    ag = MLAgent()
+    cfg = RollingConfig(model=model, val_frac=0.0, **ML_GPU)  # no early-stopping choice
+    on_cpu = ag.prepare(bars, np)
+    on_gpu = ag.prepare(bars, cp)
+    assert on_gpu.X.is_cuda and not on_cpu.X.is_cuda
+    max_abs_diff(f"ml-{model}:features", on_cpu.X.numpy(), on_gpu.X.cpu().numpy())
+    np.testing.assert_allclose(on_gpu.X.cpu().numpy(), on_cpu.X.numpy(), rtol=1e-6, atol=1e-9)
+    e_cpu = rolling_fit_predict(on_cpu, cfg).edge
+    e_gpu = rolling_fit_predict(on_gpu, cfg).edge
+    assert isinstance(e_gpu, cp.ndarray)
+    e_gpu = cp.asnumpy(e_gpu)
+    assert np.isfinite(e_cpu).sum() > 1900
+    d = max_abs_diff(f"ml-{model}:edge", e_cpu, e_gpu)
+    assert d <= EDGE_ATOL, d
+
+
+@pytest.mark.gpu
+@pytest.mark.torch_cuda
+def test_ml_agent_weights_on_cuda_equal_the_cpu_ones(ar, no_tf32, max_abs_diff) -> None:
+    import cupy as cp
+
     bars, r = ar
     ag = get_agent("ml", max_position=1.0)
-    params = {
-        "model": "mlp",
-        "hidden": 16,
-        "window": 4,
-        "lookback": 1000,
-        "retrain_every": 500,
-        "epochs": 20,
-        "lr": 0.005,
-    }
-    w = ag.positions(bars, ag.grid(**params), xp=cp)
-    assert isinstance(w, cp.ndarray)
-    hit, n = hit_rate(cp.asnumpy(w)[:, 0], r)
-    assert n > 1900 and hit > 0.535
+    params = ag.grid(model="mlp", patience=100, **ML_GPU)
+    w_cpu = ag.positions(bars, params, xp=np)[:, 0]
+    w_gpu = ag.positions(bars, params, xp=cp)
+    assert isinstance(w_gpu, cp.ndarray)
+    w_gpu = cp.asnumpy(w_gpu)[:, 0]
+    max_abs_diff("ml-agent:weights", w_cpu, w_gpu)
+    same = float((w_cpu == w_gpu).mean())
+    assert same >= 0.99, same
+    hit, n = hit_rate(w_gpu, r)
+    assert n > 1900 and hit > 0.53  # and the GPU run still learns the AR(1) pattern
+
+
+@pytest.mark.torch_cuda
+def test_cuda_model_on_host_features_equals_the_cpu_one(ar, no_tf32, max_abs_diff) -> None:
+    """``device="cuda"`` with NumPy features (no CuPy needed): the tensors move to the GPU,
+    the edges come back as NumPy, within the same tolerance as above."""
+    from quantarena.training.rolling import RollingConfig, rolling_fit_predict
+
+    bars, _ = ar
+    cfg = RollingConfig(model="mlp", val_frac=0.0, **ML_GPU)
+    on_gpu = MLAgent(device="cuda").prepare(bars, np)
+    assert on_gpu.X.is_cuda
+    e_cpu = rolling_fit_predict(MLAgent().prepare(bars, np), cfg).edge
+    e_gpu = rolling_fit_predict(on_gpu, cfg).edge
+    assert isinstance(e_gpu, np.ndarray) and np.isfinite(e_cpu).sum() > 1900
+    d = max_abs_diff("ml-host-features:edge", e_cpu, e_gpu)
+    assert d <= EDGE_ATOL, d

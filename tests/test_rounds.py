@@ -21,10 +21,10 @@ from quantarena.strategies.momentum import Momentum
 from quantarena.tournaments.rounds import (
     DAY_NS,
     AgentEntry,
-    OffsetSource,
     daily_returns,
     evaluate_round,
     population_dsr,
+    run_agent_round,
     select_best,
 )
 from quantarena.tournaments.schedule import walk_forward
@@ -88,28 +88,6 @@ COSTS = Costs(fees=Fees(taker_bps=5.0), slippage=Slippage(bps=1.0))
 # --------------------------------------------------------------------------- small pieces
 
 
-def test_offset_source_slices_inner_rows():
-    inner_arr = np.arange(40, dtype=np.float64).reshape(20, 2)
-
-    class Inner:
-        n_params = 2
-
-        def __init__(self) -> None:
-            self.calls: list[tuple[int, int]] = []
-
-        def __call__(self, t0: int, t1: int) -> np.ndarray:
-            self.calls.append((t0, t1))
-            return inner_arr[t0:t1]
-
-    inner = Inner()
-    src = OffsetSource(inner, 7)
-    assert src.n_params == 2
-    np.testing.assert_array_equal(src(0, 3), inner_arr[7:10])
-    np.testing.assert_array_equal(src(3, 13), inner_arr[10:20])
-    assert inner.calls == [(7, 10), (10, 20)]
-    assert OffsetSource(inner, 0)(2, 4).tolist() == inner_arr[2:4].tolist()
-
-
 def test_daily_returns_compounds_bars_into_utc_days():
     day0 = T0
     # 3 bars on day 0 (one at 23:00), 2 on day 1 (first at 00:00), 1 on day 3 (day 2 missing)
@@ -149,7 +127,9 @@ def test_select_best_rules():
 
 def test_buy_and_hold_round_matches_hand_computation():
     """IS rises, OOS falls. Buy-and-hold weights 0.25/0.5/1.0, no costs, objective total
-    return: the full weight wins IS; its OOS equity is 1 - w + w * close_t / open_1."""
+    return: the full weight wins IS (flat on the first IS bar, in from the second's open);
+    out of sample the account, flat before the round, fills the weight decided at the last
+    IS close at the first OOS open: equity 1 - w + w * close_t / open_0."""
     panel = _toy_panel()
     agent = BuyHold(max_position=1.0)
     entry = AgentEntry("bh", agent, {"weight": np.array([0.25, 0.5, 1.0])}, "total_return")
@@ -168,14 +148,21 @@ def test_buy_and_hold_round_matches_hand_computation():
     assert res.chosen_index == 2 and res.chosen == {"weight": 1.0}
     assert res.n_trials == 3
     np.testing.assert_allclose(res.is_metrics["total_return"], is_total[1.0], rtol=1e-10)
-    oos_hand = np.r_[0.0, hand(rnd.oos_slice, 1.0)]
+
+    def hand_oos(w: float) -> np.ndarray:
+        o, c = panel.open[rnd.oos_slice, 0], panel.close[rnd.oos_slice, 0]
+        eq = np.r_[1.0, 1.0 - w + w * c / o[0]]
+        return eq[1:] / eq[:-1] - 1.0
+
+    oos_hand = hand_oos(1.0)
+    assert oos_hand[0] != 0.0  # the position is held from the first OOS bar's open
     np.testing.assert_allclose(res.oos_returns, oos_hand, rtol=1e-10, atol=1e-14)
     assert res.oos_metrics["total_return"] < 0  # the reversal hurts out of sample
     np.testing.assert_array_equal(res.oos_ts, panel.ts[rnd.oos_slice])
     # every set's daily OOS returns: one UTC day of bars, so the day's total return
     assert res.oos_daily_all.shape == (1, 3)
     for j, w in enumerate((0.25, 0.5, 1.0)):
-        total = np.prod(1 + np.r_[0.0, hand(rnd.oos_slice, w)]) - 1
+        total = np.prod(1 + hand_oos(w)) - 1
         np.testing.assert_allclose(res.oos_daily_all[0, j], total, rtol=1e-10)
 
 
@@ -184,21 +171,24 @@ def test_buy_and_hold_round_matches_hand_computation():
 
 def _brute_force(panel: BarPanel, entry: AgentEntry, rnd, costs) -> dict:
     """Replay every parameter set ON ITS OWN over the IS and OOS slices, positions computed
-    once over the full panel up to the OOS end (not over the round's window)."""
+    once over the full panel up to the OOS end (not over the round's window). The OOS replay
+    starts flat one bar early (the last IS bar, where it only decides) and that bar is
+    dropped: the last IS decision fills at the first OOS open."""
     hist = panel.select(slice(0, rnd.oos_end))
     pos = entry.agent.positions(hist, entry.params)  # (T, P)
-    is_bars, oos_bars = panel.select(rnd.is_slice), panel.select(rnd.oos_slice)
+    pre_oos = slice(rnd.oos_start - 1, rnd.oos_end)
+    is_bars, oos_bars = panel.select(rnd.is_slice), panel.select(pre_oos)
     is_sharpe, is_total, is_ret, oos_ret = [], [], [], []
     for j in range(pos.shape[1]):
         kw = dict(costs=costs, max_position=entry.agent.max_position, backend="cpu")
         r_is = simulate(is_bars, pos[rnd.is_slice, j].astype(np.float64),
                         record=("returns",), **kw)  # fmt: skip
-        r_oos = simulate(oos_bars, pos[rnd.oos_slice, j].astype(np.float64),
+        r_oos = simulate(oos_bars, pos[pre_oos, j].astype(np.float64),
                          record=("returns",), **kw)  # fmt: skip
         is_sharpe.append(float(r_is.metrics["sharpe"][0]))
         is_total.append(float(r_is.metrics["total_return"][0]))
         is_ret.append(np.asarray(r_is.returns)[:, 0])
-        oos_ret.append(np.asarray(r_oos.returns)[:, 0])
+        oos_ret.append(np.asarray(r_oos.returns)[1:, 0])
     return {
         "is_sharpe": np.array(is_sharpe),
         "is_total": np.array(is_total),
@@ -328,3 +318,127 @@ def test_population_dsr_penalises_crash_risk_that_sharpe_ignores():
     metrics = {"sharpe": sr, "deflated_sharpe": dsr}
     assert select_best(metrics, "sharpe") == 0 and select_best(metrics, "deflated_sharpe") == 1
     assert np.isnan(population_dsr(r[:2])).all()  # too short
+
+
+# --------------------------------------------------------------------------- an account across rounds
+
+
+def _play(panel: BarPanel, entry: AgentEntry, rounds, costs) -> list:
+    """Every round of one agent in order, each OOS account continuing the previous one."""
+    out, prev = [], None
+    for rnd in rounds:
+        prev = run_agent_round(panel, entry, rnd, costs, previous=prev, backend="cpu")
+        out.append(prev)
+    return out
+
+
+def _continuous(panel: BarPanel, weights: np.ndarray, rounds, **kw) -> np.ndarray:
+    """Equity of ONE replay of ``weights`` (a ``(T,)`` series over the whole panel) from the
+    last IS bar of the first round to the end of the last round, flat at the start; the
+    first bar (a decision only, no position yet) is dropped."""
+    sl = slice(rounds[0].oos_start - 1, rounds[-1].oos_end)
+    res = simulate(panel.select(sl), weights[sl].astype(np.float64), record=("equity",), **kw)
+    return np.asarray(res.equity)[1:, 0]
+
+
+def _equity(results: list) -> np.ndarray:
+    return np.cumprod(1.0 + np.concatenate([r.oos_returns for r in results]))
+
+
+ONE_SET = {"fast": [3], "slow": [16]}
+
+
+def test_one_set_agent_trades_like_one_continuous_backtest(btc_1h: BarPanel):
+    """A population of one set never changes its choice, so its OOS equity over all rounds
+    is exactly that of one backtest: no round starts flat, none pays a new entry fee."""
+    agent = Momentum(max_position=0.5)
+    entry = AgentEntry("one", agent, agent.grid(**ONE_SET))
+    rounds = walk_forward(btc_1h.ts, round_ns="1d", lookback_ns="4d", warmup_ns="1d")
+    results = _play(btc_1h, entry, rounds, COSTS)
+    w = agent.positions(btc_1h, entry.params)[:, 0]
+    expect = _continuous(btc_1h, w, rounds, costs=COSTS, max_position=0.5, backend="cpu")
+    np.testing.assert_allclose(_equity(results), expect, rtol=1e-12, atol=0)
+    # the account is carried: a position open at a round's end is still held at the next
+    # round's first bar (no zero return from starting flat)
+    held = [r.account.shares[0] != 0.0 for r in results[:-1]]
+    assert any(held)
+    for k in range(1, len(results)):
+        if held[k - 1]:
+            assert results[k].oos_returns[0] != 0.0
+
+
+def test_tuned_one_set_agent_trades_like_one_continuous_backtest(btc_1h: BarPanel):
+    from quantarena.strategies.params import Choice
+    from quantarena.training.tuning import TuningSpec
+
+    agent = Momentum(max_position=0.5)
+    entry = AgentEntry(
+        "tuned",
+        agent,
+        agent.grid(**ONE_SET),
+        tuning=TuningSpec(sampler="random", trials=4, batch=4, oos_top=1, seed=3),
+        space={"fast": Choice([3]), "slow": Choice([16])},
+    )
+    rounds = walk_forward(btc_1h.ts, round_ns="1d", lookback_ns="4d", warmup_ns="1d")
+    results = _play(btc_1h, entry, rounds, COSTS)
+    assert all(r.chosen == {"fast": 3, "slow": 16} for r in results)
+    w = agent.positions(btc_1h, entry.params)[:, 0]
+    expect = _continuous(btc_1h, w, rounds, costs=COSTS, max_position=0.5, backend="cpu")
+    np.testing.assert_allclose(_equity(results), expect, rtol=1e-12, atol=0)
+
+
+def test_changing_choice_trades_only_the_difference(btc_1h: BarPanel):
+    """When the chosen set changes, the account goes on: one backtest of the spliced weights
+    (each bar's decision from the set chosen for the round its fill falls in) gives the same
+    equity, so only the difference between the held and the new target was traded."""
+    entry = _momentum_entry()
+    rounds = walk_forward(btc_1h.ts, round_ns="1d", lookback_ns="4d", warmup_ns="1d")
+    results = _play(btc_1h, entry, rounds, COSTS)
+    chosen = [r.chosen_index for r in results]
+    assert len(set(chosen)) > 1  # the choice does change, so the check means something
+    pos = entry.agent.positions(btc_1h, entry.params)
+    spliced = np.zeros(btc_1h.n_bars)
+    for rnd, j in zip(rounds, chosen, strict=True):
+        spliced[rnd.oos_start - 1 : rnd.oos_end - 1] = pos[rnd.oos_start - 1 : rnd.oos_end - 1, j]
+    expect = _continuous(btc_1h, spliced, rounds, costs=COSTS, max_position=0.5, backend="cpu")
+    np.testing.assert_allclose(_equity(results), expect, rtol=1e-12, atol=0)
+
+
+def test_config_stops_and_leverage_reach_the_rounds(btc_1h: BarPanel):
+    """An agent's ``stops`` and ``leverage`` in the config change its rounds exactly as a
+    backtest with those stops and that leverage would."""
+    from types import SimpleNamespace
+
+    from quantarena.config import AgentConfig
+    from quantarena.engine.stops import Stops
+    from quantarena.tournaments.setup import build_entries
+
+    risk = {"stops": {"stop_loss": 0.004, "trailing": 0.003}, "leverage": 0.3}
+    cfg = SimpleNamespace(
+        seed=0,
+        agents=[
+            AgentConfig(name="m", kind="momentum", params=ONE_SET, max_position=0.5),
+            AgentConfig(name="ms", kind="momentum", params=ONE_SET, max_position=0.5, **risk),
+        ],
+    )
+    plain, risky = build_entries(cfg)
+    with pytest.raises(ValueError, match="stop_loss"):
+        AgentConfig(name="x", kind="momentum", stops={"stop_loss": -0.01})
+    assert risky.stops == Stops(stop_loss=0.004, trailing=0.003) and risky.leverage == 0.3
+    rounds = walk_forward(btc_1h.ts, round_ns="1d", lookback_ns="4d", warmup_ns="1d")
+    got = _equity(_play(btc_1h, risky, rounds, COSTS))
+    w = plain.agent.positions(btc_1h, plain.params)[:, 0]
+    kw = dict(costs=COSTS, max_position=0.5, backend="cpu")
+    expect = _continuous(btc_1h, w, rounds, stops=risky.stops, leverage=0.3, **kw)
+    np.testing.assert_allclose(got, expect, rtol=1e-12, atol=0)
+    without = _equity(_play(btc_1h, plain, rounds, COSTS))
+    assert np.abs(got - without).max() > 1e-4  # the stops and the leverage did act
+    stopped = simulate(
+        btc_1h.select(slice(rounds[0].oos_start - 1, rounds[-1].oos_end)),
+        w[rounds[0].oos_start - 1 : rounds[-1].oos_end].astype(np.float64),
+        stops=risky.stops,
+        leverage=0.3,
+        trades=True,
+        **kw,
+    )
+    assert (stopped.trades["exit_reason"] != "signal").any()  # a stop did fire

@@ -281,7 +281,7 @@ def test_expand_paths_skips_docs_and_hidden(sample_dir: Path, tmp_path: Path) ->
     names = {f.name for f in files}
     assert "README.md" not in names
     assert {ADA_27, XRP, "ETH_BTC-5m.feather", "stocks_daily.csv"} <= names
-    assert len(files) == 14
+    assert len(files) == 14 + 9  # bars and trades; tick data under ticks/
     with pytest.raises(FileNotFoundError, match="nope.csv"):
         expand_paths([tmp_path / "nope.csv"])
 

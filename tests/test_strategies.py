@@ -413,7 +413,7 @@ def test_registry(tmp_path: Path) -> None:
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", SHIPPED)
-def test_gpu_positions_match_cpu(name: str, bars: BarPanel) -> None:
+def test_gpu_positions_match_cpu(name: str, bars: BarPanel, max_abs_diff) -> None:
     """CuPy (device indicators / signals) vs NumPy + Numba. The device SMA/std use blocked
     prefix sums instead of the CPU's running sums, so a comparison of two values equal to
     within rounding may resolve differently: allow a handful of such bars."""
@@ -424,6 +424,7 @@ def test_gpu_positions_match_cpu(name: str, bars: BarPanel) -> None:
     gpu = ag.positions(bars, p, cp)
     assert isinstance(gpu, cp.ndarray) and gpu.dtype == cp.float32 and gpu.shape == cpu.shape
     g = cp.asnumpy(gpu)
+    max_abs_diff(f"strategy-{name}:positions", cpu, g)
     close = np.isclose(g, cpu, rtol=1e-4, atol=1e-6)
     assert close.mean() > 0.9999, f"{(~close).sum()} of {close.size} weights differ"
     src = ag.source(bars, p, cp)

@@ -1,8 +1,11 @@
 """The Ray path: a director actor and one agent actor per entrant on a local Ray with a
 logical GPU, compared with the same tournament run in this process.
 
-Ray starts once for the module (``num_cpus=2, num_gpus=1``: a logical GPU on a CPU machine,
-so agents are placed with fractional GPUs while the engine runs on the CPU backend).
+Ray starts once for the module (``num_cpus=2, num_gpus=1``): agents are placed with
+fractional GPUs. On a CPU machine that GPU is only logical and the engine runs on the CPU
+backend, two agent-rounds at a time (one per CPU); where CuPy sees a CUDA device the agents
+compute on it, all at once. ``test_agents_compute_on_the_gpu_and_equal_the_cpu_run`` (marked
+``gpu``) asks for the GPU backend explicitly and compares with the CPU run in this process.
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ ray = pytest.importorskip("ray")
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENTS = ["trend", "reversion", "channel", "hodl"]
+
+
+def _on_gpu() -> bool:
+    """Whether the agents' engine runs on a GPU here (``backend="auto"``)."""
+    from quantarena.engine.backend import cuda_available
+
+    return cuda_available()
 
 
 def _config(out: Path):
@@ -97,7 +107,8 @@ def test_agents_are_placed_with_fractional_gpus_and_zero_copy_data(ray_run):
         assert info["resources"].get("GPU") == pytest.approx(0.25), name
         assert info["resources"].get("CPU", 0.0) <= 0.25, name
         assert info["gpu_ids"] == ["0"], name  # four quarters share the one logical GPU
-        assert info["backend"] == "cpu", name  # no CUDA here: the engine runs on the CPU
+        # "auto": CUDA where CuPy sees a device, else the CPU (the GPU is then only logical)
+        assert info["backend"] == ("gpu" if _on_gpu() else "cpu"), name
         assert info["zero_copy"] is True, name  # read-only arrays: mapped from the object store
         assert info["n_bars"] == 21 * 24 * 4, name
     assert infos["trend"]["n_trials"] == 4 and infos["hodl"]["n_trials"] == 1
@@ -163,7 +174,8 @@ def test_agent_rounds_run_as_many_at_a_time_as_there_are_cores(ray_run):
     from quantarena.actors.director import running_slots
 
     _, summary, _, _ = ray_run
-    assert summary["timings"]["slots"] == 2  # num_cpus=2: two agent-rounds at once, not four
+    # on the CPU, num_cpus=2: two agent-rounds at once, not four; agents on a GPU all at once
+    assert summary["timings"]["slots"] == (len(AGENTS) if _on_gpu() else 2)
     cpu = [{"agent": f"a{i}", "backend": "cpu", "node_id": "n1"} for i in range(8)]
     gpu = [{**i, "backend": "gpu"} for i in cpu]
     assert running_slots(None, cpu, {"n1": 2.0}) == ({"n1": 2}, {i["agent"]: "n1" for i in cpu})
@@ -209,3 +221,32 @@ def test_tuned_agents_running_ahead_keep_their_warm_starts_in_order(local_ray, t
     pd.testing.assert_frame_equal(
         pd.DataFrame(on_ray["portfolio"]), pd.DataFrame(local["portfolio"])
     )
+
+
+@pytest.mark.gpu
+def test_agents_compute_on_the_gpu_and_equal_the_cpu_run(local_ray, tmp_path: Path, max_abs_diff):
+    """Agent actors holding a quarter of the GPU each really compute on it (CuPy, memory
+    capped to their fraction), and the tournament equals the CPU run in this process to a
+    relative 1e-9 (the same ranking)."""
+    from quantarena.actors.driver import run_in_process, run_on_ray
+
+    on_gpu = run_on_ray(_config(tmp_path / "gpu"), log_mlflow=False, backend="gpu")
+    infos = {i["agent"]: i for i in on_gpu["agents_info"]}
+    assert sorted(infos) == sorted(AGENTS)
+    for name, info in infos.items():
+        assert info["backend"] == "gpu", name
+        assert info["resources"].get("GPU") == pytest.approx(0.25), name
+        assert info["gpu_ids"] == ["0"], name
+        assert info["memory_caps"].get("cupy_bytes", 0.0) > 0, name
+    assert on_gpu["timings"]["slots"] == len(AGENTS)  # agents on a GPU run all at once
+    cpu = run_in_process(_config(tmp_path / "cpu"), log_mlflow=False, backend="cpu")
+    assert on_gpu["rounds"] == cpu["rounds"] == 2
+    a, b = pd.DataFrame(on_gpu["leaderboard"]), pd.DataFrame(cpu["leaderboard"])
+    assert list(a["agent"]) == list(b["agent"])
+    for col in ("sharpe", "total_return", "max_drawdown", "weight"):
+        max_abs_diff(f"ray-gpu:leaderboard.{col}", b[col].to_numpy(), a[col].to_numpy())
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9, atol=1e-12)
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(on_gpu["portfolio"]), pd.DataFrame(cpu["portfolio"]),
+        check_exact=False, rtol=1e-9, atol=1e-12,
+    )  # fmt: skip

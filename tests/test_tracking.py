@@ -339,7 +339,8 @@ def test_table_html_escapes_and_formats(tmp_path: Path) -> None:
         {"sharpe": [1.23456789, np.nan], "note": ["<b>x</b>", "ok"]}, index=["a&b", "c"]
     )
     html = table_html(df, title="Board")
-    assert "<td>1.235</td>" in html and "&lt;b&gt;x&lt;/b&gt;" in html and "a&amp;b" in html
+    assert "<td>1.23</td>" in html and "<th>OOS Sharpe</th>" in html  # numfmt, CLI words
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "a&amp;b" in html
     assert "<b>x</b>" not in html
     p = save_table_html(df, tmp_path / "board.html")
     assert p.read_text() == html.replace(

@@ -57,7 +57,9 @@ COSTS = Costs(fees=Fees(taker_bps=5.0))
 
 def _count_simulate(monkeypatch) -> list[int]:
     calls: list[int] = []
-    sim_mod = sys.modules["quantarena.engine.simulate"]
+    import quantarena.strategies.runner  # noqa: F401  (every replay calls simulate from here)
+
+    sim_mod = sys.modules["quantarena.strategies.runner"]
     real = sim_mod.simulate
 
     def counting(bars, positions, *a, **k):
@@ -143,7 +145,10 @@ def test_finds_the_known_optimum_with_one_simulate_per_batch(toy_bars, monkeypat
         (grid["fast"] == res.best_params["fast"]) & (grid["slow"] == res.best_params["slow"])
     )
     assert res.best_value == pytest.approx(full["sharpe"][hit[0]], rel=1e-9)
-    assert abs(res.best_params["fast"] - truth["fast"]) + abs(res.best_params["slow"] - truth["slow"]) < 20
+    assert (
+        abs(res.best_params["fast"] - truth["fast"]) + abs(res.best_params["slow"] - truth["slow"])
+        < 20
+    )
     # 320 trials = 5 batches = 5 engine calls (never one per trial)
     assert len(calls) == 5 == res.stats.simulations
     assert sum(calls) == res.stats.columns <= 320
@@ -415,3 +420,33 @@ def test_agent_config_tuning_section():
         AgentConfig.model_validate(
             {"name": "m", "kind": "momentum", "objective": "deflated_sharpe", "tuning": {}}
         )
+
+
+def test_fees_paid_objective_is_minimised_and_stops_reach_the_trials(toy_bars):
+    """``objective="fees_paid"`` minimises (the study's best is the cheapest trial), and
+    ``stops``/``leverage`` reach every trial's replay as a direct simulate() with them."""
+    from quantarena.engine.simulate import simulate
+    from quantarena.engine.stops import Stops
+
+    agent = get_agent("momentum", max_position=1.0)
+    res = tune(
+        toy_bars, agent, n_trials=24, batch=12, sampler="random", objective="fees_paid",
+        costs=COSTS, backend="cpu", space=SPACE,
+    )  # fmt: skip
+    assert res.study.direction == optuna.study.StudyDirection.MINIMIZE
+    ev = res.evaluated
+    assert res.best_value == pytest.approx(ev["fees_paid"].min())
+    assert ev["fees_paid"].min() < ev["fees_paid"].max()
+
+    stops = Stops(stop_loss=0.003, trailing=0.004)
+    got = tune(
+        toy_bars, agent, n_trials=6, batch=6, sampler="random", costs=COSTS, backend="cpu",
+        space=SPACE, stops=stops, leverage=0.6,
+    ).evaluated  # fmt: skip
+    pop = {k: got[k].to_numpy() for k in ("fast", "slow", "ma")}
+    pos = agent.positions(toy_bars, pop)
+    kw = dict(max_position=1.0, backend="cpu")
+    with_stops = simulate(toy_bars, pos, COSTS, stops=stops, leverage=0.6, **kw).metrics
+    np.testing.assert_allclose(got["sharpe"], with_stops["sharpe"], rtol=1e-12)
+    plain = simulate(toy_bars, pos, COSTS, **kw).metrics
+    assert np.abs(got["sharpe"].to_numpy() - plain["sharpe"]).max() > 1e-3

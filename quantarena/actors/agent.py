@@ -2,8 +2,9 @@
 
 A few lines around the core: the panel arrives once through Ray's object store (NumPy arrays
 are read zero-copy from shared memory) and stays; each round the director calls
-:meth:`AgentActor.run_round`, which runs :func:`quantarena.tournaments.rounds.evaluate_round`
-over the whole population and returns a small :class:`RoundResult`.
+:meth:`AgentActor.run_round`, which runs :func:`quantarena.tournaments.rounds.run_agent_round`
+over the whole population, continuing the account of the actor's previous round, and returns
+a small :class:`RoundResult`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Sub-commands live in small modules (``cli/data.py``, ``cli/backtest.py``, ...). Each
 imports only typer and rich at module level; the work they call is imported inside the
 command, so ``quantarena --help`` and ``quantarena backtest`` never import Ray, MLflow
-or torch.
+or torch. ``cli/help.py`` holds every command's example (its ``--help`` epilog);
+``cli/quiet.py`` keeps library noise off unless ``--verbose``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 import typer
 
 from quantarena import __version__
+from quantarena.cli.help import add_examples, tidy_typer_help
+
+tidy_typer_help()
 
 app = typer.Typer(
     name="quantarena",
@@ -20,6 +24,9 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
+    epilog="First time? Start with: quantarena data ingest FILE --store store, then "
+    "quantarena backtest --store store --symbol SYMBOL. Each command's --help ends with an "
+    "example.",
 )
 
 
@@ -34,8 +41,18 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        help="Show library warnings and logs (Optuna, MLflow, Ray, torch), hidden by default.",
+    ),
 ) -> None:
     """quantarena — tournaments of trading agents."""
+    if not verbose:
+        from quantarena.cli.quiet import quiet_library_noise
+
+        quiet_library_noise()
 
 
 def _register() -> None:
@@ -50,6 +67,7 @@ def _register() -> None:
     tournament_cli.register(app)
     submit_cli.register(app)
     tune_cli.register(app)
+    add_examples(app)
 
 
 _register()

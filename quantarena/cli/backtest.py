@@ -19,6 +19,8 @@ from rich.table import Table
 
 from quantarena.cli import options as opt
 from quantarena.cli.errors import user_errors
+from quantarena.cli.help import agents_help
+from quantarena.cli.quiet import compiling_status
 
 # piped output (tests, logs) gets a wide table instead of rich's 80-column default
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
@@ -90,8 +92,14 @@ def backtest_cmd(
     start: str = opt.START,
     end: str = opt.END,
     interval: str = opt.INTERVAL,
-    fee_bps: float = typer.Option(10.0, "--fee-bps", help="Taker fee, bps of traded notional."),
-    slippage_bps: float = typer.Option(0.0, "--slippage-bps", help="Slippage, bps of price."),
+    calendar: str = typer.Option(
+        "24/7",
+        "--calendar",
+        help="Trading calendar for annualised figures: 24/7 (crypto) or an exchange code "
+        "(XNYS, XLON, ...).",
+    ),
+    fee_bps: float = opt.FEE_BPS,
+    slippage_bps: float = opt.SLIPPAGE_BPS,
     max_position: float = typer.Option(
         None, "--max-position", help="Per-asset weight (0.1 = 10%)."
     ),
@@ -106,7 +114,7 @@ def backtest_cmd(
     out: Path = typer.Option(None, "--out", help="Write all results as Parquet."),
 ) -> None:
     """Backtest a grid of parameter sets of an agent and rank them."""
-    with user_errors():
+    with user_errors(), compiling_status():
         if fill not in ("open", "close"):
             raise ValueError(f"--fill must be open or close, got {fill!r}")
         if top < 1:
@@ -114,13 +122,9 @@ def backtest_cmd(
         specs = _parse_params(param)
         src = _bars_source(store, file, default_sample=False)
 
-        from quantarena.engine.api import backtest
-        from quantarena.engine.costs import Costs, Fees, Slippage
+        from quantarena.backtest import backtest
 
-        costs = Costs(
-            fees=Fees(taker_bps=fee_bps) if fee_bps else None,
-            slippage=Slippage(bps=slippage_bps) if slippage_bps else None,
-        )
+        costs = opt.costs_from_options(fee_bps, slippage_bps)
         opts: dict[str, Any] = {"long_only": True} if long_only else {}
         t0 = time.perf_counter()
         res = backtest(
@@ -136,6 +140,7 @@ def backtest_cmd(
             start=start,
             end=end,
             interval=interval,
+            calendar=calendar,
             record=(),
             **opts,
         )
@@ -164,9 +169,10 @@ def backtest_cmd(
             "n_params": res.n_params,
             "backend": res.sim.backend,
             "by": by,
+            "calendar": calendar,
             "elapsed_s": round(elapsed, 4),
-            "fee_bps": fee_bps,
-            "slippage_bps": slippage_bps,
+            "costs": costs.describe(),
+            **{k: costs.as_dict()[k] for k in ("fee_bps", "slippage_bps")},
             "max_position": res.agent.max_position,
             "top": rows,
             "out": str(out) if out else None,
@@ -176,7 +182,8 @@ def backtest_cmd(
         return
     title = (
         f"{res.agent.name} on {','.join(res.bars.symbols)}: {res.n_params} parameter sets × "
-        f"{res.bars.n_bars:,} bars in {elapsed:.2f} s ({res.sim.backend}), best by {by}"
+        f"{res.bars.n_bars:,} bars in {elapsed:.2f} s ({res.sim.backend}), best by {by}; "
+        f"costs: {costs.describe()}"
     )
     table = Table(title=title, title_justify="left")
     for col in ("rank", "params", "sharpe", "total return", "CAGR", "max DD", "win rate", "trades"):
@@ -197,14 +204,14 @@ def backtest_cmd(
         )
     console.print(table)
     if out is not None:
-        console.print(f"results: {out}")
+        console.print(f"results: {out.resolve()}")
     if plot is not None:
-        console.print(f"plot: {plot}")
+        console.print(f"plot: {plot.resolve()}")
 
 
 def audit_cmd(
     agent: list[str] = typer.Option(
-        None, "--agent", "-a", help="Agent name or module:Class; repeat, or 'all' (default)."
+        None, "--agent", "-a", help=agents_help("Agents to audit (repeat; default: all but ml)")
     ),
     param: list[str] = typer.Option(None, "--param", "-p", help="name=values, as for backtest."),
     store: Path = typer.Option(None, "--store", help="Store directory."),
@@ -219,7 +226,9 @@ def audit_cmd(
     """Check agents for look-ahead: weights up to bar t must not depend on later bars.
 
     Exit code 1 if any agent fails."""
-    with user_errors():
+    with user_errors(), compiling_status():
+        if cuts < 1:
+            raise ValueError(f"--cuts must be at least 1, got {cuts}")
         specs = _parse_params(param)
         src = _bars_source(store, file, default_sample=True)
 

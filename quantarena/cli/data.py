@@ -67,7 +67,7 @@ def ingest(
         "auto",
         "--format",
         "-f",
-        help="File layout: auto, binance-klines, binance-aggtrades, binance-trades, cryptodatadownload, csv, long-csv, parquet, feather.",
+        help="File layout: auto, binance-klines, binance-aggtrades, binance-trades, cryptodatadownload, csv, long-csv, parquet, feather; tick data: binance-ws, bybit-orderbook, tardis-book-snapshot, tardis-incremental-book, tardis-quotes, tardis-trades, book-csv, quotes-csv, trades-csv.",
     ),
     fill: str = typer.Option(
         "none",
@@ -76,7 +76,9 @@ def ingest(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Load files, validate them and add their rows to the store (idempotent, all or nothing)."""
+    """Load files, validate them and add their rows to the store (idempotent, all or nothing).
+
+    A Binance websocket capture (.gz) adds its L2 book, quotes and trades at once."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with user_errors():
@@ -171,7 +173,8 @@ def info(
     store: Path = STORE_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the catalog entries as JSON."),
 ) -> None:
-    """Show the datasets in the store: kind, symbol, interval, first and last time, rows."""
+    """Show the datasets in the store: kind, symbol, interval, first and last time, rows;
+    then a summary per kind (bars, trades, quotes, book)."""
     with user_errors():
         from quantarena.data.errors import StoreError
         from quantarena.data.store import Store, iso
@@ -211,6 +214,30 @@ def info(
     con = _console()
     con.print(table)
     con.print(f"{len(df)} datasets, {_rows(int(df['rows'].sum()))} rows")
+    con.print(_kinds_table(entries))
+
+
+def _kinds_table(entries: list[dict[str, Any]]) -> Table:
+    """One row per kind of data (bars, trades, quotes, book): rows, time range, symbols."""
+    from quantarena.data.kinds import KIND_NAMES
+
+    table = Table(title="by kind", title_justify="left")
+    for col in ("kind", "rows", "first", "last", "symbols"):
+        table.add_column(col, justify="right" if col == "rows" else "left")
+    order = {k: i for i, k in enumerate(KIND_NAMES)}
+    for kind in sorted({d["kind"] for d in entries}, key=lambda k: (order.get(k, 99), k)):
+        ds = [d for d in entries if d["kind"] == kind]
+        starts = [d["start_ns"] for d in ds if d["start_ns"] is not None]
+        ends = [d["end_ns"] for d in ds if d["end_ns"] is not None]
+        syms = sorted({d["symbol"] for d in ds})
+        table.add_row(
+            kind,
+            _rows(sum(int(d["rows"]) for d in ds)),
+            _when(min(starts)) if starts else "-",
+            _when(max(ends)) if ends else "-",
+            ", ".join(syms[:6]) + (f" +{len(syms) - 6}" if len(syms) > 6 else ""),
+        )
+    return table
 
 
 @app.command()

@@ -90,5 +90,5 @@ def register(app: typer.Typer) -> None:
     """Add ``submit`` to the root ``quantarena`` app."""
     app.command(
         "submit",
-        help="Submit a tournament config to a Ray cluster as a job (see --help).",
+        help="Run a tournament config as a job on a Ray cluster (--wait follows its logs).",
     )(submit_command)

@@ -19,6 +19,8 @@ from rich.table import Table
 
 from quantarena.cli import options as opt
 from quantarena.cli.errors import user_errors
+from quantarena.cli.quiet import compiling_status
+from quantarena.redis_keys import DEFAULT_PREFIX, PREFIX_ENV
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
 
@@ -49,18 +51,26 @@ def tune_cmd(
         None, "--param", "-p", help="Restrict a parameter: fast=5:200, slow=50:400:10, ma=sma."
     ),
     seed: int = typer.Option(0, "--seed", help="Sampler seed."),
-    fee_bps: float = typer.Option(10.0, "--fee-bps", help="Taker fee, bps of traded notional."),
-    slippage_bps: float = typer.Option(0.0, "--slippage-bps", help="Slippage, bps of price."),
+    fee_bps: float = opt.FEE_BPS,
+    slippage_bps: float = opt.SLIPPAGE_BPS,
     max_position: float = typer.Option(None, "--max-position", help="Weight cap (0.1 = 10%)."),
     backend: str = typer.Option("auto", "--backend", help="auto | cpu | gpu."),
     storage: str = typer.Option(
         None, "--storage", help="Shared study: redis://host:6379/0 or sqlite:///study.db."
     ),
     study: str = typer.Option(None, "--study", help="Study name (joins it if it exists)."),
+    redis_prefix: str = typer.Option(
+        DEFAULT_PREFIX,
+        "--redis-prefix",
+        envvar=PREFIX_ENV,
+        help="Prefix of the Redis keys a redis:// --storage writes.",
+    ),
     mlflow_uri: str = typer.Option(None, "--mlflow-uri", help="Log the study to MLflow."),
     experiment: str = typer.Option("quantarena-tuning", "--experiment", help="MLflow experiment."),
     top: int = typer.Option(10, "--top", help="Best trials to show."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print JSON (top trials; NSGA-II: the Pareto front) instead."
+    ),
 ) -> None:
     """Tune an agent's parameters with Optuna, a whole batch of trials per engine call."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -81,11 +91,11 @@ def tune_cmd(
             raise ValueError("--storage needs --study NAME so other workers can join it")
         specs = _parse_params(param)
         src = _bars_source(store, file, default_sample=False)
+        shared = _open_storage(storage, redis_prefix) if storage is not None else None
 
         import optuna
 
         from quantarena.engine.api import load_bars_any
-        from quantarena.engine.costs import Costs, Fees, Slippage
         from quantarena.strategies.registry import get_agent
         from quantarena.training.samplers import SAMPLERS
         from quantarena.training.tuning import tune
@@ -99,20 +109,20 @@ def tune_cmd(
             if max_position is None
             else get_agent(agent, max_position=max_position)
         )
-        costs = Costs(
-            fees=Fees(taker_bps=fee_bps) if fee_bps else None,
-            slippage=Slippage(bps=slippage_bps) if slippage_bps else None,
-        )
+        costs = opt.costs_from_options(fee_bps, slippage_bps)
         t0 = time.perf_counter()
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-            disable=as_json,
-        ) as progress:
+        with (
+            compiling_status(),
+            Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+                disable=as_json,
+            ) as progress,
+        ):
             task = progress.add_task(f"tuning {ag.name} ({sampler})", total=trials)
             res = tune(
                 bars,
@@ -124,7 +134,7 @@ def tune_cmd(
                 costs=costs,
                 backend=backend,
                 seed=seed,
-                storage=storage,
+                storage=shared,
                 study_name=study,
                 space=specs,
                 on_batch=lambda done, total: progress.update(task, completed=done),
@@ -151,17 +161,22 @@ def tune_cmd(
                     "batch": batch,
                     "trials": trials,
                     "seed": seed,
-                    "fee_bps": fee_bps,
-                    "slippage_bps": slippage_bps,
+                    "fee_bps": costs.as_dict()["fee_bps"],
+                    "slippage_bps": costs.as_dict()["slippage_bps"],
                 },
             )
 
     ev = res.evaluated
+    names = _param_names(res)
     sort_cols = list(objs)
-    asc = [o in _lower_is_better() for o in objs]
+    asc = [not _higher_is_better(o) for o in objs]
     best = ev.dropna(subset=sort_cols).sort_values(sort_cols, ascending=asc)
-    best = best.drop_duplicates(subset=list(_param_names(res))).head(top)
+    best = best.drop_duplicates(subset=names).head(top)
+    n_study = len(res.trials)
+    # a shared study holds other workers' trials too: the table ranks the trials this
+    # command ran (the metrics it computed), the best line is the whole study's
     if as_json:
+        metric_cols = [c for c in ev.columns if c not in ("number", *names)]
         doc = {
             "agent": ag.name,
             "symbols": bars.symbols,
@@ -174,20 +189,47 @@ def tune_cmd(
             "failed": res.stats.failed,
             "simulations": res.stats.simulations,
             "elapsed_s": round(elapsed, 4),
+            "costs": costs.describe(),
+            **{k: costs.as_dict()[k] for k in ("fee_bps", "slippage_bps")},
+            "study": res.study.study_name,
+            "study_trials": n_study,
+            "shared": storage is not None,
             "best_params": res.best_params,
             "best_value": list(res.best_value)
             if isinstance(res.best_value, tuple)
             else res.best_value,
-            "study": res.study.study_name,
+            "top": [
+                {
+                    "rank": rank,
+                    "trial": int(row["number"]),
+                    "params": {k: _plain(row[k]) for k in names},
+                    "metrics": {k: _plain(row[k]) for k in metric_cols},
+                }
+                for rank, (_, row) in enumerate(best.iterrows(), start=1)
+            ],
+            "pareto_front": [
+                {
+                    "trial": t.number,
+                    "params": dict(t.params),
+                    "values": dict(zip(objs, map(_plain, t.values), strict=True)),
+                }
+                for t in sorted(res.best_trials, key=lambda t: t.number)
+            ]
+            if len(objs) > 1
+            else None,
             "mlflow_run_id": run_id,
         }
         typer.echo(json.dumps(doc, indent=2, default=str))
         return
-    names = _param_names(res)
+    scope = (
+        f"top {len(best)} of this worker's {res.stats.asked} trials ({n_study} in the study)"
+        if storage is not None
+        else f"top {len(best)}"
+    )
     title = (
         f"{ag.name} on {','.join(bars.symbols)}: {res.stats.asked} trials "
         f"({res.n_evaluated} replayed, {res.stats.pruned} invalid) in {res.stats.simulations} "
-        f"engine calls, {elapsed:.2f} s — best by {', '.join(objs)}"
+        f"engine calls, {elapsed:.2f} s — {scope} by {', '.join(objs)}; costs: {costs.describe()}"
     )
     table = Table(title=title, title_justify="left")
     for col in ("rank", "trial", "params", *objs, "total return", "max DD", "trades"):
@@ -203,13 +245,50 @@ def tune_cmd(
             _num(row.get("n_trades", float("nan")), ".0f"),
         )
     console.print(table)
-    console.print(
-        "best: "
-        + " ".join(f"{k}={v}" for k, v in res.best_params.items())
-        + f"  (study {res.study.study_name})"
-    )
+    best_txt = " ".join(f"{k}={v}" for k, v in res.best_params.items())
+    value = res.best_value if isinstance(res.best_value, tuple) else (res.best_value,)
+    value_txt = ", ".join(f"{o}={_num(v)}" for o, v in zip(objs, value, strict=False))
+    if storage is not None:
+        console.print(
+            f"best of the whole study {res.study.study_name} ({n_study} trials, every worker): "
+            f"{best_txt}  ({value_txt})"
+        )
+    else:
+        console.print(f"best: {best_txt}  ({value_txt}; study {res.study.study_name})")
+    if len(objs) > 1:
+        console.print(
+            f"Pareto front of the study: {len(res.best_trials)} trials (--json lists them); "
+            f"'best' is the front's trial with the best {objs[0]}"
+        )
     if run_id:
-        console.print(f"mlflow run: {run_id}")
+        from quantarena.cli.tournament_run import absolute_uri
+
+        uri = absolute_uri(mlflow_uri)
+        console.print(f"mlflow run: {run_id}  (mlflow ui --backend-store-uri {uri})")
+
+
+def _plain(v: Any) -> Any:
+    """A JSON-ready scalar: numpy numbers to Python, NaN/inf to None."""
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _open_storage(url: str, prefix: str) -> Any:
+    """The Optuna storage of ``--storage`` (errors name the option)."""
+    from quantarena.redis_keys import normalize_prefix
+    from quantarena.training.storage import make_storage
+
+    try:
+        prefix = normalize_prefix(prefix)
+    except ValueError as exc:
+        raise ValueError(f"--redis-prefix: {exc}") from None
+    try:
+        return make_storage(url, prefix=prefix)
+    except ValueError as exc:
+        raise ValueError(f"--storage: {exc}") from None
 
 
 def _param_names(res: Any) -> list[str]:
@@ -217,10 +296,10 @@ def _param_names(res: Any) -> list[str]:
     return list(res.best_params or {})
 
 
-def _lower_is_better() -> frozenset[str]:
-    from quantarena.tournaments.rounds import LOWER_IS_BETTER
+def _higher_is_better(metric: str) -> bool:
+    from quantarena.engine.metrics import higher_is_better
 
-    return LOWER_IS_BETTER
+    return higher_is_better(metric)
 
 
 def register(app: typer.Typer) -> None:

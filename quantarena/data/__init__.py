@@ -1,5 +1,5 @@
-"""quantarena.data: schemas, loaders, the Parquet store, reading back, resampling,
-trades → bars and synthetic markets.
+"""quantarena.data: data kinds (bars, trades, quotes, L2 book), loaders, the Parquet store,
+reading back, book rebuilding, resampling, trades → bars and synthetic markets.
 
 Importing this package is cheap: the names below load their module on first use.
 
@@ -35,6 +35,13 @@ _EXPORTS: dict[str, str] = {
     "load_bars": "quantarena.data.read",
     "load_trades": "quantarena.data.read",
     "TradeArrays": "quantarena.data.read",
+    "load_quotes": "quantarena.data.read",
+    "load_book": "quantarena.data.read",
+    "QuoteArrays": "quantarena.data.read",
+    "BookArrays": "quantarena.data.read",
+    "book_levels": "quantarena.data.orderbook",
+    "BookLevels": "quantarena.data.orderbook",
+    "get_kind": "quantarena.data.kinds",
     "timestamp_ns": "quantarena.data.read",
     # transforms
     "resample_bars": "quantarena.data.resample",

@@ -43,13 +43,3 @@ def interval_str(ns: int) -> str:
         if ns % size == 0:
             return f"{ns // size}{unit}"
     return f"{ns}ns"
-
-
-def bars_per_year(interval: str | int, days_per_year: float = 365.0) -> float:
-    """Number of bars in a year: 365 days for 24/7 crypto markets, 252 for equities
-    (daily bars; intraday equity bars assume 6.5 trading hours a day)."""
-    ns = interval_ns(interval)
-    day = _UNIT_NS["d"]
-    if days_per_year == 252 and ns < day:
-        return 252 * (6.5 * 3600 * NS_PER_SECOND) / ns
-    return days_per_year * day / ns

@@ -1,4 +1,4 @@
-"""Read the store back: aligned bar panels and trade arrays.
+"""Read the store back: aligned bar panels, and trades, quotes and L2 book rows as arrays.
 
 Times given as ``start``/``end`` may be ISO strings (naive = UTC), ``datetime``,
 ``pandas.Timestamp`` or int ns; the range is ``[start, end)`` on bar OPEN times (a bar
@@ -17,6 +17,7 @@ import numpy as np
 
 from quantarena.data.errors import StoreError
 from quantarena.data.intervals import interval_ns, interval_str
+from quantarena.data.orderbook import BookLevels, book_levels
 from quantarena.data.panel import BarPanel
 from quantarena.data.resample import SUM_COLUMNS, bucket_start, default_origin, resample_bars
 from quantarena.data.store import MissingDataError, Store
@@ -96,6 +97,159 @@ def load_trades(
         qty=np.array(t.column("qty").to_numpy(), dtype=np.float64),
         side=np.array(t.column("side").to_numpy(), dtype=np.int8),
         trade_id=np.array(tid_np, dtype=np.int64),
+    )
+
+
+def _int_or(col: Any, null: int = -1) -> np.ndarray:
+    """An int64 column as a writable numpy array, nulls replaced by ``null``."""
+    arr = col.fill_null(null) if col.null_count else col
+    return np.array(arr.to_numpy(), dtype=np.int64)
+
+
+@dataclass
+class QuoteArrays:
+    """Best bid/ask quotes of one symbol as numpy arrays, sorted by ``ts`` (then update id).
+
+    Attributes:
+        symbol: the symbol. ts: int64 ns UTC (exchange time, or receive time where the source
+        has none; see the loader). bid_px, ask_px: float64 (quote units). bid_qty, ask_qty:
+        float64 (base units). update_id: int64 book update id, -1 where none. recv_ts: int64
+        ns receive time, -1 where none.
+    """
+
+    symbol: str
+    ts: np.ndarray
+    bid_px: np.ndarray
+    bid_qty: np.ndarray
+    ask_px: np.ndarray
+    ask_qty: np.ndarray
+    update_id: np.ndarray
+    recv_ts: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame of the columns (``ts`` as int64 ns)."""
+        import pandas as pd
+
+        return pd.DataFrame({k: v for k, v in self.__dict__.items() if k != "symbol"})
+
+
+@dataclass
+class BookArrays:
+    """L2 book rows (deltas and snapshots) of one symbol as numpy arrays, in stored order
+    (sorted by ``ts`` then ``update_id``; the rows of one message together).
+
+    Attributes:
+        symbol: the symbol. ts: int64 ns UTC. side: int8, +1 bid / -1 ask. price: float64.
+        qty: float64, the new total size at the level (0 deletes it). is_snapshot: bool, the
+        row belongs to a snapshot (which replaces the book). update_id, prev_update_id: int64,
+        -1 where none. recv_ts: int64 ns, -1 where none.
+    """
+
+    symbol: str
+    ts: np.ndarray
+    side: np.ndarray
+    price: np.ndarray
+    qty: np.ndarray
+    is_snapshot: np.ndarray
+    update_id: np.ndarray
+    prev_update_id: np.ndarray
+    recv_ts: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame of the columns (``ts`` as int64 ns)."""
+        import pandas as pd
+
+        return pd.DataFrame({k: v for k, v in self.__dict__.items() if k != "symbol"})
+
+    def levels(
+        self,
+        depth: int = 5,
+        *,
+        times: Any = None,
+        update_ids: Any = None,
+    ) -> BookLevels:
+        """Top ``depth`` levels at each of ``times`` (any time form :func:`timestamp_ns`
+        takes, or int ns) or ``update_ids``; see :func:`quantarena.data.orderbook.book_levels`."""
+        if times is not None:
+            times = np.asarray(
+                [timestamp_ns(t) for t in times]
+                if not isinstance(times, np.ndarray) or times.dtype.kind not in "iu"
+                else times,
+                dtype=np.int64,
+            )
+        uid = self.update_id if update_ids is not None else None
+        return book_levels(
+            self.ts,
+            self.side,
+            self.price,
+            self.qty,
+            self.is_snapshot,
+            uid,
+            depth=depth,
+            times=times,
+            update_ids=update_ids,
+        )
+
+
+def load_quotes(
+    store: str | Path | Store, symbol: str, start: Any = None, end: Any = None
+) -> QuoteArrays:
+    """Quotes of ``symbol`` with ``start <= ts < end`` from the store."""
+    st = _as_store(store)
+    t = st.read_table("quotes", symbol, None, timestamp_ns(start), timestamp_ns(end))
+    return QuoteArrays(
+        symbol=symbol,
+        ts=np.array(t.column("ts").to_numpy(), dtype=np.int64),
+        bid_px=np.array(t.column("bid_px").to_numpy(), dtype=np.float64),
+        bid_qty=np.array(t.column("bid_qty").to_numpy(), dtype=np.float64),
+        ask_px=np.array(t.column("ask_px").to_numpy(), dtype=np.float64),
+        ask_qty=np.array(t.column("ask_qty").to_numpy(), dtype=np.float64),
+        update_id=_int_or(t.column("update_id")),
+        recv_ts=_int_or(t.column("recv_ts")),
+    )
+
+
+def load_book(
+    store: str | Path | Store,
+    symbol: str,
+    start: Any = None,
+    end: Any = None,
+    *,
+    from_snapshot: bool = False,
+) -> BookArrays:
+    """Book rows of ``symbol`` with ``start <= ts < end`` from the store.
+
+    Rows from the middle of a stream are deltas on a book they do not show; with
+    ``from_snapshot=True`` the range starts instead at the last snapshot at or before
+    ``start`` (when there is one), so :meth:`BookArrays.levels` rebuilds the true book at
+    any time from ``start`` on.
+    """
+    st = _as_store(store)
+    lo, hi = timestamp_ns(start), timestamp_ns(end)
+    if from_snapshot and lo is not None:
+        head = st.read_table("book", symbol, None, None, lo + 1, ["ts", "is_snapshot"])
+        snap_ts = head.column("ts").to_numpy()[
+            head.column("is_snapshot").to_numpy(zero_copy_only=False)
+        ]
+        if snap_ts.size:
+            lo = int(snap_ts.max())
+    t = st.read_table("book", symbol, None, lo, hi)
+    return BookArrays(
+        symbol=symbol,
+        ts=np.array(t.column("ts").to_numpy(), dtype=np.int64),
+        side=np.array(t.column("side").to_numpy(), dtype=np.int8),
+        price=np.array(t.column("price").to_numpy(), dtype=np.float64),
+        qty=np.array(t.column("qty").to_numpy(), dtype=np.float64),
+        is_snapshot=np.array(t.column("is_snapshot").to_numpy(zero_copy_only=False), dtype=bool),
+        update_id=_int_or(t.column("update_id")),
+        prev_update_id=_int_or(t.column("prev_update_id")),
+        recv_ts=_int_or(t.column("recv_ts")),
     )
 
 

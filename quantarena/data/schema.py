@@ -9,6 +9,10 @@ Conventions, everywhere in quantarena:
   loader says so in its notes.
 * Trades carry ``side`` = +1 when the aggressor (taker) bought, -1 when it sold.
   (Binance's ``is_buyer_maker = true`` means the taker sold: side -1.)
+
+Each kind of data (bars, trades, quotes, book) is a module of :mod:`quantarena.data.kinds`
+holding its schema, sort/dedupe key and validator; :func:`schema_for` looks a kind up there.
+The quote and book schemas live in their kind modules and are re-exported here.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Literal
 
 import pyarrow as pa
 
-Kind = Literal["bars", "trades"]
+#: the kinds of :mod:`quantarena.data.kinds`
+Kind = Literal["bars", "trades", "quotes", "book"]
 
 BAR_SCHEMA = pa.schema(
     [
@@ -52,22 +57,29 @@ TRADE_COLUMNS: tuple[str, ...] = tuple(TRADE_SCHEMA.names)
 OHLC: tuple[str, ...] = ("open", "high", "low", "close")
 
 
-def schema_for(kind: Kind) -> pa.Schema:
-    """The Arrow schema of a kind of data (``"bars"`` or ``"trades"``)."""
-    if kind == "bars":
-        return BAR_SCHEMA
-    if kind == "trades":
-        return TRADE_SCHEMA
-    raise ValueError(f"unknown data kind {kind!r}: use 'bars' or 'trades'")
+def schema_for(kind: Kind | str) -> pa.Schema:
+    """The Arrow schema of a kind of data (``"bars"``, ``"trades"``, ``"quotes"``,
+    ``"book"``); ``ValueError`` for an unknown kind."""
+    from quantarena.data.kinds import get_kind
+
+    return get_kind(kind).schema
+
+
+def __getattr__(name: str) -> pa.Schema:
+    if name in ("QUOTE_SCHEMA", "BOOK_SCHEMA"):
+        from quantarena.data.kinds import get_kind
+
+        return get_kind("quotes" if name == "QUOTE_SCHEMA" else "book").schema
+    raise AttributeError(f"module 'quantarena.data.schema' has no attribute {name!r}")
 
 
 @dataclass
 class LoadedData:
     """What a loader returns: one file's rows in the canonical schema.
 
-    ``table`` holds the rows sorted by (symbol, ts) and conforming to
+    ``table`` holds the rows sorted by (symbol, the kind's key) and conforming to
     :func:`schema_for` ``(kind)``. ``interval_ns`` is the detected bar interval (bars
-    only; ``None`` for trades or when it cannot be inferred). ``notes`` are
+    only; ``None`` for other kinds or when it cannot be inferred). ``notes`` are
     human-readable remarks (e.g. "file was newest-first; sorted").
     """
 

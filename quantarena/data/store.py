@@ -1,4 +1,5 @@
-"""The Parquet store: an append-only, idempotent, atomic home for bars and trades.
+"""The Parquet store: an append-only, idempotent, atomic home for market data of every kind
+(bars, trades, quotes, L2 book; see :mod:`quantarena.data.kinds`).
 
 Layout::
 
@@ -9,10 +10,12 @@ Layout::
       .lock            fcntl lock: one writer at a time
       bars/symbol=BTCUSDT/interval=1m/part-<start_ns>-<end_ns>.parquet
       trades/symbol=XRPETH/part-<start_ns>-<end_ns>.parquet
+      quotes/symbol=BINANCE-USDM%3ABTCUSDT/part-...parquet    (and book/...)
 
 A dataset is one (kind, symbol, interval) — bars of several intervals of one symbol live
-side by side. Each part file holds rows sorted by ``ts`` in
-:data:`~quantarena.data.schema.BAR_SCHEMA` / ``TRADE_SCHEMA``; ``start_ns``/``end_ns``
+side by side; other kinds have no interval. Each part file holds rows sorted by the kind's
+key (``ts`` first; :class:`~quantarena.data.kinds.base.DataKind`) in the kind's schema;
+``start_ns``/``end_ns``
 (in names and in the catalog) are the first and last row's ``ts`` (inclusive). Readers
 trust only the parts listed in ``catalog.json``.
 
@@ -22,9 +25,13 @@ Guarantees of :meth:`Store.ingest` and :meth:`Store.write`:
   are already stored with identical values are counted as "already present" and not
   written again. Rows at new times are appended as a new part file.
 * **Conflicts stop everything.** A row whose key (bars: ``ts``; trades: ``ts``,
-  ``trade_id`` and its rank among equal keys) is stored with different values raises
+  ``trade_id`` and its rank among equal keys; quotes: ``ts``, ``update_id`` and rank; book:
+  ``ts``, ``update_id``, snapshot flag, ``side``, ``price`` and rank) is stored with
+  different values raises
   :class:`~quantarena.data.errors.ConflictError` naming the file, the symbol, the first
-  conflicting time (ISO, UTC) and the field.
+  conflicting time (ISO, UTC) and the field. Rows landing wholly after (or before) a
+  dataset's stored rows must pass the kind's continuity rule (a book's update ids leave
+  no gap).
 * **Atomic.** All files of a call are loaded and checked first; then the new parts are
   written to temporary files inside the store, fsynced and renamed into place, and
   ``catalog.json`` is replaced last with :func:`os.replace`. Any error leaves the store
@@ -50,13 +57,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
 
 from quantarena.data.errors import ConflictError, DataError, DuplicateTimestampError, StoreError
 from quantarena.data.intervals import interval_str
+from quantarena.data.kinds import get_kind
 from quantarena.data.schema import LoadedData, schema_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,7 +74,19 @@ LOCK_NAME = ".lock"
 CATALOG_VERSION = 1
 ROW_GROUP_SIZE = 131_072
 #: file suffixes picked up when a directory is ingested
-DATA_SUFFIXES = (".csv", ".tsv", ".txt", ".zip", ".gz", ".parquet", ".pq", ".feather", ".arrow")
+DATA_SUFFIXES = (
+    ".csv",
+    ".tsv",
+    ".txt",
+    ".zip",
+    ".gz",
+    ".parquet",
+    ".pq",
+    ".feather",
+    ".arrow",
+    ".ndjson",
+    ".jsonl",
+)
 
 ProgressFn = Callable[[str, int, int], None]
 Key = tuple[str, str, int | None]
@@ -191,10 +210,8 @@ def _key_of(entry: dict[str, Any]) -> Key:
 
 def dataset_dir(kind: str, symbol: str, interval_ns: int | None) -> str:
     """Directory of a dataset relative to the store root (symbol percent-encoded)."""
-    sym = quote(symbol, safe="")
-    if kind == "bars":
-        return f"bars/symbol={sym}/interval={interval_str(int(interval_ns or 0))}"
-    return f"trades/symbol={sym}"
+    k = get_kind(kind)
+    return k.directory(symbol, interval_str(int(interval_ns or 0)) if k.has_interval else None)
 
 
 def _np(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -212,37 +229,9 @@ def _values(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return _np(col), np.ones(len(col), dtype=bool)
 
 
-def _trade_keys(table: pa.Table) -> np.ndarray:
-    """Unique keys of trade rows (sorted by ts, trade_id): (ts, trade_id or -1, rank)."""
-    ts = _np(table.column("ts"))
-    tid, valid = _values(table.column("trade_id"))
-    tid = np.where(valid, tid, -1).astype(np.int64)
-    n = ts.size
-    keys = np.zeros(n, dtype=[("ts", "<i8"), ("id", "<i8"), ("k", "<i8")])
-    keys["ts"], keys["id"] = ts, tid
-    if n > 1:
-        same = (ts[1:] == ts[:-1]) & (tid[1:] == tid[:-1])
-        start = np.where(np.r_[True, ~same], np.arange(n), 0)
-        keys["k"] = np.arange(n) - np.maximum.accumulate(start)
-    return keys
-
-
 def _sort(table: pa.Table, kind: str) -> pa.Table:
-    """Rows sorted by ts (trades: ts then trade_id, stable)."""
-    ts = _np(table.column("ts"))
-    if kind == "trades":
-        tid, valid = _values(table.column("trade_id"))
-        tid = np.where(valid, tid, -1)
-        if ts.size > 1 and np.all(ts[1:] >= ts[:-1]):
-            eq = ts[1:] == ts[:-1]
-            if not np.any(eq & (tid[1:] < tid[:-1])):
-                return table
-        order = np.lexsort((tid, ts))
-    else:
-        if ts.size < 2 or np.all(ts[1:] > ts[:-1]):
-            return table
-        order = np.argsort(ts, kind="stable")
-    return table.take(pa.array(order))
+    """Rows of one symbol sorted by the kind's key (stable)."""
+    return get_kind(kind).sort(table)
 
 
 def _split_symbols(table: pa.Table) -> list[tuple[str, pa.Table]]:
@@ -374,7 +363,7 @@ class Store:
     # ------------------------------------------------------------------ reading
     def entry(self, kind: str, symbol: str, interval_ns: int | None = None) -> dict[str, Any]:
         """The catalog entry of one dataset; ``KeyError`` (one line) when absent."""
-        found = self.datasets(kind, symbol, interval_ns if kind == "bars" else None)
+        found = self.datasets(kind, symbol, interval_ns if get_kind(kind).has_interval else None)
         if not found:
             have = sorted({d["symbol"] for d in self.datasets(kind)})
             raise MissingDataError(
@@ -439,7 +428,8 @@ class Store:
             return schema.empty_table().select(read_cols)
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         if len(tables) > 1:
-            if kind == "trades" and "trade_id" not in read_cols:
+            key = get_kind(kind).key
+            if not set(key) <= set(read_cols):
                 table = table.take(pa.array(np.argsort(_np(table.column("ts")), kind="stable")))
             else:
                 table = _sort(table, kind)
@@ -482,13 +472,15 @@ class Store:
         progress: ProgressFn | None = None,
     ) -> IngestReport:
         """Load files (or the data files of directories) with
-        :func:`quantarena.data.loaders.load_file` and add their rows to the store.
+        :func:`quantarena.data.loaders.load_file_kinds` and add their rows to the store.
+        A file holding several kinds (a websocket capture: book, quotes and trades) adds
+        one :class:`FileReport` per kind.
 
         All files are loaded and checked before anything is written; any
         :class:`~quantarena.data.errors.DataError` leaves the store unchanged.
         ``progress(path, done, total)`` is called after each file.
         """
-        from quantarena.data.loaders import load_file
+        from quantarena.data.loaders import load_file_kinds
 
         if isinstance(paths, str | Path):
             paths = [paths]
@@ -504,12 +496,12 @@ class Store:
                     # files: hash while the loader parses (hashlib releases the GIL)
                     sha = digest.result() if path.stat().st_size < (1 << 22) else None
                     if sha is None or not batch.seen(sha):
-                        loaded = load_file(path, format, **kwargs)
+                        loaded = load_file_kinds(path, format, **kwargs)
                         sha = digest.result()
                     if batch.seen(sha):
                         report.files.append(FileReport(str(path), sha, skipped_same_hash=True))
                     else:
-                        report.files.append(batch.add(loaded, sha))
+                        report.files.extend(batch.add(item, sha) for item in loaded)
                     if progress:
                         progress(str(path), i, len(files))
             report.changed = batch.commit()
@@ -552,7 +544,8 @@ class _Batch:
     # ---------------------------------------------------------------- checking
     def add(self, loaded: LoadedData, sha: str | None) -> FileReport:
         kind = loaded.kind
-        schema = schema_for(kind)
+        dkind = get_kind(kind)
+        schema = dkind.schema
         path = str(loaded.path)
         try:
             table = loaded.table.select(list(schema.names)).cast(schema)
@@ -576,7 +569,7 @@ class _Batch:
             rows = _sort(rows, kind)
             ts = _np(rows.column("ts"))
             ivl: int | None = None
-            if kind == "bars":
+            if dkind.has_interval:
                 ivl = loaded.interval_ns or _infer_interval(ts, path, sym)
                 rep.interval_ns = rep.interval_ns or ivl
                 if ts.size > 1 and not np.all(ts[1:] > ts[:-1]):
@@ -592,6 +585,8 @@ class _Batch:
             added = rows.num_rows - present
             if added:
                 new_rows = rows if added == rows.num_rows else rows.filter(pa.array(new_mask))
+                if dkind.check_append is not None:
+                    self._check_continuity(dkind, key, new_rows, path)
                 self.pending.setdefault(key, []).append(new_rows)
             self.sources.setdefault(key, []).append(
                 {
@@ -612,6 +607,33 @@ class _Batch:
         if sha is not None:
             self.hashes.add(sha)
         return rep
+
+    def _edge(self, key: Key, last: bool) -> pa.Table | None:
+        """Stored and pending rows of ``key`` at its last (or first) time; None when none."""
+        i, pick = (-1, max) if last else (0, min)
+        times = [int(_np(t.column("ts"))[i]) for t in self.pending.get(key, []) if t.num_rows]
+        entry = self.entries.get(key)
+        if entry is not None and entry[("end_ns" if last else "start_ns")] is not None:
+            times.append(int(entry["end_ns" if last else "start_ns"]))
+        if not times:
+            return None
+        t = pick(times)
+        return self._overlapping(key, t, t)
+
+    def _check_continuity(self, dkind: Any, key: Key, new_rows: pa.Table, path: str) -> None:
+        """The kind's continuity rule where new rows land wholly after or before the
+        stored (and pending) rows; rows landing in between are not checked."""
+        ts = _np(new_rows.column("ts"))
+        tail = self._edge(key, last=True)
+        if tail is None:
+            return
+        if int(ts[0]) > int(_np(tail.column("ts"))[-1]):
+            dkind.check_append(tail, new_rows, path, True)
+            return
+        head = self._edge(key, last=False)
+        if head is not None and int(ts[-1]) < int(_np(head.column("ts"))[0]):
+            t_last = int(ts[-1])
+            dkind.check_append(new_rows.slice(int(np.searchsorted(ts, t_last))), head, path, False)
 
     def _overlapping(self, key: Key, lo: int, hi: int) -> pa.Table | None:
         """Stored and pending rows of ``key`` with ``lo <= ts <= hi``."""
@@ -644,10 +666,8 @@ class _Batch:
         if old is None or old.num_rows == 0:
             return mask, 0
         kind = key[0]
-        if kind == "bars":
-            k_new, k_old = ts, _np(old.column("ts"))
-        else:
-            k_new, k_old = _trade_keys(rows), _trade_keys(old)
+        dkind = get_kind(kind)
+        k_new, k_old = dkind.keys(rows), dkind.keys(old)
         _, i_new, i_old = np.intersect1d(k_new, k_old, assume_unique=True, return_indices=True)
         if i_new.size == 0:
             return mask, 0
@@ -674,7 +694,7 @@ class _Batch:
             new_v = a[i_new[j]] if va[i_new[j]] else None
             old_v = b[i_old[j]] if vb[i_old[j]] else None
             raise ConflictError(
-                f"symbol {key[1]}: the {kind[:-1]} at {iso(int(ts[i_new[j]]))} differs from the "
+                f"symbol {key[1]}: the {dkind.row_noun} at {iso(int(ts[i_new[j]]))} differs from the "
                 f"stored one in field {name!r} (store {old_v}, file {new_v})",
                 path=path,
                 field=name,

@@ -427,6 +427,12 @@ def finish(raw: RawRows, fill: str = "none") -> tuple[pa.Table, int | None, list
     ``BAR_SCHEMA`` / ``TRADE_SCHEMA`` sorted by (symbol, ts). See the module docstring."""
     if fill not in FILL_POLICIES:
         raise ValueError(f"unknown fill policy {fill!r}: use one of {', '.join(FILL_POLICIES)}")
+    if raw.kind not in ("bars", "trades"):
+        # quotes and book rows are validated by their kind module
+        raise ValueError(
+            f"RawRows hold bars or trades, not {raw.kind!r}: use "
+            "quantarena.data.kinds.base.finish_table for other kinds"
+        )
     if len(raw) == 0:
         raise EmptyFileError("no data rows", path=raw.path, hint="check the file is complete")
     notes = list(raw.notes)

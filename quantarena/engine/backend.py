@@ -41,20 +41,34 @@ class Backend:
 def _cupy_or_reason() -> tuple[ModuleType | None, str]:
     try:
         import cupy  # noqa: PLC0415
-    except Exception as exc:  # ImportError, or a broken CUDA install
-        return None, f"CuPy is not importable ({type(exc).__name__}: {exc})"
+    except ModuleNotFoundError as exc:
+        if exc.name == "cupy":
+            return None, "CuPy is not installed"
+        return None, f"CuPy is installed but does not import ({type(exc).__name__}: {exc})"
+    except Exception as exc:  # a broken CUDA install, a CuPy built for another CUDA
+        return None, f"CuPy is installed but does not import ({type(exc).__name__}: {exc})"
     try:
         n = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:
-        return None, f"CuPy sees no CUDA runtime ({type(exc).__name__})"
+    except Exception as exc:  # no driver, driver too old for this CuPy, no device node
+        text = " ".join(str(exc).split()) or "no message"
+        return None, (
+            f"CuPy is installed but the CUDA driver/runtime fails ({type(exc).__name__}: {text})"
+        )
     if n < 1:
-        return None, "CuPy sees no CUDA device"
+        return None, "CuPy is installed but sees no CUDA device"
     return cupy, ""
 
 
 def cuda_available() -> bool:
     """True when CuPy imports and sees at least one CUDA device."""
     return _cupy_or_reason()[0] is not None
+
+
+def cuda_unavailable_reason() -> str:
+    """Why the GPU backend cannot be used here, in one line ("" when it can): CuPy not
+    installed, CuPy installed but not importable, the CUDA driver/runtime failing (with its
+    error text), or no device."""
+    return _cupy_or_reason()[1]
 
 
 def get_backend(name: str = "auto") -> Backend:

@@ -22,6 +22,11 @@ take-profit level for a stop exit). The models act on it as follows, for a trade
 
 :class:`Costs` bundles them; :meth:`Costs.compile` turns them into the plain numbers and
 arrays the kernels take (:class:`CompiledCosts`).
+
+Defaults: :data:`DEFAULT_COSTS` (= :meth:`Costs.default`: 10 bps taker fee + 2 bps slippage) is
+the one default of every entry point — ``quantarena.backtest``, the CLI's ``backtest`` and
+``tune``, :func:`quantarena.training.tuning.tune` and a tournament config's ``costs`` section.
+Only the low-level :func:`quantarena.engine.simulate` treats ``costs=None`` as free.
 """
 
 from __future__ import annotations
@@ -32,6 +37,13 @@ from typing import Literal
 import numpy as np
 
 NS_PER_HOUR = 3_600_000_000_000
+
+#: The default taker fee, bps of traded notional (see :meth:`Costs.default`).
+DEFAULT_FEE_BPS = 10.0
+#: The default maker fee, bps (charged only with ``Fees(liquidity="maker")``).
+DEFAULT_MAKER_FEE_BPS = 2.0
+#: The default slippage, bps of the fill price.
+DEFAULT_SLIPPAGE_BPS = 2.0
 
 
 class CostError(ValueError):
@@ -53,9 +65,11 @@ class Fees:
     sends market orders) or ``"maker"``.
     """
 
-    taker_bps: float = 0.0
-    maker_bps: float = 0.0
-    liquidity: Literal["taker", "maker"] = "taker"
+    taker_bps: float = field(
+        default=0.0, metadata={"key": "fee_bps", "ge": 0, "doc": "commission per fill (taker)"}
+    )
+    maker_bps: float = field(default=0.0, metadata={"config": False})
+    liquidity: Literal["taker", "maker"] = field(default="taker", metadata={"config": False})
 
     def __post_init__(self) -> None:
         _check_bps("Fees.taker_bps", self.taker_bps)
@@ -72,7 +86,10 @@ class Fees:
 class Slippage:
     """A fixed adverse price move of ``bps`` on every fill (buys pay more, sells get less)."""
 
-    bps: float = 0.0
+    bps: float = field(
+        default=0.0,
+        metadata={"key": "slippage_bps", "ge": 0, "doc": "fixed adverse price move per fill"},
+    )
 
     def __post_init__(self) -> None:
         _check_bps("Slippage.bps", self.bps)
@@ -87,9 +104,11 @@ class VolumeImpact:
     """Square-root-style market impact: ``min(k_bps * participation**alpha, max_bps)`` bps,
     participation = traded notional / the fill bar's notional volume (``volume * close``)."""
 
-    k_bps: float = 0.0
-    alpha: float = 0.5
-    max_bps: float = 1000.0
+    k_bps: float = field(
+        default=0.0, metadata={"key": "impact_k_bps", "ge": 0, "doc": "impact scale; 0 = off"}
+    )
+    alpha: float = field(default=0.5, metadata={"key": "impact_alpha", "gt": 0, "le": 2})
+    max_bps: float = field(default=1000.0, metadata={"key": "impact_max_bps", "ge": 0})
 
     def __post_init__(self) -> None:
         _check_bps("VolumeImpact.k_bps", self.k_bps)
@@ -115,9 +134,11 @@ class Funding:
     rate charged at each bar, shape ``(T,)`` or ``(T, A)``, aligned to the panel's bars.
     """
 
-    rate_per_8h: float = 0.0
-    rates: np.ndarray | None = field(default=None, compare=False)
-    period_hours: float = 8.0
+    rate_per_8h: float = field(
+        default=0.0, metadata={"doc": "rate per funding time (0.0001 = 1 bp); longs pay if > 0"}
+    )
+    rates: np.ndarray | None = field(default=None, compare=False, metadata={"config": False})
+    period_hours: float = field(default=8.0, metadata={"gt": 0})
 
     def __post_init__(self) -> None:
         if not np.isfinite(float(self.rate_per_8h)):
@@ -164,23 +185,66 @@ class CompiledCosts:
 
 @dataclass(frozen=True)
 class Costs:
-    """All cost models of a simulation; any may be ``None`` (free)."""
+    """All cost models of a simulation; any may be ``None`` (free).
 
-    fees: Fees | None = None
-    slippage: Slippage | None = None
-    impact: VolumeImpact | None = None
-    funding: Funding | None = None
+    A tournament config's ``costs`` section is generated from these fields
+    (:func:`quantarena.config_sections.composite_section`): ``metadata["config"]`` ``"flat"``
+    puts the model's fields (named by their ``key``: ``fee_bps``, ``slippage_bps``,
+    ``impact_*``) directly in the section, ``"section"`` nests it (``funding: {...}``). A new
+    cost model is one dataclass here plus one field below.
+    """
+
+    fees: Fees | None = field(default=None, metadata={"config": "flat"})
+    slippage: Slippage | None = field(default=None, metadata={"config": "flat"})
+    impact: VolumeImpact | None = field(default=None, metadata={"config": "flat"})
+    funding: Funding | None = field(default=None, metadata={"config": "section"})
 
     @classmethod
-    def crypto_default(cls) -> Costs:
-        """10 bps taker fee (a retail tier on the large crypto exchanges; maker 2 bps) and
-        2 bps slippage; no impact, no funding."""
-        return cls(fees=Fees(taker_bps=10.0, maker_bps=2.0), slippage=Slippage(bps=2.0))
+    def default(cls) -> Costs:
+        """The default costs of every entry point (``quantarena.backtest``, the CLI's
+        ``backtest`` and ``tune``, :func:`~quantarena.training.tuning.tune` and a tournament's
+        ``costs`` section): a 10 bps taker fee (a retail tier on the large crypto exchanges;
+        maker 2 bps) and 2 bps slippage; no impact, no funding. Same as :data:`DEFAULT_COSTS`."""
+        return cls(
+            fees=Fees(taker_bps=DEFAULT_FEE_BPS, maker_bps=DEFAULT_MAKER_FEE_BPS),
+            slippage=Slippage(bps=DEFAULT_SLIPPAGE_BPS),
+        )
 
     @classmethod
     def none(cls) -> Costs:
         """No costs at all."""
         return cls()
+
+    def describe(self) -> str:
+        """One line naming the costs applied, e.g. ``"fee 10 bps (taker), slippage 2 bps"``
+        or ``"no costs"``; printed beside results so a figure always says what it paid."""
+        parts = []
+        if self.fees is not None and self.fees.rate_bps() > 0:
+            parts.append(f"fee {self.fees.rate_bps():g} bps ({self.fees.liquidity})")
+        if self.slippage is not None and self.slippage.bps > 0:
+            parts.append(f"slippage {self.slippage.bps:g} bps")
+        if self.impact is not None and self.impact.k_bps > 0:
+            i = self.impact
+            parts.append(f"impact {i.k_bps:g}·participation^{i.alpha:g} bps (max {i.max_bps:g})")
+        if self.funding is not None:
+            f = self.funding
+            if f.rates is not None:
+                parts.append("funding per bar")
+            elif f.rate_per_8h != 0:
+                parts.append(f"funding {f.rate_per_8h:g} per {f.period_hours:g} h")
+        return ", ".join(parts) if parts else "no costs"
+
+    def as_dict(self) -> dict[str, float]:
+        """The flat numbers of :meth:`describe` (bps; funding as a rate per period), for JSON
+        output and run logs."""
+        i = self.impact
+        f = self.funding
+        return {
+            "fee_bps": self.fees.rate_bps() if self.fees else 0.0,
+            "slippage_bps": float(self.slippage.bps) if self.slippage else 0.0,
+            "impact_k_bps": float(i.k_bps) if i else 0.0,
+            "funding_rate_per_8h": float(f.rate_per_8h) if f and f.rates is None else 0.0,
+        }
 
     def compile(self, ts: np.ndarray, interval_ns: int, n_assets: int) -> CompiledCosts:
         """Plain numbers for the kernels; the funding rates as a ``(T, A)`` array."""
@@ -198,3 +262,8 @@ class Costs:
             impact_max_bps=float(imp.max_bps) if imp else 1000.0,
             funding=fund,
         )
+
+
+#: The default costs of every entry point: :meth:`Costs.default` (10 bps taker fee + 2 bps
+#: slippage). Pass ``Costs.none()`` to trade for free.
+DEFAULT_COSTS = Costs.default()

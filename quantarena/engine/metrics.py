@@ -2,8 +2,9 @@
 
 Every metric is a ``(P,)`` float64 array on the host. With ``r_t`` the per-bar simple
 return (``r_t = E_t / E_{t-1} - 1``, ``E_{-1} = init_cash``), ``n`` the number of bars,
-``ppy`` the bars per year (365-day year for crypto by default) and ``years = n * interval /
-(days_per_year * 1 day)``:
+``ppy`` the bars per year of the market's trading calendar
+(:func:`quantarena.data.calendars.bars_per_year`: 525,600 one-minute bars for 24/7 crypto,
+98,280 on the NYSE, 252 daily NYSE bars) and ``years = n / ppy``:
 
 ==========================  ==============================================================
 total_return                ``E_T / init_cash - 1``
@@ -36,30 +37,98 @@ except profit_factor, which is ``inf`` with profit and no loss (as vectorbt repo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from quantarena.engine import layout as L
 
-METRIC_NAMES: tuple[str, ...] = (
-    "total_return",
-    "cagr",
-    "volatility",
-    "sharpe",
-    "sortino",
-    "calmar",
-    "max_drawdown",
-    "max_drawdown_duration",
-    "win_rate",
-    "profit_factor",
-    "expectancy",
-    "n_trades",
-    "exposure",
-    "turnover",
-    "turnover_annual",
-    "end_equity",
-    "fees_paid",
-    "funding_paid",
+
+@dataclass(frozen=True)
+class Metric:
+    """What a metric means to a ranking: its direction and unit (the formula is in the table
+    above and in :func:`metrics_from_state`).
+
+    Attributes:
+        name: the key in the engine's metrics.
+        higher_is_better: True when a larger value is better (Sharpe), False when a smaller
+            one is (drawdown, costs, turnover).
+        unit: ``"ratio"`` (dimensionless, annualised where the table says so), ``"fraction"``
+            (0.23 = 23 %), ``"days"``, ``"count"``, ``"per_year"`` or ``"cash"`` (in units of
+            ``init_cash``).
+    """
+
+    name: str
+    higher_is_better: bool
+    unit: str
+
+    @property
+    def direction(self) -> str:
+        """``"maximize"`` or ``"minimize"`` (Optuna's words)."""
+        return "maximize" if self.higher_is_better else "minimize"
+
+
+def _m(name: str, higher_is_better: bool, unit: str) -> tuple[str, Metric]:
+    return name, Metric(name, higher_is_better, unit)
+
+
+#: every metric the engine emits, in its output order: name -> :class:`Metric`. The one place
+#: where a metric's direction is defined; rankings, tuning, selection and sorting read it.
+METRICS: dict[str, Metric] = dict(
+    (
+        _m("total_return", True, "fraction"),
+        _m("cagr", True, "fraction"),
+        _m("volatility", False, "ratio"),
+        _m("sharpe", True, "ratio"),
+        _m("sortino", True, "ratio"),
+        _m("calmar", True, "ratio"),
+        _m("max_drawdown", False, "fraction"),
+        _m("max_drawdown_duration", False, "days"),
+        _m("win_rate", True, "fraction"),
+        _m("profit_factor", True, "ratio"),
+        _m("expectancy", True, "fraction"),
+        _m("n_trades", True, "count"),
+        _m("exposure", True, "fraction"),
+        _m("turnover", False, "ratio"),
+        _m("turnover_annual", False, "per_year"),
+        _m("end_equity", True, "cash"),
+        _m("fees_paid", False, "cash"),
+        _m("funding_paid", False, "cash"),
+    )
 )
+
+METRIC_NAMES: tuple[str, ...] = tuple(METRICS)
+
+#: the engine's metrics where a smaller value is better (derived from :data:`METRICS`)
+LOWER_IS_BETTER: frozenset[str] = frozenset(k for k, m in METRICS.items() if not m.higher_is_better)
+
+
+def higher_is_better(name: str, extra: dict[str, bool] | None = None) -> bool:
+    """Whether a larger value of metric ``name`` is better. ``extra`` adds directions of
+    metrics computed outside the engine (e.g. ``{"deflated_sharpe": True}``); an unknown
+    name raises ``ValueError`` listing the known ones."""
+    if extra and name in extra:
+        return bool(extra[name])
+    m = METRICS.get(name)
+    if m is None:
+        known = sorted({*METRICS, *(extra or {})})
+        raise ValueError(f"unknown metric {name!r}: use one of {', '.join(known)}")
+    return m.higher_is_better
+
+
+def direction(name: str, extra: dict[str, bool] | None = None) -> str:
+    """``"maximize"`` or ``"minimize"`` for metric ``name`` (see :func:`higher_is_better`)."""
+    return "maximize" if higher_is_better(name, extra) else "minimize"
+
+
+def score(values: np.ndarray, name: str, extra: dict[str, bool] | None = None) -> np.ndarray:
+    """``values`` of metric ``name`` turned so that larger is better, NaN/inf-free: the
+    negated values for a lower-is-better metric, and ``-inf`` for non-finite values (so NaN
+    never wins an ``argmax``). float64, same shape."""
+    v = np.asarray(values, dtype=np.float64)
+    s = v if higher_is_better(name, extra) else -v
+    return np.where(np.isfinite(s), s, -np.inf)
+
 
 NS_PER_DAY = 86_400_000_000_000
 
@@ -80,11 +149,10 @@ def metrics_from_state(
     interval_ns: int,
     init_cash: float,
     periods_per_year: float,
-    days_per_year: float = 365.0,
 ) -> dict[str, np.ndarray]:
     """The metrics of every parameter set from the host copy of the state ``S`` ``(NS, P)``."""
     n = float(n_bars)
-    years = n * float(interval_ns) / (days_per_year * NS_PER_DAY)
+    years = n / float(periods_per_year)  # the calendar's year: 252 daily bars on XNYS
     ann = np.sqrt(periods_per_year)
     end = S[L.EQ_PREV]
     growth = end / init_cash

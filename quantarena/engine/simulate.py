@@ -19,6 +19,12 @@ Conventions (docs/engine.md has every formula):
 * **Costs** (:mod:`quantarena.engine.costs`) and **stops** (:mod:`quantarena.engine.stops`).
 * **Ruin**: when equity reaches ``<= 0`` at a close, every position is closed at that close
   (free of costs) and the parameter set stays flat with zero returns.
+* **Carrying an account** (``start=``, ``pending=``): a replay may start from the account
+  another replay ended with (:meth:`SimResult.account`): its cash, shares, open trades and
+  last target, with ``init_cash`` its equity. ``pending`` gives the targets decided at the
+  close of the bar *before* ``bars[0]``; they fill at ``bars[0]``'s open like any other
+  target, trading only the difference from what the account holds. Two replays chained
+  this way give exactly the numbers of one replay over both spans.
 * **Streaming**: ``block`` bars at a time, state carried across blocks, so memory stays
   ``O(block * A * P)`` unless ``record`` asks for full arrays. Results do not depend on
   ``block``.
@@ -33,7 +39,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from quantarena.data.intervals import bars_per_year
+from quantarena.data.calendars import ALWAYS_OPEN, bars_per_year
 from quantarena.data.panel import BarPanel
 from quantarena.engine import layout as L
 from quantarena.engine.backend import Backend, get_backend, to_host
@@ -63,6 +69,38 @@ class PositionSource(Protocol):
     def __call__(self, t0: int, t1: int) -> Any: ...
 
 
+@dataclass(frozen=True)
+class Account:
+    """One parameter set's account at the close of a replay's last bar, to start another
+    replay from (``simulate(..., start=account)``).
+
+    Attributes:
+        cash: cash balance (negative: borrowed for leverage).
+        equity: equity at the last close (cash + shares valued at the closes).
+        ruined: True once equity reached <= 0 (the account then stays flat).
+        assets: ``(NSA, A)`` float64 per-asset state (:mod:`quantarena.engine.layout`):
+            shares, the target last acted on, the target decided at the last close (it
+            fills at the next replay's first open unless that replay is given ``pending``)
+            and the open trade (entry price, trailing anchor, costs so far) that stops and
+            trade statistics continue from.
+    """
+
+    cash: float
+    equity: float
+    ruined: bool
+    assets: np.ndarray
+
+    @property
+    def shares(self) -> np.ndarray:
+        """``(A,)`` shares held per asset (negative = short)."""
+        return self.assets[L.SH].copy()
+
+    @classmethod
+    def flat(cls, n_assets: int, cash: float = 1.0) -> Account:
+        """An account holding only ``cash``."""
+        return cls(float(cash), float(cash), False, np.zeros((L.NSA, int(n_assets))))
+
+
 @dataclass
 class SimResult:
     """What :func:`simulate` returns.
@@ -82,6 +120,22 @@ class SimResult:
     backend: str
     n_bars: int
     n_params: int
+    state: tuple[np.ndarray, np.ndarray] | None = None
+
+    def account(self, column: int = 0) -> Account:
+        """The account of parameter set ``column`` after the last bar (to continue from)."""
+        if self.state is None:
+            raise ValueError("this result holds no final state")
+        S, SA = self.state
+        if not 0 <= int(column) < S.shape[1]:
+            raise IndexError(f"column {column} out of range: there are {S.shape[1]} sets")
+        c = int(column)
+        return Account(
+            cash=float(S[L.CASH, c]),
+            equity=float(S[L.EQ_PREV, c]),
+            ruined=bool(S[L.RUINED, c] != 0.0),
+            assets=SA[:, :, c].copy(),
+        )
 
     def metrics_frame(self) -> pd.DataFrame:
         """The metrics as a DataFrame: one row per parameter set (index ``param``)."""
@@ -194,6 +248,33 @@ def _as_block(blk: Any, xp: Any, B: int, A: int, P: int, t0: int) -> Any:
     return _kernel_array(xp, blk, blk.dtype)
 
 
+def _pending_targets(
+    xp: Any, pending: Any, A: int, P: int, maxpos: np.ndarray, leverage: float
+) -> Any:
+    """``pending`` ``(P,)`` / ``(A, P)`` processed as the kernels process a row of targets
+    (NaN -> 0, clip to ``max_position``, scale so that ``sum_a |w_a| <= leverage``), with the
+    same float64 operations in the same order, so the result is bit-identical."""
+    w = xp.asarray(pending, dtype=xp.float64)
+    given = tuple(w.shape)
+    if w.ndim == 1 and A == 1:
+        w = w.reshape(1, -1)
+    if tuple(w.shape) != (A, P):
+        raise SimulationError(
+            f"pending has shape {given}, expected ({P},) or ({A}, {P}): one target "
+            "per asset and parameter set"
+        )
+    mp = xp.asarray(maxpos, dtype=xp.float64)
+    w = xp.where(w != w, 0.0, w)
+    w = xp.where(w > mp, mp, xp.where(w < -mp, -mp, w))
+    gross = xp.zeros(P, dtype=xp.float64)
+    for a in range(A):
+        gross = gross + xp.abs(w[a])
+    lev = float(leverage)
+    over = gross > lev
+    sc = xp.where(over, lev / xp.where(over, gross, 1.0), 1.0)
+    return xp.where(over, w * sc, w)
+
+
 def simulate(
     bars: BarPanel,
     positions: Any,
@@ -209,7 +290,9 @@ def simulate(
     backend: str | Backend = "auto",
     block: int = 4096,
     init_cash: float = 1.0,
-    days_per_year: float = 365.0,
+    calendar: str = ALWAYS_OPEN,
+    start: Account | None = None,
+    pending: Any = None,
 ) -> SimResult:
     """Replay ``bars`` for every parameter set's target weights; see the module docstring.
 
@@ -222,14 +305,21 @@ def simulate(
         stops: stop-loss / take-profit / trailing (``None``: none).
         max_position: cap on ``|w|`` of any one asset, scalar or ``(P,)``.
         leverage: cap on ``sum_a |w_a|``.
-        periods_per_year: annualisation; default from ``bars.interval_ns`` and
-            ``days_per_year`` (365: crypto trades every day; 252 for equities).
+        periods_per_year: bars per year, for annualised figures and for CAGR's years
+            (``n_bars / periods_per_year``); default from ``calendar`` and the bar interval
+            (:func:`quantarena.data.calendars.bars_per_year`).
         record: any of ``"returns"``, ``"equity"``, ``"positions"``: full arrays.
         trades: also build the trade list (replays the positions a second time).
         backend: ``"auto"``, ``"cpu"`` or ``"gpu"``.
         block: bars per block.
-        init_cash: starting equity.
-        days_per_year: year length for CAGR and the default annualisation.
+        init_cash: starting equity (flat). Ignored with ``start``: the account's equity.
+        calendar: the market's trading calendar, ``"24/7"`` (crypto, default) or an
+            exchange code such as ``"XNYS"``; used only when ``periods_per_year`` is None.
+        start: the account every parameter set starts from (default: flat ``init_cash``);
+            metrics (returns, drawdown, trades closed, fees) count from ``bars[0]`` on.
+        pending: target weights decided at the close of the bar before ``bars[0]``,
+            ``(P,)`` (one asset) or ``(A, P)``, raw like ``positions`` (NaN, caps and
+            leverage applied here); they fill at ``bars[0]``'s open (``fill="open"`` only).
     """
     be = get_backend(backend)
     xp = be.xp
@@ -247,12 +337,21 @@ def simulate(
     block = int(block)
     if block < 1:
         raise SimulationError(f"block must be >= 1, got {block}")
-    if not (np.isfinite(init_cash) and init_cash > 0):
+    if start is not None:
+        if start.assets.shape != (L.NSA, A):
+            raise SimulationError(
+                f"start: the account holds {start.assets.shape[1]} assets but bars has {A}"
+            )
+        init_cash = float(start.equity)
+    if pending is not None and fill != "open":
+        raise SimulationError(
+            'pending targets fill at the first open: use fill="open" (with fill="close" the '
+            "previous bar's target traded at its own close)"
+        )
+    if start is None and not (np.isfinite(init_cash) and init_cash > 0):
         raise SimulationError(f"init_cash must be > 0, got {init_cash!r}")
     if not (np.isfinite(leverage) and leverage > 0):
         raise SimulationError(f"leverage must be > 0, got {leverage!r}")
-    if not days_per_year > 0:
-        raise SimulationError(f"days_per_year must be > 0, got {days_per_year!r}")
 
     # positions: a source, or an array served block by block
     if isinstance(positions, PositionSource) and not hasattr(positions, "shape"):
@@ -288,10 +387,17 @@ def simulate(
     ppy = (
         float(periods_per_year)
         if periods_per_year is not None
-        else bars_per_year(int(bars.interval_ns), days_per_year)
+        else bars_per_year(calendar, int(bars.interval_ns))
     )
+    if not (np.isfinite(ppy) and ppy > 0):
+        raise SimulationError(f"periods_per_year must be > 0, got {periods_per_year!r}")
 
     f64 = xp.float64
+    start_assets = None
+    if start is not None:
+        start_assets = np.array(start.assets, dtype=np.float64)
+        start_assets[L.ETS] = np.where(start_assets[L.DIR] != 0.0, -1.0, 0.0)  # entered before
+    pend = None if pending is None else _pending_targets(xp, pending, A, P, maxpos, leverage)
     panel = tuple(_kernel_array(xp, a, f64) for a in _kernel_prices(bars))
     mask = _kernel_array(xp, to_host(bars.mask), xp.bool_)
     fund = _kernel_array(xp, cc.funding, f64) if cc.funding is not None else xp.zeros((1, 1), f64)
@@ -304,12 +410,17 @@ def simulate(
     def run(rec_on: bool, offs: Any, RF: Any, RI: Any, recs: dict[str, Any]) -> tuple[Any, Any]:
         S = xp.zeros((L.NS, P), f64)
         SA = xp.zeros((L.NSA, A, P), f64)
-        S[L.CASH] = init_cash
+        S[L.CASH] = init_cash if start is None else start.cash
         S[L.EQ_PREV] = init_cash
         S[L.PEAK] = init_cash
-        S[L.INV_PEAK] = 1.0 / init_cash
+        S[L.INV_PEAK] = 1.0 / init_cash if init_cash != 0 else 0.0
         S[L.LAST_PEAK_T] = -1.0
         S[L.TROUGH] = init_cash
+        if start is not None:
+            S[L.RUINED] = 1.0 if start.ruined else 0.0
+            SA[...] = xp.asarray(start_assets)[:, :, None]
+        if pend is not None:
+            SA[L.PEND] = pend
         empty2 = xp.zeros((0, 0), f64)
         empty3 = xp.zeros((0, 0, 0), f64)
         for t0 in range(0, T, block):
@@ -352,13 +463,13 @@ def simulate(
         RI_all = np.concatenate([to_host(RI), oRI])
         trade_df = trades_frame(RF_all, RI_all, to_host(bars.ts), list(bars.symbols))
 
+    S_h = to_host(S)
     metrics = metrics_from_state(
-        to_host(S),
+        S_h,
         n_bars=T,
         interval_ns=int(bars.interval_ns),
-        init_cash=float(init_cash),
+        init_cash=float(init_cash) if init_cash != 0 else 1.0,
         periods_per_year=ppy,
-        days_per_year=float(days_per_year),
     )
     pos_rec = recs.get("positions")
     if pos_rec is not None and not multi:
@@ -372,4 +483,5 @@ def simulate(
         backend=be.name,
         n_bars=T,
         n_params=P,
+        state=(S_h, to_host(SA)),
     )

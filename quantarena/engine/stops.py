@@ -27,7 +27,7 @@ stays flat until the agent's target weight changes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -55,13 +55,28 @@ def _as_param_array(name: str, value: Any, n_params: int) -> np.ndarray:
     return a
 
 
+def check_level(v: Any) -> Any:
+    """A config value of one stop: ``None`` (off) or a finite fraction >= 0 (0 = off);
+    raises ``ValueError`` otherwise. (The engine itself also takes ``(P,)`` arrays.)"""
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v) or v < 0:
+        raise ValueError("must be a fraction >= 0 (0.02 = 2%) or null (off)")
+    return float(v)
+
+
+_META = {"check": check_level}
+
+
 @dataclass(frozen=True)
 class Stops:
-    """Stop-loss, take-profit and trailing stop as fractions (scalars or ``(P,)`` arrays)."""
+    """Stop-loss, take-profit and trailing stop as fractions (scalars or ``(P,)`` arrays).
 
-    stop_loss: Any = None
-    take_profit: Any = None
-    trailing: Any = None
+    A tournament agent's ``stops`` section is generated from these fields (scalars there)."""
+
+    stop_loss: Any = field(default=None, metadata=_META)
+    take_profit: Any = field(default=None, metadata=_META)
+    trailing: Any = field(default=None, metadata=_META)
 
     def compile(self, n_params: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(sl, tp, tr)`` as ``(P,)`` float64 arrays, ``inf`` where off."""

@@ -11,7 +11,8 @@ closing part of a flip). Adds and partial exits stay inside the trade:
 * ``return``: ``pnl / entry notional``;
 * ``entry_ts`` / ``exit_ts``: the open time (``ts``) of the bar whose fill opened / closed
   it (with ``fill="close"`` the fill is at that bar's close); ``entry_bar`` / ``exit_bar``
-  are the bar indices;
+  are the bar indices (a trade carried in from an earlier replay, ``simulate(start=...)``,
+  has ``entry_bar`` -1 and ``entry_ts`` NaT);
 * ``exit_reason``: ``signal``, ``stop_loss``, ``take_profit``, ``trailing_stop``, ``ruin``, or
   ``open`` for a trade still open after the last bar, marked to the last close without exit
   costs (metrics count only closed trades).
@@ -85,7 +86,10 @@ def trades_frame(
         {
             "param": RI[:, L.R_PARAM].astype(np.int64),
             "asset": sym[RI[:, L.R_ASSET]] if len(RI) else np.array([], dtype=object),
-            "entry_ts": pd.to_datetime(ts[entry_bar], utc=True),
+            "entry_ts": pd.to_datetime(
+                np.where(entry_bar >= 0, ts[np.maximum(entry_bar, 0)], np.iinfo(np.int64).min),
+                utc=True,
+            ),
             "exit_ts": pd.to_datetime(ts[exit_bar], utc=True),
             "direction": RF[:, L.R_DIR].astype(np.int8),
             "size": RF[:, L.R_SIZE],

@@ -137,13 +137,20 @@ def _first_diff(expected: np.ndarray, got: np.ndarray, atol: float) -> tuple[int
 
 
 def default_cuts(n_bars: int, n_cuts: int = 6, seed: int = 0) -> list[int]:
-    """Cut points spread over the data (a few fixed fractions plus seeded random bars)."""
+    """``n_cuts`` distinct cut points spread over the data: fixed fractions (10, 35, 60 and
+    85 % of the bars; fewer, evenly spread, when ``n_cuts < 4``) plus seeded random bars
+    (fewer only when the data has fewer bars)."""
+    if n_cuts < 1:
+        raise ValueError(f"n_cuts must be at least 1, got {n_cuts}")
     if n_bars < 3:
         return [max(n_bars - 2, 0)]
-    fixed = [int(f * (n_bars - 2)) for f in (0.1, 0.35, 0.6, 0.85)]
+    fracs = (0.1, 0.35, 0.6, 0.85) if n_cuts >= 4 else np.linspace(0.1, 0.85, n_cuts + 2)[1:-1]
+    fixed = sorted({int(f * (n_bars - 2)) for f in fracs})
     rng = np.random.default_rng(seed)
-    extra = rng.integers(1, n_bars - 1, size=max(0, n_cuts - len(fixed))).tolist()
-    return sorted({c for c in fixed + extra if 0 <= c < n_bars - 1})
+    pool = np.setdiff1d(np.arange(1, n_bars - 1), fixed)
+    k = min(max(0, n_cuts - len(fixed)), len(pool))
+    extra = rng.choice(pool, size=k, replace=False).tolist() if k else []
+    return sorted({int(c) for c in fixed + extra if 0 <= c < n_bars - 1})
 
 
 def audit(

@@ -16,8 +16,11 @@ Per round ``k`` (weekly by default):
 3. **Portfolio.** The round's per-bar portfolio return is ``Σ_i w_i r_{i,t}`` (weights are
    rebalanced to target every bar; switching costs between agents are not charged).
 4. **Record.** Per agent, the OOS track record so far: annualised Sharpe of per-bar returns,
-   max drawdown, win rate over all OOS trades, days of OOS history; the deflated Sharpe ratio
-   with N = every parameter set tried so far; gates; a per-round and a cumulative leaderboard.
+   max drawdown, win rate over all OOS trades, calendar days of OOS history (first OOS bar to
+   the end of the last); the deflated Sharpe ratio of the daily OOS record with N = every
+   parameter set tried so far and V = the variance of the daily OOS Sharpe of every set of the
+   population over the same days (:class:`~quantarena.tournaments.record.TrackRecord`); gates;
+   a per-round and a cumulative leaderboard.
 
 At the end, the probability of backtest overfitting (CSCV) of each agent's population is
 computed from its daily OOS returns of every parameter set.
@@ -29,13 +32,13 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from quantarena.tournaments.allocation import equal_weights, inverse_vol_weights, kelly_weights
-from quantarena.tournaments.gates import GateConfig, GateStatus, evaluate_gates
+from quantarena.tournaments.gates import BINDING, GateConfig, GateStatus, evaluate_gates
 from quantarena.tournaments.overfitting import pbo
 from quantarena.tournaments.ranking import cumulative_leaderboard, rank_agents
 from quantarena.tournaments.record import TrackRecord
@@ -54,6 +57,18 @@ DAY_NS = 86_400 * 1_000_000_000
 METHODS = ("kelly", "equal", "inverse_vol")
 
 
+def check_shrinkage(v: Any) -> str | float:
+    """A covariance shrinkage setting: ``"ledoit-wolf"``, ``"none"`` or a float in [0, 1]
+    (``_`` and case ignored in the names); raises ``ValueError`` otherwise."""
+    if isinstance(v, str):
+        key = v.lower().replace("_", "-")
+        if key in ("ledoit-wolf", "none"):
+            return key
+    elif not isinstance(v, bool) and isinstance(v, int | float) and 0 <= v <= 1:
+        return float(v)
+    raise ValueError("must be 'ledoit-wolf', 'none' or a number in [0, 1]")
+
+
 @dataclass(frozen=True)
 class AllocationConfig:
     """How capital moves between agents.
@@ -66,18 +81,23 @@ class AllocationConfig:
         cap_per_agent: largest weight of one agent. gross_cap: largest total weight.
         estimation_window: rounds of OOS history used to estimate μ and Σ.
         min_rounds: rounds of OOS history before any non-zero Kelly weight.
-        gated_by: gates an agent must pass to get Kelly capital (the history and
-            paper-trading gates decide graduation to paper trading, not capital).
+        long_only: Kelly weights in ``[0, cap]`` for agents with a positive OOS Sharpe;
+            ``False``: weights in ``[−cap, cap]`` with ``Σ|w| <= gross_cap`` over every gated
+            agent (a losing agent may be sold short).
+        gated_by: gates an agent must pass to get Kelly capital (a tournament config's
+            ``gates.binding``; the history and paper-trading gates decide graduation to
+            paper trading, not capital).
     """
 
-    method: str = "kelly"
-    kelly_fraction: float = 0.5
-    shrinkage: str | float = "ledoit-wolf"
-    cap_per_agent: float = 0.5
-    gross_cap: float = 1.0
-    estimation_window: int = 12
-    min_rounds: int = 1
-    gated_by: tuple[str, ...] = ("sharpe", "max_drawdown")
+    method: Literal["kelly", "equal", "inverse_vol"] = "kelly"
+    kelly_fraction: float = field(default=0.5, metadata={"gt": 0, "le": 1})
+    shrinkage: str | float = field(default="ledoit-wolf", metadata={"check": check_shrinkage})
+    cap_per_agent: float = field(default=0.5, metadata={"gt": 0, "le": 1})
+    gross_cap: float = field(default=1.0, metadata={"gt": 0})
+    estimation_window: int = field(default=12, metadata={"ge": 2})
+    min_rounds: int = field(default=2, metadata={"ge": 0})
+    long_only: bool = True
+    gated_by: tuple[str, ...] = field(default=BINDING, metadata={"config": False})
 
 
 @dataclass
@@ -146,9 +166,12 @@ def agent_record(results: Sequence[RoundResult], periods_per_year: float) -> dic
 
     Returns ``sharpe`` (annualised, of per-bar OOS returns), ``total_return``,
     ``max_drawdown`` (positive fraction), ``win_rate`` (winning / closed OOS trades over all
-    rounds), ``n_trades``, ``history_days`` (OOS days), ``n_trials`` (every parameter set
-    tried so far), ``dsr`` (deflated Sharpe probability with that N and the variance of the
-    trial Sharpes in sample), ``sharpe_pp`` (per-period Sharpe), ``n_obs``.
+    rounds), ``n_trades``, ``history_days`` (calendar days from the first OOS bar's open to the
+    end of the last OOS bar), ``n_trials`` (every parameter set tried so far), ``dsr``
+    (deflated Sharpe probability of the daily OOS record with that N and ``var_trials_sharpe``
+    = V, the variance of the per-day OOS Sharpe of every set of the population over the same
+    days), ``sharpe_pp`` (per-bar Sharpe), ``skew``, ``kurt`` (of the per-bar returns),
+    ``n_obs`` (bars).
     """
     track = TrackRecord()
     for x in results:
@@ -201,6 +224,7 @@ def _weights_for(
             cap=cfg.cap_per_agent,
             gross_cap=cfg.gross_cap,
             eligible=eligible,
+            long_only=cfg.long_only,
         )
         if len(history) >= cfg.min_rounds
         else zeros
@@ -288,13 +312,16 @@ def run_tournament(
         eligible = np.array(
             [
                 all(res.passed for g, res in gate_status[a].results.items() if g in cfg.gated_by)
-                and record[a]["sharpe_pp"] > 0
+                and (record[a]["sharpe_pp"] > 0 or not cfg.long_only)
                 for a in agents
             ]
         )
         cumulative = pd.DataFrame(record).T.rename_axis("agent")
         cumulative["gates_passed"] = [gate_status[a].passed for a in agents]
         cumulative["gates_failed"] = [", ".join(gate_status[a].failed) for a in agents]
+        cumulative["held_back_by"] = [  # the failed gates that hold back capital
+            ", ".join(g for g in gate_status[a].failed if g in cfg.gated_by) for a in agents
+        ]
         cumulative["weight"] = [float(x) for x in w[cfg.method]]
         rep = RoundReport(
             round=rnd,

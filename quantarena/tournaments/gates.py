@@ -9,11 +9,17 @@ gate               statistic            op     default
 ``sharpe``         ``sharpe``           ``>``  1.5 (annualised Sharpe ratio)
 ``max_drawdown``   ``max_drawdown``     ``<``  0.20 (peak-to-trough loss, positive fraction)
 ``win_rate``       ``win_rate``         ``>``  0.52 (fraction of winning trades/periods)
-``history``        ``history_days``     ``>=`` 365 (days of backtest history)
+``history``        ``history_days``     ``>=`` 365 (calendar days of OOS history)
 ``paper``          ``paper_days``       ``>=`` 7 (days of paper trading)
 =================  ===================  =====  ============================================
 
 Setting a threshold to ``None`` disables that gate (it is left out of the results).
+
+Not every gate holds back capital. ``GateConfig.binding`` (default :data:`BINDING`: ``sharpe``
+and ``max_drawdown``) names the gates an agent must pass before the allocator may give it a
+non-zero weight; the others (``history``, ``paper`` by default, ``win_rate``) decide graduation
+to paper trading and live capital but do not stop the tournament's own allocation. A leaderboard
+shows each agent's failed gates and, in ``held_back_by``, the binding ones among them.
 A statistic that is ``None`` or NaN fails its gate with a reason; ``paper_days=None`` (or NaN,
 as a DataFrame stores it) means "paper trading not yet available" and is recorded as not met, with that reason, so an agent
 cannot graduate to live capital before it has a paper record.
@@ -26,9 +32,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["GATES", "GateConfig", "GateResult", "GateStatus", "evaluate_gates"]
+__all__ = ["BINDING", "GATES", "GateConfig", "GateResult", "GateStatus", "evaluate_gates"]
 
 Op = Literal[">", "<", ">="]
 
@@ -40,6 +46,9 @@ GATES: dict[str, tuple[str, str, Op]] = {
     "history": ("history_days", "min_history_days", ">="),
     "paper": ("paper_days", "min_paper_days", ">="),
 }
+
+#: the gates that hold back capital unless configured otherwise (``gates.binding``)
+BINDING: tuple[str, ...] = ("sharpe", "max_drawdown")
 
 _OPS = {
     ">": lambda v, t: v > t,
@@ -55,8 +64,13 @@ class GateConfig(BaseModel):
         min_sharpe: annualised Sharpe must be strictly greater.
         max_drawdown: maximum drawdown (positive fraction, 0.2 = 20 %) must be strictly less.
         min_win_rate: win rate (fraction in [0, 1]) must be strictly greater.
-        min_history_days: days of history must be at least this.
+        min_history_days: calendar days of out-of-sample history (first OOS bar's open to
+            the end of the last OOS bar, weekends and holidays included) must be at least
+            this; 52 weekly rounds of daily equity bars are 362 days, not 260 bars.
         min_paper_days: days of paper trading must be at least this.
+        binding: the gates (names of :data:`GATES`) that hold back capital: an agent failing
+            one gets no allocation weight. A disabled gate binds nothing. ``[]``: no gate
+            holds back capital.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -66,6 +80,23 @@ class GateConfig(BaseModel):
     min_win_rate: float | None = Field(default=0.52, ge=0.0, le=1.0)
     min_history_days: float | None = Field(default=365.0, ge=0.0)
     min_paper_days: float | None = Field(default=7.0, ge=0.0)
+    binding: tuple[str, ...] = BINDING
+
+    @field_validator("binding", mode="before")
+    @classmethod
+    def _binding_names(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            raise ValueError(f"must be a list of gate names, e.g. [{v}]")
+        for name in v if isinstance(v, list | tuple) else ():
+            if name not in GATES:
+                import difflib
+
+                near = difflib.get_close_matches(str(name), list(GATES), n=1)
+                hint = f" — did you mean {near[0]!r}?" if near else ""
+                raise ValueError(f"unknown gate {name!r}{hint} (gates: {', '.join(GATES)})")
+        if isinstance(v, list | tuple) and len(set(v)) != len(v):
+            raise ValueError("a gate is listed twice")
+        return v
 
 
 @dataclass(frozen=True)

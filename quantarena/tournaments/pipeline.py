@@ -1,7 +1,8 @@
 """Agents run their rounds ahead of the director, a bounded number at a time.
 
-An agent's round depends only on the market data (and, for tuning agents, on its own previous
-round), never on the director's capital weights, so the director need not wait for every
+An agent's round depends only on the market data and on its own previous round (the account
+its OOS replay continues from; a tuning agent's warm start), never on the director's capital
+weights, so the director need not wait for every
 agent to finish round ``k`` before any agent starts round ``k + 1``. :class:`RoundPipeline`
 keeps ``slots`` agent-rounds running (round-major order: round ``k`` of every agent is started
 before any round ``k + 1``; one round per agent at a time, so an agent's rounds run in order)

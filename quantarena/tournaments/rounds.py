@@ -1,7 +1,9 @@
 """One agent's work in one walk-forward round: pick parameters in sample, trade out of sample.
 
 This is the function an agent actor calls each round; it is pure (no Ray, no MLflow) so it is
-tested directly and gives the same numbers inside an actor, in a test or on a GPU node.
+tested directly and gives the same numbers inside an actor, in a test or on a GPU node. Every
+replay goes through :class:`quantarena.strategies.runner.PopulationRun`, with the agent's
+costs, stops and leverage.
 
 For round ``k`` with bars ``[warmup_start, oos_end)``:
 
@@ -11,12 +13,19 @@ For round ``k`` with bars ``[warmup_start, oos_end)``:
    so OOS bars never leak into the IS positions.
 2. **In sample**: every parameter set of the population is replayed over the IS bars only
    (warm-up bars feed indicators but are not scored) and the best set by ``objective`` is
-   chosen. Each IS replay starts flat.
-3. **Out of sample**: the whole population is replayed over the OOS bars (starting flat), so
-   that the chosen set's per-bar OOS returns and, for the probability of backtest
-   overfitting, every set's daily OOS returns come from one kernel call.
+   chosen. Each IS replay starts flat: it scores the parameters, not the account.
+3. **Out of sample**: the agent trades like one account across rounds. The OOS replay starts
+   from the account the previous round ended with (its cash, positions and open trades; flat
+   with equity 1.0 in the first round), and the weights the chosen set decides at the close
+   of the last IS bar fill at the first OOS bar's open: when the chosen parameters change,
+   only the difference between the held and the new target is traded; when they do not,
+   nothing is. The whole population is replayed from that same account (one kernel call),
+   so that the chosen set's per-bar OOS returns and, for the probability of backtest
+   overfitting, every set's daily OOS returns come together. An agent whose choice never
+   changes therefore has exactly the OOS equity of one continuous backtest.
 
-Ranking, gates and allocation downstream use only the OOS results.
+Ranking, gates and allocation downstream use only the OOS results (per-bar returns, which do
+not depend on the account's size).
 """
 
 from __future__ import annotations
@@ -31,17 +40,17 @@ import numpy as np
 from quantarena.data.panel import BarPanel
 from quantarena.engine.backend import get_backend, to_host
 from quantarena.engine.costs import Costs
-from quantarena.engine.simulate import simulate
+from quantarena.engine.metrics import score
+from quantarena.engine.simulate import Account, SimResult
 from quantarena.engine.stops import Stops
 from quantarena.strategies import params as P
 from quantarena.strategies.base import Agent
+from quantarena.strategies.runner import PopulationRun
 from quantarena.tournaments.overfitting import deflated_sharpe, sharpe_stats
 from quantarena.tournaments.schedule import Round
 
 __all__ = [
-    "LOWER_IS_BETTER",
     "AgentEntry",
-    "OffsetSource",
     "RoundResult",
     "daily_returns",
     "evaluate_round",
@@ -51,24 +60,9 @@ __all__ = [
 ]
 
 DAY_NS = 86_400 * 1_000_000_000
-#: objectives where a smaller value is better (everything else is maximised)
-LOWER_IS_BETTER = frozenset(
-    {"max_drawdown", "max_drawdown_duration", "volatility", "turnover", "turnover_annual"}
-)
-
-
-class OffsetSource:
-    """A position source shifted in time: block ``[t0, t1)`` of this source is block
-    ``[t0 + offset, t1 + offset)`` of ``inner`` (built on a longer panel that starts
-    ``offset`` bars earlier, so indicators see the warm-up history)."""
-
-    def __init__(self, inner: Any, offset: int) -> None:
-        self.inner = inner
-        self.offset = int(offset)
-        self.n_params = int(inner.n_params)
-
-    def __call__(self, t0: int, t1: int) -> Any:
-        return self.inner(t0 + self.offset, t1 + self.offset)
+#: objectives computed here rather than by the engine, with their direction (True: higher
+#: is better); the engine's metrics carry theirs in :data:`quantarena.engine.metrics.METRICS`
+ROUND_OBJECTIVES = {"deflated_sharpe": True}
 
 
 @dataclass
@@ -84,6 +78,9 @@ class AgentEntry:
         tuning: a :class:`~quantarena.training.tuning.TuningSpec` to tune with Optuna in each
             in-sample window instead of scanning ``params`` (None: scan).
         space: the search space when tuning (name → ``Int``/``Float``/``Choice``).
+        stops: stop-loss / take-profit / trailing applied to every set, in sample and out
+            (None: none).
+        leverage: cap on the sum of |weights| per bar.
     """
 
     name: str
@@ -92,6 +89,8 @@ class AgentEntry:
     objective: str = "sharpe"
     tuning: Any = None
     space: Any = None
+    stops: Stops | None = None
+    leverage: float = 1.0
 
     @property
     def n_trials(self) -> int:
@@ -112,7 +111,10 @@ class RoundResult:
             variance of trial Sharpes).
         oos_ts: ``(n,)`` OOS bar open times (ns UTC).
         oos_returns: ``(n,)`` per-bar simple returns of the chosen set, OOS.
-        oos_metrics: the chosen set's OOS metrics.
+        oos_metrics: the chosen set's OOS metrics, of the agent's account over this round:
+            returns, Sharpe and drawdown from the round's first bar; ``end_equity``,
+            ``fees_paid`` and ``funding_paid`` in the account's cash (it started the first
+            round with 1.0).
         oos_daily_all: ``(days, P)`` daily compounded OOS returns of every set (UTC days).
         timings: seconds spent in ``replay_is``, ``replay_oos`` and ``indicators``.
         model: for learning agents (with ``last_models``), the chosen set's latest trained
@@ -120,6 +122,8 @@ class RoundResult:
         top_params: with tuning (:func:`evaluate_round_tuned`), the sets replayed out of
             sample, best IS first (``top_params[0] == chosen``): the next round's warm start.
             Empty for a fixed population.
+        account: the chosen set's account at the close of the last OOS bar (cash, positions,
+            open trades): the next round's OOS replay starts from it.
     """
 
     agent: str
@@ -136,6 +140,7 @@ class RoundResult:
     timings: dict[str, float] = field(default_factory=dict)
     top_params: list[dict[str, Any]] = field(default_factory=list)
     model: Any = None
+    account: Account | None = None
 
 
 def select_best(metrics: dict[str, np.ndarray], objective: str = "sharpe") -> int:
@@ -144,10 +149,7 @@ def select_best(metrics: dict[str, np.ndarray], objective: str = "sharpe") -> in
         raise ValueError(
             f"objective {objective!r} is not a metric: use one of {', '.join(sorted(metrics))}"
         )
-    v = np.asarray(metrics[objective], dtype=np.float64)
-    score = -v if objective in LOWER_IS_BETTER else v
-    score = np.where(np.isfinite(score), score, -np.inf)
-    return int(np.argmax(score))
+    return int(np.argmax(score(metrics[objective], objective, ROUND_OBJECTIVES)))
 
 
 def daily_returns(ts: np.ndarray, returns: np.ndarray) -> np.ndarray:
@@ -207,24 +209,55 @@ def returns_from_equity(
     return r, eq_end / base - 1.0
 
 
+def _population_run(
+    window: BarPanel,
+    entry: AgentEntry,
+    params: P.Params,
+    *,
+    costs: Costs | None,
+    stops: Stops | None,
+    leverage: float | None,
+    backend: Any,
+    block: int,
+    periods_per_year: float | None,
+) -> PopulationRun:
+    """The population on the round's window with the entry's stops and leverage (an
+    explicit ``stops`` / ``leverage`` overrides them)."""
+    return PopulationRun(
+        entry.agent,
+        window,
+        params,
+        costs=costs,
+        stops=entry.stops if stops is None else stops,
+        leverage=entry.leverage if leverage is None else leverage,
+        backend=backend,
+        block=block,
+        periods_per_year=periods_per_year,
+    )
+
+
 def _replay_oos(
-    bars: BarPanel, rnd: Round, source: Any, column: int, common: dict[str, Any]
-) -> tuple[BarPanel, Any, np.ndarray, np.ndarray]:
-    """Replay a population over ``rnd``'s OOS bars (starting flat, positions from ``source``
-    built on the warm-up + IS + OOS window); returns the OOS bars, the result, the per-bar
-    returns of set ``column`` and every set's daily returns (read from recorded equity)."""
-    oos_bars = bars.select(rnd.oos_slice)
-    res = simulate(
-        oos_bars,
-        OffsetSource(source, rnd.oos_start - rnd.warmup_start),
+    run: PopulationRun, rnd: Round, column: int, start: Account | None
+) -> tuple[np.ndarray, SimResult, np.ndarray, np.ndarray, Account]:
+    """Replay the population over ``rnd``'s OOS bars as the agent's account: from ``start``
+    (None: flat, equity 1.0) with the decision at the close of the last IS bar filling at
+    the first OOS open. Returns the OOS bar times, the result, the per-bar returns of set
+    ``column``, every set's daily returns (read from recorded equity) and ``column``'s
+    account at the end."""
+    w0 = rnd.warmup_start
+    res = run.replay(
+        slice(rnd.oos_start - w0, rnd.oos_end - w0),
+        start=start,
+        from_prior_close=True,
         record=("equity",),
-        **common,
     )
     eq = to_host(res.equity)
     if eq.ndim == 1:
         eq = eq[:, None]
-    oos_returns, oos_daily = returns_from_equity(oos_bars.ts, eq, column)
-    return oos_bars, res, oos_returns, oos_daily
+    oos_ts = run.bars.ts[rnd.oos_start - w0 : rnd.oos_end - w0].copy()
+    base = 1.0 if start is None else float(start.equity)
+    oos_returns, oos_daily = returns_from_equity(oos_ts, eq, column, init_cash=base)
+    return oos_ts, res, oos_returns, oos_daily, res.account(column)
 
 
 def evaluate_round(
@@ -233,8 +266,9 @@ def evaluate_round(
     rnd: Round,
     costs: Costs | None = None,
     *,
+    start: Account | None = None,
     stops: Stops | None = None,
-    leverage: float = 1.0,
+    leverage: float | None = None,
     backend: str = "auto",
     block: int = 2048,
     periods_per_year: float | None = None,
@@ -243,11 +277,13 @@ def evaluate_round(
 
     Args:
         bars: the whole tournament panel (indices of ``rnd`` point into it).
-        entry: the agent and its population.
+        entry: the agent and its population (with its stops and leverage).
         rnd: the round (bar index windows).
         costs: cost models (fees, slippage, impact, funding), used both IS and OOS.
-        stops: optional stops, applied to every parameter set.
-        leverage: gross exposure cap.
+        start: the account the previous round ended with (``RoundResult.account``); None:
+            flat with equity 1.0 (the first round).
+        stops: stops for every parameter set (None: ``entry.stops``).
+        leverage: gross exposure cap (None: ``entry.leverage``).
         backend: engine backend (``"auto"`` picks the GPU when CUDA is usable).
         block: bars per streamed block (2048: a block of 1,000 sets stays in cache between
             the agent's signal and the replay; results do not depend on it).
@@ -255,29 +291,26 @@ def evaluate_round(
             year); the director passes the tournament's (252 days for equities).
     """
     be = get_backend(backend)
-    xp = be.xp
+    w0 = rnd.warmup_start
     t_ind = time.perf_counter()
-    window = bars.select(slice(rnd.warmup_start, rnd.oos_end))
-    source = entry.agent.source(window, entry.params, xp)
-    t_ind = time.perf_counter() - t_ind
-    common = dict(
+    window = bars.select(slice(w0, rnd.oos_end))
+    run = _population_run(
+        window,
+        entry,
+        entry.params,
         costs=costs,
         stops=stops,
-        max_position=entry.agent.max_position,
         leverage=leverage,
         backend=be,
         block=block,
         periods_per_year=periods_per_year,
     )
+    t_ind = time.perf_counter() - t_ind
 
     t0 = time.perf_counter()
-    is_bars = bars.select(rnd.is_slice)
     want_dsr = entry.objective == "deflated_sharpe"
-    is_res = simulate(
-        is_bars,
-        OffsetSource(source, rnd.is_start - rnd.warmup_start),
-        record=("returns",) if want_dsr else (),
-        **common,
+    is_res = run.replay(
+        slice(rnd.is_start - w0, rnd.is_end - w0), record=("returns",) if want_dsr else ()
     )
     is_metrics = is_res.metrics
     if want_dsr:  # not an engine metric: it needs every set's IS returns (T_is × P floats)
@@ -286,7 +319,7 @@ def evaluate_round(
     best = select_best(is_metrics, entry.objective)
 
     t0 = time.perf_counter()
-    oos_bars, oos_res, oos_returns, oos_daily = _replay_oos(bars, rnd, source, best, common)
+    oos_ts, oos_res, oos_returns, oos_daily, account = _replay_oos(run, rnd, best, start)
     t_oos = time.perf_counter() - t0
 
     return RoundResult(
@@ -297,11 +330,12 @@ def evaluate_round(
         n_trials=entry.n_trials,
         is_metrics={k: float(v[best]) for k, v in is_metrics.items()},
         is_sharpe_all=np.asarray(is_res.metrics["sharpe"], dtype=np.float64),
-        oos_ts=oos_bars.ts.copy(),
+        oos_ts=oos_ts,
         oos_returns=oos_returns,
         oos_metrics={k: float(v[best]) for k, v in oos_res.metrics.items()},
         oos_daily_all=oos_daily,
         timings={"indicators": t_ind, "replay_is": t_is, "replay_oos": t_oos},
+        account=account,
     )
 
 
@@ -314,8 +348,9 @@ def evaluate_round_tuned(
     tuning: Any,
     warm_start: list[dict[str, Any]] | None = None,
     space: Any = None,
+    start: Account | None = None,
     stops: Stops | None = None,
-    leverage: float = 1.0,
+    leverage: float | None = None,
     backend: str = "auto",
     block: int = 2048,
     periods_per_year: float | None = None,
@@ -332,11 +367,11 @@ def evaluate_round_tuned(
     ``top_params``) are asked first.
 
     Out of sample, the best ``tuning.oos_top`` distinct sets by the IS objective are replayed
-    in one call (best first: ``chosen_index`` is 0), so ``oos_daily_all`` is ``(days, K)``
-    with K fixed across rounds (the PBO matrix stays bounded). ``n_trials`` and
-    ``is_sharpe_all`` cover EVERY distinct set evaluated in sample, which is what the
-    deflated Sharpe must be deflated by. The objective ``"deflated_sharpe"`` is not
-    supported here (it needs every set's IS returns at once).
+    in one call from the agent's account ``start`` (best first: ``chosen_index`` is 0), so
+    ``oos_daily_all`` is ``(days, K)`` with K fixed across rounds (the PBO matrix stays
+    bounded). ``n_trials`` and ``is_sharpe_all`` cover EVERY distinct set evaluated in
+    sample, which is what the deflated Sharpe must be deflated by. The objective
+    ``"deflated_sharpe"`` is not supported here (it needs every set's IS returns at once).
     """
     from quantarena.training.tuning import (
         create_study,
@@ -351,27 +386,26 @@ def evaluate_round_tuned(
             "use sharpe, sortino, calmar or total_return with tuning"
         )
     be = get_backend(backend)
-    xp = be.xp
     agent = entry.agent
-    window = bars.select(slice(rnd.warmup_start, rnd.oos_end))
-    common = dict(
+    w0 = rnd.warmup_start
+    window = bars.select(slice(w0, rnd.oos_end))
+    settings = dict(
         costs=costs,
         stops=stops,
-        max_position=agent.max_position,
         leverage=leverage,
         backend=be,
         block=block,
         periods_per_year=periods_per_year,
     )
-    is_bars = bars.select(rnd.is_slice)
+    is_slice = slice(rnd.is_start - w0, rnd.is_end - w0)
     t_ind = 0.0
 
     def evaluate(pop: P.Params) -> dict[str, np.ndarray]:
         nonlocal t_ind
         t = time.perf_counter()
-        src = agent.source(window, pop, xp)
+        run = _population_run(window, entry, pop, **settings)
         t_ind += time.perf_counter() - t
-        res = simulate(is_bars, OffsetSource(src, rnd.is_start - rnd.warmup_start), **common)
+        res = run.replay(is_slice)
         return {k: np.asarray(to_host(v), dtype=np.float64) for k, v in res.metrics.items()}
 
     space = dict(space) if space is not None else space_from_values(agent, entry.params)
@@ -409,16 +443,15 @@ def evaluate_round_tuned(
             rows.append(r)
     metric_names = [k for k in rows[0] if k != "number" and k not in names]
     is_metrics_all = {m: np.array([r[m] for r in rows], dtype=np.float64) for m in metric_names}
-    v = is_metrics_all[entry.objective]
-    score = -v if entry.objective in LOWER_IS_BETTER else v
-    score = np.where(np.isfinite(score), score, -np.inf)
-    order = np.argsort(-score, kind="stable")[: max(int(tuning.oos_top), 1)]
+    order = np.argsort(
+        -score(is_metrics_all[entry.objective], entry.objective, ROUND_OBJECTIVES), kind="stable"
+    )[: max(int(tuning.oos_top), 1)]
     top_sets = [{n: rows[i][n] for n in names} for i in order]
     top_pop = {n: space[n].coerce(n, [s[n] for s in top_sets]) for n in names}
 
     t0 = time.perf_counter()
-    src = agent.source(window, top_pop, xp)
-    oos_bars, oos_res, oos_returns, oos_daily = _replay_oos(bars, rnd, src, 0, common)
+    run = _population_run(window, entry, top_pop, **settings)
+    oos_ts, oos_res, oos_returns, oos_daily, account = _replay_oos(run, rnd, 0, start)
     t_oos = time.perf_counter() - t0
     best = int(order[0])
     return RoundResult(
@@ -429,12 +462,13 @@ def evaluate_round_tuned(
         n_trials=len(rows),
         is_metrics={k: float(a[best]) for k, a in is_metrics_all.items()},
         is_sharpe_all=is_metrics_all["sharpe"].copy(),
-        oos_ts=oos_bars.ts.copy(),
+        oos_ts=oos_ts,
         oos_returns=oos_returns,
         oos_metrics={k: float(np.asarray(to_host(a))[0]) for k, a in oos_res.metrics.items()},
         oos_daily_all=oos_daily,
         timings={"indicators": t_ind, "replay_is": t_is, "replay_oos": t_oos},
         top_params=[dict(s) for s in top_sets],
+        account=account,
     )
 
 
@@ -448,11 +482,20 @@ def run_agent_round(
     backend: str = "auto",
     periods_per_year: float | None = None,
 ) -> RoundResult:
-    """One agent's round, scanning its population or tuning (``entry.tuning``), warm-started
-    from the previous round's best sets. What agent actors and the in-process runner call."""
+    """One agent's round, scanning its population or tuning (``entry.tuning``): its OOS
+    account continues from ``previous`` (the agent's previous round; None: flat), a tuning
+    agent is warm-started from its best sets. What agent actors and the in-process runner
+    call, rounds in order."""
+    start = previous.account if previous is not None else None
     if entry.tuning is None:
         res = evaluate_round(
-            bars, entry, rnd, costs, backend=backend, periods_per_year=periods_per_year
+            bars,
+            entry,
+            rnd,
+            costs,
+            start=start,
+            backend=backend,
+            periods_per_year=periods_per_year,
         )
         models = getattr(entry.agent, "last_models", None)
         if models and 0 <= res.chosen_index < len(models):
@@ -467,6 +510,7 @@ def run_agent_round(
         tuning=entry.tuning,
         warm_start=warm[: entry.tuning.warm_start],
         space=entry.space,
+        start=start,
         backend=backend,
         periods_per_year=periods_per_year,
     )

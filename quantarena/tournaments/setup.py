@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from quantarena.data.intervals import bars_per_year
+from quantarena.data.calendars import ALWAYS_OPEN, bars_per_year, guess_calendar
 from quantarena.data.panel import BarPanel
 from quantarena.strategies import params as P
 from quantarena.strategies.registry import get_agent
@@ -26,7 +26,8 @@ __all__ = ["TournamentInputs", "build_entries", "load_panel", "play", "prepare"]
 
 @dataclass
 class TournamentInputs:
-    """Everything a tournament replays: data, entrants, costs, schedule, annualisation."""
+    """Everything a tournament replays: data, entrants, costs, schedule, annualisation
+    (``periods_per_year``: bars per year of ``calendar``)."""
 
     panel: BarPanel
     entries: list[AgentEntry]
@@ -34,6 +35,7 @@ class TournamentInputs:
     rounds: list[Round]
     periods_per_year: float
     allocation: AllocationConfig
+    calendar: str = ALWAYS_OPEN
 
 
 def load_panel(cfg: Any, store_dir: str | Path | None = None) -> BarPanel:
@@ -57,10 +59,15 @@ def build_entries(cfg: Any) -> list[AgentEntry]:
     """One :class:`AgentEntry` per configured agent. A ``population`` draws that many sets
     from the grid (or from the agent's space when no params are given), seeded by the
     tournament seed and the agent's position, so re-runs pick the same sets. An agent with
-    ``tuning`` searches the box its params span (or its whole space) with Optuna instead."""
+    ``tuning`` searches the box its params span (or its whole space) with Optuna instead.
+    The agent's ``stops`` and ``leverage`` go with its entry to every replay."""
     entries = []
     for i, a in enumerate(cfg.agents):
         agent = get_agent(a.kind, max_position=a.max_position)
+        risk = {
+            "stops": _stops(a),
+            "leverage": float(getattr(a, "leverage", 1.0)),
+        }
         if getattr(a, "tuning", None) is not None:
             from quantarena.training.tuning import space_from_values
 
@@ -72,6 +79,7 @@ def build_entries(cfg: Any) -> list[AgentEntry]:
                     objective=a.objective,
                     tuning=a.tuning.spec(seed=cfg.seed * 1000 + i),
                     space=space_from_values(agent, a.grid()) if a.params else dict(agent.space),
+                    **risk,
                 )
             )
             continue
@@ -85,26 +93,24 @@ def build_entries(cfg: Any) -> list[AgentEntry]:
             rng = np.random.default_rng(cfg.seed * 1000 + i)
             idx = np.sort(rng.choice(n, size=min(a.population, n), replace=False))
             pop = P.take(grid, idx)
-        entries.append(AgentEntry(a.name, agent, pop, objective=a.objective))
+        entries.append(AgentEntry(a.name, agent, pop, objective=a.objective, **risk))
     return entries
 
 
+def _stops(agent_cfg: Any) -> Any:
+    """The engine's :class:`~quantarena.engine.stops.Stops` of an agent's ``stops`` section
+    (None when absent or all off)."""
+    section = getattr(agent_cfg, "stops", None)
+    if section is None:
+        return None
+    stops = section.to_core()
+    return stops if stops.active else None
+
+
 def allocation_of(cfg: Any) -> AllocationConfig:
-    """The director's allocation settings from the config section."""
-    al = cfg.allocation
-    extra = {}
-    if getattr(al, "gated_by", None) is not None:
-        extra["gated_by"] = tuple(al.gated_by)
-    return AllocationConfig(
-        method=al.method,
-        kelly_fraction=al.kelly_fraction,
-        shrinkage=al.shrinkage,
-        cap_per_agent=al.cap_per_agent,
-        gross_cap=al.gross_cap,
-        estimation_window=al.estimation_window,
-        min_rounds=al.min_rounds,
-        **extra,
-    )
+    """The director's allocation settings from the config's ``allocation`` section, with the
+    gates that hold back capital from ``gates.binding``."""
+    return cfg.allocation.to_core(gated_by=cfg.gates.binding)  # type: ignore[no-any-return]
 
 
 def prepare(cfg: Any, panel: BarPanel | None = None) -> TournamentInputs:
@@ -122,14 +128,15 @@ def prepare(cfg: Any, panel: BarPanel | None = None) -> TournamentInputs:
             f"schedule: {span:.1f} days of data hold no full round — shorten schedule.lookback "
             "or schedule.round, or give more data"
         )
-    days = 252.0 if _looks_like_equities(panel) else 365.0
+    calendar = getattr(cfg.data, "calendar", None) or guess_calendar(panel.ts)
     return TournamentInputs(
         panel=panel,
         entries=build_entries(cfg),
         costs=cfg.costs.to_costs(),
         rounds=rounds,
-        periods_per_year=bars_per_year(panel.interval_ns, days),
+        periods_per_year=bars_per_year(calendar, panel.interval_ns),
         allocation=allocation_of(cfg),
+        calendar=calendar,
     )
 
 
@@ -151,11 +158,3 @@ def play(
         gates=cfg.gates,
         on_round=on_round,
     )
-
-
-def _looks_like_equities(panel: BarPanel) -> bool:
-    """Daily bars with no weekend bars: an equity market (252-day year)."""
-    if panel.interval_ns != 86_400 * 10**9 or panel.n_bars < 10:
-        return False
-    weekday = ((panel.ts // (86_400 * 10**9)) + 3) % 7  # 0 = Monday
-    return not np.any(weekday >= 5)

@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from quantarena.numfmt import fmt_cell
+
 __all__ = [
     "drawdown",
     "plot_drawdowns",
@@ -71,6 +73,16 @@ def _frame(curves: CurveInput, index: Sequence[Any] | np.ndarray | None) -> pd.D
     return df
 
 
+def _date_axis(ax: Any, index: Any) -> None:
+    """Dates on the x axis that never overlap: automatic ticks, concise labels."""
+    if isinstance(index, pd.DatetimeIndex):
+        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+        locator = AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+
+
 def _style(name: str, baselines: Sequence[str]) -> dict[str, Any]:
     if name == "portfolio":
         return {"linewidth": 2.4, "color": "black", "zorder": 5}
@@ -93,6 +105,7 @@ def plot_equity(
     ax = fig.add_subplot()
     for name in df.columns:
         ax.plot(df.index, df[name].to_numpy(), label=str(name), **_style(str(name), baselines))
+    _date_axis(ax, df.index)
     ax.set_title(title)
     ax.set_ylabel("equity")
     if log_scale:
@@ -116,6 +129,7 @@ def plot_drawdowns(
     for name in df.columns:
         dd = 100.0 * drawdown(df[name].to_numpy())
         ax.plot(df.index, dd, label=str(name), **_style(str(name), baselines))
+    _date_axis(ax, df.index)
     ax.set_title(title)
     ax.set_ylabel("drawdown (%)")
     ax.grid(True, alpha=0.3)
@@ -185,31 +199,63 @@ _CSS = (
     "th,td{border:1px solid #ccc;padding:4px 10px;text-align:right}"
     "th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}"
     "tr:nth-child(even){background:#fafafa}"
+    "figure{margin:1.5em 0}img{max-width:100%;border:1px solid #eee}"
 )
 
 
+#: column headers people read (the CLI leaderboard's words); other columns keep their name
+HEADERS: dict[str, str] = {
+    "rank": "#",
+    "sharpe": "OOS Sharpe",
+    "total_return": "return",
+    "max_drawdown": "max DD",
+    "win_rate": "win rate",
+    "n_trades": "trades",
+    "dsr": "DSR",
+    "pbo": "PBO",
+    "next_weight": "next weight",
+    "rounds_won": "rounds won",
+    "gates_passed": "gates passed",
+    "gates_failed": "gates failed",
+}
+
+
 def table_html(
-    df: pd.DataFrame, *, title: str = "Leaderboard", float_format: str = "{:.4g}"
+    df: pd.DataFrame,
+    *,
+    title: str = "Leaderboard",
+    images: Sequence[str] = (),
+    headers: Mapping[str, str] | None = None,
 ) -> str:
-    """A self-contained HTML page holding ``df`` as a table (a leaderboard: one row per agent),
-    numbers formatted with ``float_format``; text is HTML-escaped."""
+    """A self-contained HTML page holding ``df`` as a table (a leaderboard: one row per
+    agent), every number written by :func:`quantarena.numfmt.fmt_cell` for its column
+    (percentages, ratios, probabilities; never an exponent), headers from ``headers``
+    (default :data:`HEADERS`), then ``images`` (paths relative to the page, e.g. the
+    plots beside it) shown and linked. Text is HTML-escaped."""
+    heads = HEADERS if headers is None else headers
 
-    def cell(v: Any) -> str:
-        if isinstance(v, float | np.floating):
-            return "" if np.isnan(v) else float_format.format(float(v))
-        return html.escape(str(v))
+    def head(c: Any) -> str:
+        return html.escape(heads.get(str(c), str(c)))
 
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [df.index.name or "", *df.columns])
+    cols = [df.index.name or "", *df.columns]
+    th = "".join(f"<th>{head(c)}</th>" for c in cols)
     rows = []
     for idx, row in df.iterrows():
-        cells = "".join(f"<td>{cell(v)}</td>" for v in row.tolist())
+        cells = "".join(f"<td>{html.escape(fmt_cell(str(c), v))}</td>" for c, v in row.items())
         rows.append(f"<tr><td>{html.escape(str(idx))}</td>{cells}</tr>")
+    figs = "".join(
+        f"<figure><a href='{html.escape(p, quote=True)}'>"
+        f"<img src='{html.escape(p, quote=True)}' alt='{html.escape(p, quote=True)}'></a>"
+        f"<figcaption><a href='{html.escape(p, quote=True)}'>{html.escape(p)}</a>"
+        "</figcaption></figure>"
+        for p in images
+    )
     t = html.escape(title)
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{t}</title>"
         f"<style>{_CSS}</style></head><body><h2>{t}</h2>"
-        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-        "</body></html>\n"
+        f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"{figs}</body></html>\n"
     )
 
 
@@ -232,7 +278,13 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 110) -> Path:
     return _atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi))
 
 
-def save_table_html(df: pd.DataFrame, path: str | Path, *, title: str = "Leaderboard") -> Path:
-    """Write :func:`table_html` to ``path`` atomically."""
-    text = table_html(df, title=title)
+def save_table_html(
+    df: pd.DataFrame,
+    path: str | Path,
+    *,
+    title: str = "Leaderboard",
+    images: Sequence[str] = (),
+) -> Path:
+    """Write :func:`table_html` to ``path`` atomically (``images`` relative to ``path``)."""
+    text = table_html(df, title=title, images=images)
     return _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -37,9 +37,10 @@ def _first_value(study: Any, t: Any) -> float:
     return float(t.values[0])
 
 
-def plot_history(study: Any, *, title: str | None = None) -> Any:
+def plot_history(study: Any, *, title: str | None = None, ylabel: str | None = None) -> Any:
     """A matplotlib Figure: each complete trial's first objective by trial number, and the
-    running best (max or min by the study's first direction)."""
+    running best (max or min by the study's first direction); ``ylabel`` names the
+    objective (default: the study's ``objective`` user attribute, else "objective")."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -59,7 +60,7 @@ def plot_history(study: Any, *, title: str | None = None) -> Any:
         ax.step(x, best, where="post", color="C3", label="best so far")
         ax.legend(loc="best")
     ax.set_xlabel("trial")
-    ax.set_ylabel(study.user_attrs.get("objective", "objective"))
+    ax.set_ylabel(ylabel or study.user_attrs.get("objective", "objective"))
     ax.set_title(title or f"Optimisation history: {study.study_name}")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -187,7 +188,9 @@ def log_study(
         with tempfile.TemporaryDirectory() as tmp:
             d = Path(tmp) / "study"
             d.mkdir()
-            save_figure(plot_history(study), d / "history.png")
+            who = (context or {}).get("agent")
+            title = f"{who}: {objectives[0]} by trial" if who else None
+            save_figure(plot_history(study, title=title, ylabel=objectives[0]), d / "history.png")
             imp = param_importances(study, max_trials=importance_trials)
             if imp:
                 (d / "importances.json").write_text(json.dumps(imp, indent=2))

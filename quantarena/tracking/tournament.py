@@ -3,9 +3,12 @@
 The one writer of a tournament's results (the director, or the local driver). Per round it
 logs each agent's OOS metrics with ``step = round`` (one batched call per agent), its chosen
 parameters and gate status; the parent run gets the portfolio's metrics per round. At the end
-it writes the leaderboard (CSV, HTML, Markdown), equity and drawdown plots of the agents and
-the portfolio against the baselines, the stacked area of capital weights, and the
-per-round leaderboards, to ``output_dir`` and as MLflow artifacts.
+it writes the leaderboard (CSV, HTML that shows and links the plots, Markdown; numbers by
+:mod:`quantarena.numfmt`), equity and drawdown plots of the agents and the portfolio against
+the baselines, the stacked bars of capital weights, the per-round leaderboards, and the
+equity curves the plots are drawn from (``equity_agents.csv``, ``equity_portfolio.csv``), to
+``output_dir`` and as MLflow artifacts. :func:`render_report` draws the report again from
+those files (``quantarena tournament report``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from quantarena.numfmt import fmt_cell
 from quantarena.tracking.artifacts import (
+    HEADERS,
     plot_drawdowns,
     plot_equity,
     plot_weights,
@@ -27,7 +32,15 @@ from quantarena.tracking.artifacts import (
 )
 from quantarena.tracking.mlflow_logger import TournamentLogger
 
-__all__ = ["LEADERBOARD_COLUMNS", "TournamentRecorder", "leaderboard_view"]
+__all__ = [
+    "LEADERBOARD_COLUMNS",
+    "PLOTS",
+    "TournamentRecorder",
+    "leaderboard_view",
+    "read_equity",
+    "render_report",
+    "write_leaderboard",
+]
 
 #: columns of the leaderboard people read (CLI table, HTML, Markdown)
 LEADERBOARD_COLUMNS = (
@@ -45,6 +58,7 @@ LEADERBOARD_COLUMNS = (
     "rounds_won",
     "gates_passed",
     "gates_failed",
+    "held_back_by",
 )
 
 
@@ -137,13 +151,6 @@ class TournamentRecorder:
         (paths, run id, portfolio metrics)."""
         out = self.out
         board = leaderboard_view(result.leaderboard)
-        board.to_csv(out / "leaderboard.csv", index=False)
-        save_table_html(
-            board.set_index("agent"),
-            out / "leaderboard.html",
-            title=f"{self.cfg.name} — leaderboard",
-        )
-        (out / "leaderboard.md").write_text(_markdown(board), encoding="utf-8")
         rounds = pd.concat([r.leaderboard for r in result.reports], ignore_index=False)
         rounds.to_csv(out / "leaderboard_by_round.csv")
 
@@ -166,24 +173,18 @@ class TournamentRecorder:
             keep = np.r_[np.arange(step - 1, len(idx), step), len(idx) - 1]
             keep = np.unique(keep)
             agents_eq, port_eq = agents_eq.iloc[keep], port_eq.iloc[keep]
-        baselines = [c for c in port_eq.columns if c != "portfolio"]
-        figs = {
-            "equity_agents.png": plot_equity(agents_eq, title="Agents — OOS equity"),
-            "equity_portfolio.png": plot_equity(
-                port_eq, baselines=baselines, title="Portfolio vs baselines — OOS equity"
-            ),
-            "drawdowns.png": plot_drawdowns(
-                pd.concat([agents_eq, port_eq], axis=1),
-                baselines=baselines,
-                title="Drawdowns (OOS)",
-            ),
-            "weights.png": plot_weights(
-                result.weights[self.cfg.allocation.method],
-                title=f"Capital weights by round ({self.cfg.allocation.method})",
-            ),
-        }
-        for name, fig in figs.items():
-            save_figure(fig, out / name)
+        for name, eq in (("equity_agents.csv", agents_eq), ("equity_portfolio.csv", port_eq)):
+            eq.rename_axis("ts").to_csv(out / name)
+        files = render_report(
+            out,
+            name=self.cfg.name,
+            method=self.cfg.allocation.method,
+            board=board,
+            agents_eq=agents_eq,
+            port_eq=port_eq,
+            weights=result.weights[self.cfg.allocation.method],
+        )
+        figs = [p.name for p in files if p.suffix == ".png"]
         for m, w in result.weights.items():
             w.to_csv(out / f"weights_{m}.csv")
         pm = result.portfolio_metrics(periods_per_year)
@@ -193,9 +194,10 @@ class TournamentRecorder:
             "name": self.cfg.name,
             "rounds": len(result.reports),
             "agents": result.agents,
-            "output_dir": str(out),
+            "output_dir": str(out.resolve()),
             "mlflow_uri": self.cfg.tracking.mlflow_uri if self.log else None,
             "run_id": self.run_id,
+            "costs": self.cfg.costs.to_costs().describe(),
             "portfolio": {m: {k: float(v) for k, v in row.items()} for m, row in pm.iterrows()},
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -232,6 +234,10 @@ class TournamentRecorder:
             for name in [
                 *figs,
                 "leaderboard.md",
+                "leaderboard.html",
+                "equity_agents.csv",
+                "equity_portfolio.csv",
+                "config.yaml",
                 "leaderboard_by_round.csv",
                 "portfolio.csv",
                 "summary.json",
@@ -247,13 +253,77 @@ class TournamentRecorder:
             self.log.finish("FAILED")
 
 
-def _markdown(df: pd.DataFrame) -> str:
-    def fmt(v: Any) -> str:
-        if isinstance(v, float | np.floating):
-            return "" if np.isnan(v) else f"{v:.4g}"
-        return str(v)
+#: the plots of a report, in the order the HTML page shows them
+PLOTS = ("equity_portfolio.png", "equity_agents.png", "drawdowns.png", "weights.png")
 
-    head = "| " + " | ".join(map(str, df.columns)) + " |"
-    sep = "|" + "---|" * len(df.columns)
-    rows = ["| " + " | ".join(fmt(v) for v in r) + " |" for r in df.itertuples(index=False)]
+
+def render_report(
+    out: str | Path,
+    *,
+    name: str,
+    method: str,
+    board: pd.DataFrame,
+    agents_eq: pd.DataFrame,
+    port_eq: pd.DataFrame,
+    weights: pd.DataFrame,
+) -> list[Path]:
+    """Write a tournament's readable report into ``out``: the leaderboard (CSV, HTML with
+    the plots linked, Markdown) and the plots (:data:`PLOTS`: equity of the portfolio
+    against its baselines, equity of the agents, drawdowns, capital weights by round).
+    ``board`` is a final leaderboard (:func:`leaderboard_view` columns), ``agents_eq`` /
+    ``port_eq`` equity curves (growth of 1, one column per agent / allocation; the
+    allocation ``method`` is the column ``portfolio``), ``weights`` one row per round.
+    Returns the paths written (absolute)."""
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    board = leaderboard_view(board)
+    baselines = [c for c in port_eq.columns if c != "portfolio"]
+    figs = {
+        "equity_portfolio.png": plot_equity(
+            port_eq, baselines=baselines, title="Portfolio vs baselines — OOS equity"
+        ),
+        "equity_agents.png": plot_equity(agents_eq, title="Agents — OOS equity"),
+        "drawdowns.png": plot_drawdowns(
+            pd.concat([agents_eq, port_eq], axis=1), baselines=baselines, title="Drawdowns (OOS)"
+        ),
+        "weights.png": plot_weights(weights, title=f"Capital weights by round ({method})"),
+    }
+    written = [save_figure(fig, out / fname) for fname, fig in figs.items()]
+    written += write_leaderboard(out, name=name, board=board, images=list(figs))
+    return [Path(p).resolve() for p in written]
+
+
+def write_leaderboard(
+    out: str | Path, *, name: str, board: pd.DataFrame, images: list[str] | tuple[str, ...] = ()
+) -> list[Path]:
+    """Write the final leaderboard into ``out`` as CSV, Markdown and an HTML page that shows
+    and links ``images`` (file names in ``out``). Returns the paths written."""
+    out = Path(out)
+    board = leaderboard_view(board)
+    board.to_csv(out / "leaderboard.csv", index=False)
+    (out / "leaderboard.md").write_text(_markdown(board), encoding="utf-8")
+    html = save_table_html(
+        board.set_index("rank" if "rank" in board.columns else "agent"),  # as the CLI: #, agent
+        out / "leaderboard.html",
+        title=f"{name} — leaderboard",
+        images=list(images),
+    )
+    return [out / "leaderboard.csv", out / "leaderboard.md", html]
+
+
+def read_equity(path: str | Path) -> pd.DataFrame:
+    """An ``equity_*.csv`` written by :meth:`TournamentRecorder.finish` (UTC times)."""
+    df = pd.read_csv(path, index_col=0)
+    df.index = pd.to_datetime(df.index, utc=True)
+    return df
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    cols = [str(c) for c in df.columns]
+    head = "| " + " | ".join(HEADERS.get(c, c) for c in cols) + " |"
+    sep = "|" + "---|" * len(cols)
+    rows = [
+        "| " + " | ".join(fmt_cell(c, v) for c, v in zip(cols, r, strict=True)) + " |"
+        for r in df.itertuples(index=False)
+    ]
     return "\n".join([head, sep, *rows]) + "\n"

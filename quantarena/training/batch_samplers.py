@@ -346,7 +346,9 @@ class _Parzen:
                 c[:, j] = rand
         return u, c
 
-    def log_kernel(self, u: np.ndarray, c: np.ndarray, mu: np.ndarray, cat: np.ndarray) -> np.ndarray:
+    def log_kernel(
+        self, u: np.ndarray, c: np.ndarray, mu: np.ndarray, cat: np.ndarray
+    ) -> np.ndarray:
         """Log density of points ``u``, ``c`` under one kernel centred at ``mu``, ``cat``."""
         a = special.ndtr((0.0 - mu) / self.sigma)
         b = special.ndtr((1.0 - mu) / self.sigma)
@@ -508,9 +510,7 @@ class BatchCmaEsSampler(BatchSampler):
                     values[t.number] = -sign * v  # cmaes minimises
         worst = max(values.values(), default=0.0)
         worst = worst + abs(worst) + 1.0
-        sols = [
-            (x, values.get(n, worst) if n is not None else worst) for x, n in self._pending
-        ]
+        sols = [(x, values.get(n, worst) if n is not None else worst) for x, n in self._pending]
         self._cma.tell(sols)
         self._pending = []
 

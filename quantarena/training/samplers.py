@@ -19,11 +19,9 @@ from typing import Any
 import optuna
 
 from quantarena.strategies import params as P
+from quantarena.training.spec import SAMPLERS
 
 __all__ = ["SAMPLERS", "distributions", "make_sampler", "restrict_space"]
-
-#: sampler names accepted by :func:`make_sampler`
-SAMPLERS = ("tpe", "cmaes", "qmc", "random", "nsga2", "optuna-tpe", "optuna-cmaes")
 
 
 def _plain(v: Any) -> Any:

@@ -1,12 +1,17 @@
 """Where a study lives: in memory, in Redis (a journal) or in a SQL database.
 
-* ``None`` → Optuna's in-memory storage (one process);
-* ``"redis://host:port/db"`` (or ``rediss://``) → ``JournalStorage(JournalRedisBackend(url, prefix=prefix))``:
-  many processes / Ray actors ask and tell trials of one study together;
-* any other URL (``sqlite:///study.db``, ``postgresql://...``) → ``RDBStorage(url)``.
+* ``None`` -> Optuna's in-memory storage (one process);
+* ``"redis://host:port/db"`` (or ``rediss://``) -> ``JournalStorage(JournalRedisBackend)``
+  with its keys under the quantarena prefix (:mod:`quantarena.redis_keys`:
+  ``quantarena:optuna:log:N`` by default): many processes / Ray actors ask and tell trials
+  of one study together. A plain Optuna client reads the same studies with
+  ``JournalRedisBackend(url, prefix=optuna_journal_prefix())``;
+* ``sqlite:///study.db``, ``postgresql://...``, ``mysql://...`` -> ``RDBStorage(url)``.
 
-The URL is handed to Optuna only; no Redis client is imported here unless a Redis URL is
-given (Optuna imports ``redis`` itself).
+A storage that cannot be opened (Redis not answering, an unknown scheme, a database driver
+missing) raises :class:`StorageError` (a ``ValueError``) with one line saying what to do.
+The URL is handed to Optuna only; no Redis client is imported here (Optuna imports ``redis``
+itself when given a Redis URL).
 """
 
 from __future__ import annotations
@@ -15,7 +20,16 @@ from typing import Any
 
 import optuna
 
-__all__ = ["is_redis_url", "make_storage"]
+from quantarena.redis_keys import OPTUNA_PART, redis_key
+
+__all__ = ["StorageError", "is_redis_url", "make_storage", "optuna_journal_prefix"]
+
+#: URL schemes a study can be stored under (the part before ``://``, before any ``+driver``)
+SCHEMES = ("redis", "rediss", "sqlite", "postgresql", "postgres", "mysql", "oracle", "mssql")
+
+
+class StorageError(ValueError):
+    """A study storage cannot be opened (one-line message with what to do)."""
 
 
 def is_redis_url(url: str | None) -> bool:
@@ -23,19 +37,52 @@ def is_redis_url(url: str | None) -> bool:
     return isinstance(url, str) and url.split("://", 1)[0].lower() in ("redis", "rediss")
 
 
-def make_storage(url: str | Any | None, *, prefix: str = "") -> Any:
+def optuna_journal_prefix(prefix: str | None = None) -> str:
+    """The ``prefix`` argument of Optuna's ``JournalRedisBackend`` for studies under the
+    quantarena key ``prefix`` (default ``quantarena:``): ``"quantarena:optuna"``."""
+    return redis_key(OPTUNA_PART, prefix=prefix)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def make_storage(url: str | Any | None, *, prefix: str | None = None) -> Any:
     """An Optuna storage for ``url`` (see the module docstring); a storage object passes
-    through unchanged. ``prefix`` namespaces a Redis journal's keys (``{prefix}:log:N``);
-    the default ``""`` is Optuna's own, so plain Optuna clients see the same studies.
-    Raises ``ValueError`` for text that is not a URL."""
+    through unchanged. ``prefix`` is the quantarena Redis key prefix (default
+    ``quantarena:``; see :mod:`quantarena.redis_keys`). Raises :class:`StorageError` for
+    text that is not a URL, an unknown scheme, or a storage that cannot be opened."""
     if url is None or not isinstance(url, str):
         return url
     if "://" not in url:
-        raise ValueError(
+        raise StorageError(
             f"storage {url!r} is not a URL: use redis://host:6379/0 or sqlite:///study.db"
+        )
+    scheme = url.split("://", 1)[0].lower()
+    if scheme.split("+", 1)[0] not in SCHEMES:
+        raise StorageError(
+            f"storage scheme {scheme!r} is unknown: use redis://host:6379/0, "
+            "sqlite:///study.db or postgresql://user@host/db"
         )
     if is_redis_url(url):
         from optuna.storages.journal import JournalRedisBackend
 
-        return optuna.storages.JournalStorage(JournalRedisBackend(url, prefix=prefix))
-    return optuna.storages.RDBStorage(url)
+        journal = optuna_journal_prefix(prefix)
+        try:
+            return optuna.storages.JournalStorage(JournalRedisBackend(url, prefix=journal))
+        except ImportError as exc:
+            raise StorageError(f"storage {url}: {_first_line(exc)} (pip install redis)") from None
+        except Exception as exc:  # connection refused, timeout, auth, protocol
+            raise StorageError(
+                f"Redis at {url} is not answering ({_first_line(exc)}): start redis-server "
+                "there or fix the URL"
+            ) from None
+    try:
+        return optuna.storages.RDBStorage(url)
+    except ImportError as exc:
+        raise StorageError(
+            f"storage {url}: the database driver is missing ({_first_line(exc)})"
+        ) from None
+    except Exception as exc:  # unknown dialect, connection refused, bad path
+        raise StorageError(f"storage {url} cannot be opened: {_first_line(exc)}") from None

@@ -17,8 +17,8 @@ so a batch of 256 trials costs one kernel call over 256 columns, never 256 backt
 * ``warm_start`` parameter sets are enqueued first (``study.enqueue_trial``), so a study
   starts from, e.g., the previous round's best trials; they are in the first batch.
 * Objectives: a metric of the engine (annualised ``sharpe``, ``sortino``, ``calmar``,
-  ``total_return``, ...; ``max_drawdown`` etc. are minimised, see
-  :data:`~quantarena.tournaments.rounds.LOWER_IS_BETTER`) or a tuple of them for
+  ``total_return``, ...; ``max_drawdown``, ``fees_paid`` etc. are minimised: each metric's
+  direction is in :data:`quantarena.engine.metrics.METRICS`) or a tuple of them for
   multi-objective search (NSGA-II: ``("sharpe", "max_drawdown")``).
 * Fills follow the engine: a position decided at the close of bar t fills at the open of
   bar t+1; costs (fees, slippage in bps of traded notional) as :class:`~quantarena.engine.
@@ -41,10 +41,12 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from quantarena.engine.costs import DEFAULT_COSTS
+from quantarena.engine.metrics import METRICS, direction
 from quantarena.strategies import params as P
 from quantarena.strategies.base import Agent
-from quantarena.tournaments.rounds import LOWER_IS_BETTER
 from quantarena.training.samplers import distributions, make_sampler, restrict_space
+from quantarena.training.spec import TuningSpec
 from quantarena.training.storage import make_storage
 
 __all__ = [
@@ -61,40 +63,6 @@ __all__ = [
 
 Objective = str | Sequence[str]
 Evaluator = Callable[[P.Params], Mapping[str, np.ndarray]]
-
-
-@dataclass(frozen=True)
-class TuningSpec:
-    """How an agent tunes inside each in-sample window of a tournament.
-
-    Attributes:
-        sampler: ``"tpe"``, ``"cmaes"``, ``"random"`` or ``"nsga2"``.
-        trials: trials asked per round (invalid sets included; they are never evaluated).
-        batch: trials per engine call.
-        oos_top: how many of the best IS sets (by the objective) are replayed out of sample;
-            this is the width of ``oos_daily_all`` (the PBO matrix), so keep it fixed across
-            rounds.
-        warm_start: how many of the previous round's best sets to enqueue first.
-        seed: sampler seed (the round index is added, so rounds differ but reruns agree).
-    """
-
-    sampler: str = "tpe"
-    trials: int = 512
-    batch: int = 256
-    oos_top: int = 32
-    warm_start: int = 8
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        from quantarena.training.samplers import SAMPLERS
-
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"tuning.sampler {self.sampler!r}: use one of {', '.join(SAMPLERS)}")
-        for k in ("trials", "batch", "oos_top"):
-            if int(getattr(self, k)) < 1:
-                raise ValueError(f"tuning.{k} must be >= 1, got {getattr(self, k)}")
-        if int(self.warm_start) < 0:
-            raise ValueError(f"tuning.warm_start must be >= 0, got {self.warm_start}")
 
 
 @dataclass
@@ -153,9 +121,17 @@ def _objectives(objective: Objective) -> tuple[str, ...]:
 
 
 def directions(objective: Objective) -> list[str]:
-    """Optuna directions: ``"minimize"`` for :data:`LOWER_IS_BETTER` metrics, else
-    ``"maximize"``."""
-    return ["minimize" if o in LOWER_IS_BETTER else "maximize" for o in _objectives(objective)]
+    """Optuna directions, one per objective, from each metric's entry in
+    :data:`quantarena.engine.metrics.METRICS` (``"minimize"`` for drawdown, volatility,
+    turnover and costs; an unknown metric raises ``ValueError``)."""
+    out = []
+    for o in _objectives(objective):
+        if o not in METRICS:
+            raise ValueError(
+                f"objective {o!r} is not a metric: use one of {', '.join(sorted(METRICS))}"
+            )
+        out.append(direction(o))
+    return out
 
 
 def _plain(v: Any) -> Any:
@@ -361,20 +337,23 @@ def evaluate_population(
     backend: Any = "auto",
     periods_per_year: float | None = None,
     block: int = 8192,
+    stops: Any = None,
+    leverage: float = 1.0,
 ) -> dict[str, np.ndarray]:
-    """Every engine metric of a population, ``{name: (P,)}``, from ONE :func:`simulate` call
-    (fills at the next bar's open; Sharpe annualised with ``periods_per_year``, default the
-    engine's 365-day year)."""
-    from quantarena.engine.backend import get_backend, to_host
-    from quantarena.engine.simulate import simulate
+    """Every engine metric of a population, ``{name: (P,)}``, from ONE engine call
+    (:func:`~quantarena.strategies.runner.run_population`: fills at the next bar's open;
+    Sharpe annualised with ``periods_per_year``, default the engine's 365-day year)."""
+    from quantarena.engine.backend import to_host
+    from quantarena.strategies.runner import run_population
 
-    be = get_backend(backend)
-    res = simulate(
+    res = run_population(
+        agent,
         bars,
-        agent.source(bars, params, be.xp),
-        costs,
-        max_position=agent.max_position,
-        backend=be,
+        params,
+        costs=costs,
+        stops=stops,
+        leverage=leverage,
+        backend=backend,
         block=block,
         periods_per_year=periods_per_year,
     )
@@ -428,7 +407,7 @@ def tune(
     batch: int = 256,
     sampler: str = "tpe",
     objective: Objective = "sharpe",
-    costs: Any = None,
+    costs: Any = DEFAULT_COSTS,
     backend: str = "auto",
     seed: int = 0,
     storage: Any = None,
@@ -437,6 +416,8 @@ def tune(
     space: Mapping[str, Any] | None = None,
     periods_per_year: float | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    stops: Any = None,
+    leverage: float = 1.0,
 ) -> TuneResult:
     """Tune ``agent``'s parameters on ``bars`` with Optuna, one engine call per batch.
 
@@ -448,7 +429,8 @@ def tune(
         sampler: ``"tpe"`` | ``"cmaes"`` | ``"random"`` | ``"nsga2"`` (seeded by ``seed``).
         objective: a metric (``"sharpe"``: annualised, maximised) or a tuple for
             multi-objective search (``("sharpe", "max_drawdown")`` with NSGA-II).
-        costs: :class:`~quantarena.engine.costs.Costs` (fees/slippage in bps); None: free.
+        costs: :class:`~quantarena.engine.costs.Costs` (fees/slippage in bps); default
+            :data:`~quantarena.engine.costs.DEFAULT_COSTS`; ``Costs.none()`` or None: free.
         backend: ``"auto"`` | ``"cpu"`` | ``"gpu"``.
         storage: None (memory), ``"redis://host:6379/0"`` (a journal shared by workers),
             or an RDB URL (``sqlite:///x.db``).
@@ -458,6 +440,8 @@ def tune(
             :func:`~quantarena.training.samplers.restrict_space`), e.g. ``{"fast": "5:50"}``.
         periods_per_year: annualisation (default: the engine's, 365-day year).
         on_batch: progress callback ``(done, total)``.
+        stops: :class:`~quantarena.engine.stops.Stops` applied to every trial (None: none).
+        leverage: cap on the sum of |weights| per bar.
     """
     if isinstance(agent, str):
         from quantarena.strategies.registry import get_agent
@@ -479,7 +463,14 @@ def tune(
 
     def evaluate(pop: P.Params) -> dict[str, np.ndarray]:
         return evaluate_population(
-            bars, agent, pop, costs, backend=backend, periods_per_year=periods_per_year
+            bars,
+            agent,
+            pop,
+            costs,
+            backend=backend,
+            periods_per_year=periods_per_year,
+            stops=stops,
+            leverage=leverage,
         )
 
     with warnings.catch_warnings():

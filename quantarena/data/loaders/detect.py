@@ -28,6 +28,20 @@ FORMATS: tuple[str, ...] = (
     "parquet",
     "feather",
 )
+#: layouts of tick data (quotes, L2 book, trades from tick sources); a file of one of these
+#: may hold several kinds (see :func:`quantarena.data.loaders.load_file_kinds`)
+TICK_FORMATS: tuple[str, ...] = (
+    "binance-ws",
+    "bybit-orderbook",
+    "tardis-book-snapshot",
+    "tardis-incremental-book",
+    "tardis-quotes",
+    "tardis-trades",
+    "book-csv",
+    "quotes-csv",
+    "trades-csv",
+)
+FORMATS = FORMATS + TICK_FORMATS
 
 TIME_NAMES = (
     "ts",
@@ -125,6 +139,9 @@ def detect_source(src: Source, mapping: dict[str, str] | None = None) -> str:
     count as a generic CSV."""
     if src.binary is not None:
         return src.binary
+    tick = detect_tick_layout(src.head_lines(10))
+    if tick is not None:
+        return tick
     lay = sniff_text(src)
     fmt = _text_format(lay, mapping)
     if fmt is None:
@@ -249,3 +266,50 @@ def _mostly(flags) -> bool:
     if len(flags) < 3:
         return bool(flags) and bad == 0
     return bad <= max(1, int(0.2 * len(flags)))
+
+
+_TARDIS_BASE = {"exchange", "symbol", "timestamp", "localtimestamp"}
+
+
+def detect_tick_layout(lines: list[str]) -> str | None:
+    """The tick layout (one of :data:`TICK_FORMATS`) of a text file's first lines, or None.
+
+    Binance captures: ``<integer> {JSON`` lines with Binance stream fields. Bybit history:
+    JSON lines with ``"topic":"orderbook.``. Tardis CSVs: a header starting
+    ``exchange,symbol,timestamp,local_timestamp`` and the columns of one data type. Generic
+    long CSVs: a header holding the kind's canonical columns (book: ts, side, price, qty,
+    is_snapshot; quotes: ts, bid_px, bid_qty, ask_px, ask_qty; trades: ts, price, qty, side).
+    """
+    from quantarena.data.loaders.binance_ws import looks_like_capture
+
+    body = [ln for ln in lines if ln.strip()]
+    if not body:
+        return None
+    first = body[0].strip()
+    if looks_like_capture(body):
+        return "binance-ws"
+    if first.startswith("{"):
+        compact = first.replace(" ", "")
+        if '"topic":"orderbook.' in compact:
+            return "bybit-orderbook"
+        return None
+    raw_names = [n.strip().strip('"').lower() for n in split_line(first)]
+    names = {norm_name(n) for n in raw_names}
+    exact = set(raw_names)
+    if _TARDIS_BASE <= names:
+        if "asks[0].price" in exact:
+            return "tardis-book-snapshot"
+        if {"is_snapshot", "side", "price", "amount"} <= exact:
+            return "tardis-incremental-book"
+        if {"ask_amount", "ask_price", "bid_price", "bid_amount"} <= exact:
+            return "tardis-quotes"
+        if {"id", "side", "price", "amount"} <= exact:
+            return "tardis-trades"
+        return None
+    if {"ts", "side", "price", "qty", "is_snapshot"} <= exact:
+        return "book-csv"
+    if {"ts", "bid_px", "bid_qty", "ask_px", "ask_qty"} <= exact:
+        return "quotes-csv"
+    if {"ts", "price", "qty", "side"} <= exact and "close" not in exact:
+        return "trades-csv"
+    return None
