@@ -7,7 +7,10 @@ The loop (:func:`run_batches`) is::
     metrics = evaluate(population)                              # one simulate() call
     study.tell(trial, metrics[objective][column of trial])      # for every trial
 
-so a batch of 256 trials costs one kernel call over 256 columns, never 256 backtests.
+so a batch of 256 trials costs one kernel call over 256 columns, never 256 backtests. With a
+batch sampler (``tpe``, ``cmaes``, ``qmc``: :mod:`quantarena.training.batch_samplers`) the
+batch also costs one model fit: ``sampler.prepare_batch(study, distributions, batch)`` proposes
+the whole batch before the asks.
 
 * Sets the agent rejects (:meth:`Agent.valid`, e.g. ``fast >= slow``) are told
   ``PRUNED`` and never evaluated (TPE then treats that region as bad; ``FAILED`` trials would
