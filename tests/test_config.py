@@ -549,8 +549,8 @@ def test_section_values_reach_the_core() -> None:
         ),
         (
             lambda d: d["agents"][0].update(tuning={"sampler": "grid"}),
-            "configs/x.yaml: agents.0.tuning.sampler: must be 'tpe', 'cmaes', 'random' or "
-            "'nsga2', got 'grid'",
+            "configs/x.yaml: agents.0.tuning.sampler: must be 'tpe', 'cmaes', 'qmc', 'random', "
+            "'nsga2', 'optuna-tpe' or 'optuna-cmaes', got 'grid'",
         ),
         (
             lambda d: d["agents"][0].update(tuning={"seed": 3}),

@@ -109,28 +109,45 @@ def make_sampler(
 ) -> optuna.samplers.BaseSampler:
     """A seeded sampler.
 
-    ``"tpe"``: multivariate TPE with the constant liar (trials asked but not yet told count
-    as bad, so one batch spreads out instead of asking the same point ``batch`` times);
-    ``"cmaes"``: CMA-ES with ``popsize = batch`` (one generation per batch; needs the
-    ``cmaes`` package; single objective); ``"random"``; ``"nsga2"``: NSGA-II with
-    ``population_size = batch`` (multi-objective, e.g. Sharpe vs max drawdown).
+    ``"tpe"``: TPE proposing each batch from one fit
+    (:class:`~quantarena.training.batch_samplers.BatchTPESampler`; with several objectives,
+    Optuna's multi-objective TPE); ``"cmaes"``: CMA-ES with one generation per batch
+    (:class:`~quantarena.training.batch_samplers.BatchCmaEsSampler`, ``popsize = batch``;
+    needs the ``cmaes`` package; single objective); ``"qmc"``: scrambled Sobol points;
+    ``"random"``; ``"nsga2"``: NSGA-II with ``population_size = batch`` (multi-objective, e.g.
+    Sharpe vs max drawdown). ``"optuna-tpe"`` / ``"optuna-cmaes"``: Optuna's own samplers,
+    which refit for every trial of a batch (TPE with the constant liar, so one batch spreads
+    out) — the reference the batch samplers are measured against.
     """
+    from quantarena.training import batch_samplers as B
+
     batch = max(int(batch), 2)
     if name == "tpe":
+        if n_objectives > 1:
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+        return B.BatchTPESampler(seed=seed)
+    if name == "optuna-tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    if name == "qmc":
+        if n_objectives > 1:
+            raise ValueError("sampler 'qmc' is single-objective here: use 'nsga2' or 'tpe'")
+        return B.BatchQMCSampler(seed=seed)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=batch)
-    if name == "cmaes":
+    if name in ("cmaes", "optuna-cmaes"):
         if n_objectives > 1:
-            raise ValueError("sampler 'cmaes' optimises one objective: use 'nsga2' or 'tpe'")
+            raise ValueError(f"sampler {name!r} optimises one objective: use 'nsga2' or 'tpe'")
         try:
             import cmaes  # noqa: F401
         except ImportError:
             raise ValueError(
-                "sampler 'cmaes' needs the cmaes package (pip install cmaes): or use --sampler tpe"
+                f"sampler {name!r} needs the cmaes package (pip install cmaes): "
+                "or use --sampler tpe"
             ) from None
+        if name == "cmaes":
+            return B.BatchCmaEsSampler(seed=seed, popsize=batch)
         return optuna.samplers.CmaEsSampler(
             seed=seed, popsize=batch, warn_independent_sampling=False
         )

@@ -12,7 +12,7 @@ from typing import Literal
 __all__ = ["SAMPLERS", "TuningSpec"]
 
 #: sampler names accepted by :func:`quantarena.training.samplers.make_sampler`
-SAMPLERS = ("tpe", "cmaes", "random", "nsga2")
+SAMPLERS = ("tpe", "cmaes", "qmc", "random", "nsga2", "optuna-tpe", "optuna-cmaes")
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,9 @@ class TuningSpec:
     """How an agent tunes inside each in-sample window of a tournament.
 
     Attributes:
-        sampler: ``"tpe"``, ``"cmaes"``, ``"random"`` or ``"nsga2"``.
+        sampler: ``"tpe"``, ``"cmaes"``, ``"qmc"``, ``"random"``, ``"nsga2"`` (see
+            :func:`~quantarena.training.samplers.make_sampler`), or Optuna's own
+            ``"optuna-tpe"`` / ``"optuna-cmaes"``.
         trials: trials asked per round (invalid sets included; they are never evaluated).
         batch: trials per engine call.
         oos_top: how many of the best IS sets (by the objective) are replayed out of sample;

@@ -7,7 +7,10 @@ The loop (:func:`run_batches`) is::
     metrics = evaluate(population)                              # one simulate() call
     study.tell(trial, metrics[objective][column of trial])      # for every trial
 
-so a batch of 256 trials costs one kernel call over 256 columns, never 256 backtests.
+so a batch of 256 trials costs one kernel call over 256 columns, never 256 backtests. With a
+batch sampler (``tpe``, ``cmaes``, ``qmc``: :mod:`quantarena.training.batch_samplers`) the
+batch also costs one model fit: ``sampler.prepare_batch(study, distributions, batch)`` proposes
+the whole batch before the asks.
 
 * Sets the agent rejects (:meth:`Agent.valid`, e.g. ``fast >= slow``) are told
   ``PRUNED`` and never evaluated (TPE then treats that region as bad; ``FAILED`` trials would
@@ -250,8 +253,14 @@ def run_batches(
     names = list(space)
     stats = BatchStats()
     records: list[dict[str, Any]] = []
+    prepare = getattr(study.sampler, "prepare_batch", None)
+    valid_sets = (
+        (lambda sets: valid(_population(space, sets))) if valid is not None and names else None
+    )
     while stats.asked < n_trials:
         k = min(batch, n_trials - stats.asked)
+        if prepare is not None:  # a batch sampler: one model fit for the whole batch
+            prepare(study, dists, k, valid=valid_sets)
         trials = [study.ask(dists) for _ in range(k)]
         told: set[int] = set()
         try:

@@ -1,0 +1,213 @@
+"""Batch samplers: one model fit per batch, trials land in the study exactly as proposed and
+told, the Parzen density is a density, invalid sets are never proposed, determinism, and the
+samplers find a known optimum better than random search."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from quantarena.training import batch_samplers as B
+from quantarena.training.samplers import make_sampler, restrict_space
+from quantarena.training.tuning import run_batches
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+DISTS = {
+    "x": FloatDistribution(0.0, 1.0),
+    "n": IntDistribution(0, 100),
+    "lr": FloatDistribution(1e-4, 1.0, log=True),
+    "k": CategoricalDistribution(["a", "b", "c"]),
+}
+
+
+def smooth(p: dict) -> float:
+    """Maximum 0 at x = 0.7, n = 20, lr = 1e-2, k = 'b'."""
+    return (
+        -((p["x"] - 0.7) ** 2)
+        - ((p["n"] - 20) / 100) ** 2
+        - (math.log10(p["lr"]) + 2) ** 2 / 16
+        - (0.0 if p["k"] == "b" else 0.05)
+    )
+
+
+def _run(sampler: optuna.samplers.BaseSampler, batches: int, k: int) -> optuna.Study:
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    for _ in range(batches):
+        if hasattr(sampler, "prepare_batch"):
+            sampler.prepare_batch(study, DISTS, k)
+        trials = [study.ask(DISTS) for _ in range(k)]
+        for t in trials:
+            study.tell(t, smooth(t.params))
+    return study
+
+
+@pytest.mark.parametrize("name", ["tpe", "cmaes", "qmc"])
+def test_trials_land_in_the_study_exactly_as_proposed_and_told(name, monkeypatch):
+    sampler = make_sampler(name, seed=3, batch=32)
+    proposed: list[dict] = []
+    fits = []
+    real = type(sampler)._propose
+
+    def recording(self, study, unit, k):
+        out = real(self, study, unit, k)
+        fits.append(k)
+        proposed.extend(out)
+        return out
+
+    monkeypatch.setattr(type(sampler), "_propose", recording)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    told: dict[int, float] = {}
+
+    def evaluate(pop):
+        vals = [smooth({n: pop[n][i] for n in DISTS}) for i in range(len(pop["x"]))]
+        return {"sharpe": np.asarray(vals)}
+
+    from quantarena.strategies.params import Choice, Float, Int
+
+    space = {
+        "x": Float(0.0, 1.0),
+        "n": Int(0, 100),
+        "lr": Float(1e-4, 1.0, log=True),
+        "k": Choice(["a", "b", "c"]),
+    }
+    records, stats = run_batches(study, evaluate, space, n_trials=80, batch=32)
+    assert fits == [32, 32, 16]  # one fit per batch, the last batch partial
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 80 == len(proposed)
+    for t, p in zip(trials, proposed, strict=True):
+        assert t.params == p  # in order, exactly as proposed
+        assert t.state == TrialState.COMPLETE
+        told[t.number] = t.value
+        assert t.value == pytest.approx(smooth(p), abs=1e-12)
+    assert {r["number"]: r["sharpe"] for r in records} == pytest.approx(told)
+    assert stats.simulations == 3
+
+
+@pytest.mark.parametrize("name", ["tpe", "cmaes", "qmc"])
+def test_same_seed_same_trials(name):
+    a = _run(make_sampler(name, seed=5, batch=16), 3, 16)
+    b = _run(make_sampler(name, seed=5, batch=16), 3, 16)
+    c = _run(make_sampler(name, seed=6, batch=16), 3, 16)
+    pa = [t.params for t in a.trials]
+    assert pa == [t.params for t in b.trials]
+    assert pa != [t.params for t in c.trials]
+
+
+def test_model_based_samplers_beat_random_on_a_smooth_function():
+    def stats(name: str) -> tuple[float, float]:
+        best, last = [], []
+        for seed in range(4):
+            study = _run(make_sampler(name, seed=seed, batch=48), 4, 48)
+            best.append(study.best_value)
+            last.append(np.mean([t.value for t in study.trials[-48:]]))
+        return float(np.mean(best)), float(np.mean(last))
+
+    rnd_best, rnd_last = stats("random")
+    for name in ("tpe", "cmaes"):
+        best, last = stats(name)
+        assert last > rnd_last + 0.1, name  # the last batch concentrates near the optimum
+        assert best >= rnd_best, name
+        assert best > -0.01, name
+
+
+def test_invalid_sets_are_never_proposed():
+    from quantarena.strategies.registry import get_agent
+
+    agent = get_agent("momentum")
+    sp = restrict_space(agent.space, {"fast": "2:200", "slow": "10:300", "ma": "sma"})
+    study = optuna.create_study(direction="maximize", sampler=make_sampler("tpe", seed=1))
+
+    def evaluate(pop):  # prefers slow - fast close to 30
+        return {"sharpe": -np.abs(pop["slow"] - pop["fast"] - 30.0).astype(float)}
+
+    run_batches(study, evaluate, sp, n_trials=192, batch=64, valid=agent.valid)
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.PRUNED) == 0
+    assert all(t.params["fast"] < t.params["slow"] for t in study.trials)
+    assert study.best_value == 0.0
+
+
+def test_parzen_density_integrates_to_one_and_matches_its_samples():
+    unit = B._UnitSpace({"x": FloatDistribution(0.0, 1.0), "k": DISTS["k"]})
+    rng = np.random.default_rng(0)
+    obs_u = np.array([[0.05], [0.5], [0.52], [0.97]])
+    obs_c = np.array([[0], [1], [1], [2]])
+    est = B._Parzen(unit, obs_u, obs_c)
+    grid = (np.arange(20_000) + 0.5) / 20_000
+    total = 0.0
+    for k in range(3):
+        dens = np.exp(est.log_pdf(grid[:, None], np.full((len(grid), 1), k)))
+        total += dens.mean()  # midpoint rule over [0, 1]
+    assert total == pytest.approx(1.0, abs=1e-4)
+    # samples follow the density: histogram of x (all categories) against the marginal
+    u, c = est.sample(rng, 200_000)
+    hist, edges = np.histogram(u[:, 0], bins=20, range=(0, 1), density=True)
+    mids = (edges[:-1] + edges[1:]) / 2
+    marg = sum(np.exp(est.log_pdf(mids[:, None], np.full((len(mids), 1), k))) for k in range(3))
+    # bin averages vs midpoint values: loose where the density bends, tight in total
+    assert np.abs(hist - marg).max() < 0.25
+    freq = np.bincount(c[:, 0], minlength=3) / len(c)
+    want = [np.exp(est.log_pdf(grid[:, None], np.full((len(grid), 1), k))).mean() for k in range(3)]
+    assert freq == pytest.approx(want, abs=0.01)
+
+
+def test_enqueued_trials_keep_their_parameters():
+    sampler = make_sampler("tpe", seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.enqueue_trial({"x": 0.25, "n": 7, "lr": 0.5, "k": "c"})
+    sampler.prepare_batch(study, DISTS, 4)
+    trials = [study.ask(DISTS) for _ in range(4)]
+    assert trials[0].params == {"x": 0.25, "n": 7, "lr": 0.5, "k": "c"}
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 4
+
+
+def test_plain_optimize_without_batches_works():
+    study = optuna.create_study(direction="maximize", sampler=make_sampler("tpe", seed=2))
+
+    def objective(t: optuna.Trial) -> float:
+        return smooth(
+            {
+                "x": t.suggest_float("x", 0.0, 1.0),
+                "n": t.suggest_int("n", 0, 100),
+                "lr": t.suggest_float("lr", 1e-4, 1.0, log=True),
+                "k": t.suggest_categorical("k", ["a", "b", "c"]),
+            }
+        )
+
+    study.optimize(objective, 30)
+    assert len(study.trials) == 30
+    assert study.best_value > -0.2
+
+
+def test_shared_journal_storage(tmp_path):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "journal.log")))
+    s1 = optuna.create_study(
+        storage=storage, study_name="shared", direction="maximize", sampler=make_sampler("tpe", 1)
+    )
+    _run_on(s1, 2, 16)
+    s2 = optuna.load_study(study_name="shared", storage=storage, sampler=make_sampler("tpe", 2))
+    _run_on(s2, 1, 16)  # a second worker fits on the first one's 32 trials
+    assert len(s2.trials) == 48
+    assert s2.best_value >= max(t.value for t in s2.trials[:32])
+
+
+def _run_on(study: optuna.Study, batches: int, k: int) -> None:
+    for _ in range(batches):
+        study.sampler.prepare_batch(study, DISTS, k)
+        for t in [study.ask(DISTS) for _ in range(k)]:
+            study.tell(t, smooth(t.params))
+
+
+def test_multi_objective_is_refused_with_one_line():
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    with pytest.raises(ValueError, match="one objective"):
+        B.BatchTPESampler().prepare_batch(study, DISTS, 4)
