@@ -125,3 +125,34 @@ def test_synth_writes_through_the_store(tmp_path: Path) -> None:
     assert "0 rows added, 6,000 already present" in again.stdout
     other = runner.invoke(app, [*args, "--interval", "5m", "--seed", "5"])
     assert other.exit_code == 2 and "differs from the stored one" in other.stderr
+
+
+@pytest.mark.parametrize("damage", ["not-a-zip", "cut-zip", "cut-gzip", "empty-zip"])
+def test_damaged_archive_one_line_store_unchanged(
+    sample_store: tuple[Path, str], sample_dir: Path, tmp_path: Path, damage: str
+) -> None:
+    import gzip
+    import io
+    import zipfile
+
+    store, _ = sample_store
+    before = tree_digest(store)
+    csv = (sample_dir / "ADABTC-1m-2021-11-27.csv").read_bytes()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        if damage != "empty-zip":
+            zf.writestr("ADABTC-1m-2021-11-27.csv", csv)
+    name, content = {
+        "not-a-zip": ("ADABTC-1m-2021-11-27.zip", b"<html><body>404 Not Found</body></html>"),
+        "cut-zip": ("ADABTC-1m-2021-11-27.zip", buf.getvalue()[:-40]),
+        "cut-gzip": ("ADABTC-1m-2021-11-27.csv.gz", gzip.compress(csv)[:-20]),
+        "empty-zip": ("ADABTC-1m-2021-11-27.zip", buf.getvalue()),
+    }[damage]
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    res = runner.invoke(app, ["data", "ingest", str(bad), "--store", str(store)])
+    assert res.exit_code == 2, res.output
+    msg = res.stderr.strip()
+    assert len(msg.splitlines()) == 1 and msg.startswith("error:"), msg
+    assert name in msg and ("download it again" in msg or "unzip it" in msg), msg
+    assert tree_digest(store) == before

@@ -50,6 +50,11 @@ class EmptyFileError(DataError):
     """The file holds no data rows."""
 
 
+class ArchiveError(DataError):
+    """A zip or gzip file that cannot be opened: damaged, cut off, or not an archive at all
+    although its name says so."""
+
+
 class UnknownLayoutError(DataError):
     """No loader recognises the file's layout."""
 
