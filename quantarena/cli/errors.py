@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -22,5 +23,6 @@ def user_errors(exit_code: int = 2) -> Iterator[None]:
         yield
     except (DataError, ValueError, FileNotFoundError, KeyError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        err_console.print(f"[bold red]error:[/] {msg}", markup=True)
+        # escaped: a message may hold brackets (pip install "quantarena[gpu]")
+        err_console.print(f"[bold red]error:[/] {escape(msg)}", markup=True)
         raise typer.Exit(exit_code) from None

@@ -80,5 +80,9 @@ class ConflictError(DataError):
     """Rows overlap rows already in the store and their values differ."""
 
 
+class EmptyRangeError(DataError, ValueError):
+    """A time range that holds no bars (a ``ValueError`` too)."""
+
+
 class StoreError(DataError):
     """The store is missing, locked, or its catalog is damaged."""
