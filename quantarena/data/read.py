@@ -236,7 +236,8 @@ def no_bars_error(
     )
     return EmptyRangeError(
         f"no bars of {', '.join(symbols)} {span}; {held}",
-        hint="pick --start/--end (start=/end=) inside that span",
+        hint="pick a start and an end inside that span (--start/--end; data.start/data.end "
+        "in a config)",
     )
 
 
