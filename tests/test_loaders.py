@@ -858,3 +858,18 @@ def test_bytes_that_are_not_utf8_name_their_row(tmp_path: Path) -> None:
     with pytest.raises(ParseError) as e:
         load_file(q)
     one_line(e.value, "damaged.csv", "row 3", "field 'high'")
+
+
+@pytest.mark.parametrize(
+    ("row", "needle"),
+    [
+        ("2024-01-02,1,inf,0.5,1.5,10", "field 'high': high is infinite"),
+        ("2024-01-02,1,2,0.5,1.5,inf", "field 'volume': volume is infinite"),
+        ("2024-01-02,1,2,0.5,1.5,-inf", "field 'volume': volume is infinite"),
+    ],
+)
+def test_infinite_values_are_refused(tmp_path: Path, row: str, needle: str) -> None:
+    p = write(tmp_path / "X-1d.csv", GEN_HEAD + "2024-01-01,1,2,0.5,1.5,10\n" + row + "\n")
+    with pytest.raises(ValidationError) as e:
+        load_file(p)
+    one_line(e.value, "X-1d.csv", "row 3", needle)
