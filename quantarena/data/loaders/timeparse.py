@@ -51,7 +51,8 @@ def epoch_to_ns(
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ParseError(
-            f"time {v[i].item()!r} is not a time between 1677 and 2262",
+            f"time {v[i].item()!r} is not between 1677 and 2262 (as epoch "
+            f"{_UNIT_WORDS[min(int(idx[i]), 3)]})",
             path=path,
             row=locate(i) if locate is not None else None,
             field=field,
