@@ -52,8 +52,9 @@ def _bars_source(store: Path | None, file: Path | None, default_sample: bool) ->
         store = None  # --file on the command line wins over $QUANTARENA_STORE
     if store is not None:
         if not store.is_dir():
+            named = f" (from ${opt.STORE_ENV})" if opt.store_from_env(store) else ""
             raise FileNotFoundError(
-                f"store {store} not found: create it with `quantarena data ingest`"
+                f"store {store}{named} not found: create it with `quantarena data ingest`"
             )
         return store
     if file is not None:

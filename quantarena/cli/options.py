@@ -67,6 +67,7 @@ FORMAT = typer.Option(
 MAP = typer.Option(
     None,
     "--map",
+    metavar="FIELD=COLUMN",
     help="Name a file column for a field: field=column, e.g. --map ts=when --map close=last. "
     "Fields: ts, open, high, low, close, volume, quote_volume, trades, taker_buy_volume, "
     "symbol. Repeat.",
