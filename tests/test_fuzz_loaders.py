@@ -1,7 +1,7 @@
 """Fuzzing the loaders with damaged copies of every bundled real file.
 
 Each sample layout (Binance klines and aggTrades, CryptoDataDownload, generic CSV, long
-format, Feather) is cut off at a random byte or has a few bytes changed, plain or inside a
+format, Feather, and the Feather bars as Parquet) is cut off at a random byte or has a few bytes changed, plain or inside a
 zip or gzip. Whatever the damage, the loader either returns rows that pass the store's rules
 or refuses the file with one line (a :class:`DataError` naming the file) — never another
 exception — and a refused ingest leaves the store byte for byte as it was.
@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -44,6 +46,8 @@ FILES = {
         f"crypto_5m_binance/{p.name}": ("feather", 0)
         for p in sorted((SAMPLE / "crypto_5m_binance").glob("*.feather"))
     },
+    # the same real bars written as Parquet (no Parquet file is bundled)
+    "ADA_BTC-5m.parquet": ("parquet", 0),
 }
 #: text files are fuzzed on their first lines (damage anywhere in them; the parsers see
 #: the same structure as in the whole file, and the tests stay fast)
@@ -60,6 +64,11 @@ FUZZ = settings(
 
 
 def _base(name: str) -> bytes:
+    if name.endswith(".parquet"):
+        buf = io.BytesIO()
+        feather_file = SAMPLE / "crypto_5m_binance" / name.replace(".parquet", ".feather")
+        pq.write_table(feather.read_table(feather_file), buf)
+        return buf.getvalue()
     data = (SAMPLE / name).read_bytes()
     if name.endswith(".csv"):
         data = b"".join(data.splitlines(keepends=True)[:HEAD_LINES])
@@ -161,7 +170,7 @@ def test_truncated_file_loads_its_whole_rows_or_is_refused(
         return
     _check_rows(table, kind)
     layout, head = FILES[name]
-    if container != "plain" or layout == "feather":
+    if container != "plain" or layout in ("feather", "parquet"):
         # a cut-off archive or Arrow file can only be read whole (zip keeps its index
         # at the end; gzip and Arrow check lengths): the rows are all there
         assert table.num_rows == REFERENCE[name].num_rows
