@@ -1,8 +1,8 @@
 """Fuzzing the loaders with damaged copies of every bundled real file.
 
 Each sample layout (Binance klines and aggTrades, CryptoDataDownload, generic CSV, long
-format, Feather, and the Feather bars as Parquet) is cut off at a random byte or has a few bytes changed, plain or inside a
-zip or gzip. Whatever the damage, the loader either returns rows that pass the store's rules
+format, Feather, and the Feather bars as Parquet) is cut off at a random byte or has a few
+bytes changed, plain or inside a zip or gzip. Whatever the damage, the loader either returns rows that pass the store's rules
 or refuses the file with one line (a :class:`DataError` naming the file) — never another
 exception — and a refused ingest leaves the store byte for byte as it was.
 """
