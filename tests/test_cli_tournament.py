@@ -164,3 +164,16 @@ def test_a_range_without_bars_is_one_line_naming_the_span(tmp_path: Path):
         "the store holds 2021-12-31T23:01Z → 2022-02-01T05:31Z"
     ) in msg
     assert "lookback" not in msg
+
+
+def test_backend_gpu_without_cupy_is_one_line(tmp_path: Path):
+    from quantarena.engine.backend import cuda_available
+
+    if cuda_available():
+        pytest.skip("CuPy sees a GPU here")
+    path = _write(tmp_path / "gpu.yaml", CONFIG)
+    args = ["tournament", "run", str(path), "--no-ray", "--no-mlflow", "--backend", "gpu"]
+    res = runner.invoke(app, [*args, "--output-dir", str(tmp_path / "out")], env=ENV)
+    assert res.exit_code == 2, res.output
+    msg = res.stderr.strip()
+    assert len(msg.splitlines()) == 1 and 'pip install "quantarena[gpu]"' in msg, msg
