@@ -873,3 +873,18 @@ def test_infinite_values_are_refused(tmp_path: Path, row: str, needle: str) -> N
     with pytest.raises(ValidationError) as e:
         load_file(p)
     one_line(e.value, "X-1d.csv", "row 3", needle)
+
+
+def test_encrypted_zip_member_is_one_line(tmp_path: Path) -> None:
+    z = tmp_path / "BTCUSDT-1m-2024-01.zip"
+    z.write_bytes(_zip_bytes({"BTCUSDT-1m-2024-01.csv": _kline_rows(1704067200000, 3)}))
+    raw = bytearray(z.read_bytes())
+    # set the "encrypted" flag in the local header and the central directory entry
+    raw[6] |= 1
+    cd = raw.rfind(b"PK\x01\x02")
+    raw[cd + 8] |= 1
+    z.write_bytes(bytes(raw))
+    with pytest.raises(ArchiveError) as e:
+        load_file(z)
+    text = one_line(e.value, z.name, "member 'BTCUSDT-1m-2024-01.csv' is encrypted", "password")
+    assert "damaged" not in text

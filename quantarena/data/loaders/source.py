@@ -182,6 +182,12 @@ def _open_zip(p: Path) -> Source:
                     else "download it again",
                 )
             info = members[0]
+            if info.flag_bits & 0x1:
+                raise ArchiveError(
+                    f"zip member {info.filename!r} is encrypted",
+                    path=p,
+                    hint="unpack it with its password and ingest the data file",
+                )
             data = zf.read(info)
     except _ARCHIVE_ERRORS as exc:
         raise _damaged(p, "zip", exc) from None
