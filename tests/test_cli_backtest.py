@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -238,3 +239,151 @@ def test_help_lists_the_commands() -> None:
     r = runner.invoke(app, ["--help"])
     assert r.exit_code == 0 and "backtest" in r.output and "audit" in r.output
     assert np.__name__ == "numpy"
+
+
+# ---------------------------------------------------------------------------------------
+# the data paths a new user walks: each ends in a result or one line
+
+
+def _one_red_line(r: Any) -> str:
+    assert r.exit_code == 2, r.output
+    text = r.stderr.strip()
+    assert len(text.splitlines()) == 1 and text.startswith("error:"), text
+    return text
+
+
+@pytest.fixture(scope="module")
+def odd_csv(small_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same bars under column names no loader guesses."""
+    out = tmp_path_factory.mktemp("odd") / "btc-odd.csv"
+    lines = small_csv.read_text().splitlines(keepends=True)
+    out.write_text("when,o_px,h_px,l_px,c_px,qty_usd\n" + "".join(lines[1:]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_store(small_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    store = tmp_path_factory.mktemp("store") / "st"
+    r = runner.invoke(
+        app, ["data", "ingest", str(small_csv), "--store", str(store), "--symbol", "BTCPERP"]
+    )
+    assert r.exit_code == 0, r.output
+    return store
+
+
+MAPS = ["--map", "ts=when", "--map", "open=o_px", "--map", "high=h_px", "--map", "low=l_px"]
+MAPS += ["--map", "close=c_px", "--map", "volume=qty_usd"]
+GRID = ["--param", "fast=5,10", "--param", "slow=30", "--json", "--top", "2"]
+
+
+def _best(r: Any) -> list[tuple[dict, float]]:
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    return [(row["params"], row["metrics"]["sharpe"]) for row in doc["top"]]
+
+
+def test_map_names_columns_for_backtest_tune_and_audit(small_csv: Path, odd_csv: Path) -> None:
+    # without --map: one line that suggests the option, which exists
+    r = runner.invoke(app, ["backtest", "--file", str(odd_csv), *GRID])
+    assert "--map field=column" in _one_red_line(r)
+    r = runner.invoke(app, ["backtest", "--file", str(odd_csv), "--format", "csv", *GRID])
+    assert "--map ts=your_column" in _one_red_line(r)
+    # with --map: the same numbers as the file with standard names
+    want = _best(runner.invoke(app, ["backtest", "--file", str(small_csv), *GRID]))
+    got = _best(runner.invoke(app, ["backtest", "--file", str(odd_csv), *MAPS, *GRID]))
+    assert got == want
+    got = _best(
+        runner.invoke(app, ["backtest", "--file", str(odd_csv), "--format", "csv", *MAPS, *GRID])
+    )
+    assert got == want
+    r = runner.invoke(
+        app, ["audit", "--file", str(odd_csv), *MAPS, "--agent", "momentum", "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)[0]["passed"] is True
+    args = ["--agent", "momentum", "--trials", "4", "--batch", "4", "--json"]
+    r = runner.invoke(app, ["tune", "--file", str(odd_csv), *MAPS, *args])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["backtest", "--file", str(odd_csv), "--map", "ts", *GRID])
+    assert "bad --map 'ts': use field=column" in _one_red_line(r)
+
+
+@pytest.mark.parametrize("source", ["store", "file"])
+@pytest.mark.parametrize("command", ["backtest", "tune", "audit"])
+def test_a_range_without_bars_names_the_span_held(
+    small_store: Path, small_csv: Path, source: str, command: str
+) -> None:
+    where = (
+        ["--store", str(small_store), "--symbol", "BTCPERP"]
+        if source == "store"
+        else ["--file", str(small_csv)]
+    )
+    extra = {
+        "backtest": GRID,
+        "tune": ["--trials", "4", "--batch", "4"],
+        "audit": ["-a", "momentum"],
+    }
+    r = runner.invoke(
+        app, [command, *where, "--start", "2023-01-01", "--end", "2023-02-01", *extra[command]]
+    )
+    text = _one_red_line(r)
+    holder = "the store" if source == "store" else "the file btc-small.csv"
+    sym = "BTCPERP" if source == "store" else "BTCSMALL"
+    assert (
+        f"no bars of {sym} between 2023-01-01T00:00Z and 2023-02-01T00:00Z; "
+        f"{holder} holds 2021-12-31T23:01Z → 2022-01-06T12:20Z"
+    ) in text
+
+
+def test_interval_resamples_a_file_as_it_does_a_store(small_store: Path, small_csv: Path) -> None:
+    args = ["--interval", "5m", *GRID]
+    from_store = runner.invoke(
+        app, ["backtest", "--store", str(small_store), "--symbol", "BTCPERP", *args]
+    )
+    from_file = runner.invoke(app, ["backtest", "--file", str(small_csv), *args])
+    assert _best(from_file) == _best(from_store)
+    assert json.loads(from_file.output)["n_bars"] == json.loads(from_store.output)["n_bars"] == 1601
+    r = runner.invoke(app, ["backtest", "--file", str(small_csv), "--interval", "90s", *GRID])
+    assert "cannot make 90s bars from btc-small.csv: it holds 1m bars" in _one_red_line(r)
+
+
+def test_store_from_the_environment(small_store: Path, small_csv: Path) -> None:
+    env = {"QUANTARENA_STORE": str(small_store)}
+    want = _best(
+        runner.invoke(app, ["backtest", "--store", str(small_store), "--symbol", "BTCPERP", *GRID])
+    )
+    assert _best(runner.invoke(app, ["backtest", "--symbol", "BTCPERP", *GRID], env=env)) == want
+    r = runner.invoke(app, ["audit", "--symbol", "BTCPERP", "-a", "momentum", "--json"], env=env)
+    assert r.exit_code == 0 and json.loads(r.output)[0]["passed"] is True
+    r = runner.invoke(
+        app, ["tune", "--symbol", "BTCPERP", "--trials", "4", "--batch", "4", "--json"], env=env
+    )
+    assert r.exit_code == 0, r.output
+    # a --file on the command line wins over the store from the environment
+    got = _best(runner.invoke(app, ["backtest", "--file", str(small_csv), *GRID], env=env))
+    assert got == want
+    # both on the command line is still an error
+    r = runner.invoke(
+        app, ["backtest", "--store", str(small_store), "--file", str(small_csv), *GRID], env=env
+    )
+    assert "give --store or --file, not both" in _one_red_line(r)
+
+
+def test_backend_gpu_without_cupy_is_one_line(small_csv: Path) -> None:
+    from quantarena.engine.backend import cuda_available
+
+    if cuda_available():
+        pytest.skip("CuPy sees a GPU here")
+    for command in (["backtest", *GRID], ["tune", "--trials", "4", "--batch", "4"]):
+        r = runner.invoke(
+            app, [command[0], "--file", str(small_csv), "--backend", "gpu", *command[1:]]
+        )
+        text = _one_red_line(r)
+        assert "--backend gpu" in text and 'pip install "quantarena[gpu]"' in text, text
+
+
+def test_format_names_are_the_loaders_formats() -> None:
+    from quantarena.cli.options import FORMAT_NAMES
+    from quantarena.data.loaders import FORMATS
+
+    assert FORMAT_NAMES == FORMATS

@@ -129,3 +129,95 @@ def test_synth_writes_through_the_store(tmp_path: Path) -> None:
     assert "0 rows added, 6,000 already present" in again.stdout
     other = runner.invoke(app, [*args, "--interval", "5m", "--seed", "5"])
     assert other.exit_code == 2 and "differs from the stored one" in other.stderr
+
+
+@pytest.mark.parametrize("damage", ["not-a-zip", "cut-zip", "cut-gzip", "empty-zip"])
+def test_damaged_archive_one_line_store_unchanged(
+    sample_store: tuple[Path, str], sample_dir: Path, tmp_path: Path, damage: str
+) -> None:
+    import gzip
+    import io
+    import zipfile
+
+    store, _ = sample_store
+    before = tree_digest(store)
+    csv = (sample_dir / "ADABTC-1m-2021-11-27.csv").read_bytes()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        if damage != "empty-zip":
+            zf.writestr("ADABTC-1m-2021-11-27.csv", csv)
+    name, content = {
+        "not-a-zip": ("ADABTC-1m-2021-11-27.zip", b"<html><body>404 Not Found</body></html>"),
+        "cut-zip": ("ADABTC-1m-2021-11-27.zip", buf.getvalue()[:-40]),
+        "cut-gzip": ("ADABTC-1m-2021-11-27.csv.gz", gzip.compress(csv)[:-20]),
+        "empty-zip": ("ADABTC-1m-2021-11-27.zip", buf.getvalue()),
+    }[damage]
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    res = runner.invoke(app, ["data", "ingest", str(bad), "--store", str(store)])
+    assert res.exit_code == 2, res.output
+    msg = res.stderr.strip()
+    assert len(msg.splitlines()) == 1 and msg.startswith("error:"), msg
+    assert name in msg and ("download it again" in msg or "unzip it" in msg), msg
+    assert tree_digest(store) == before
+
+
+def test_ingest_with_map_names_the_columns(sample_dir: Path, tmp_path: Path) -> None:
+    src = sample_dir / "btc-perp-20211231-20220201_1m.csv"
+    lines = src.read_text().splitlines(keepends=True)[:301]
+    odd = tmp_path / "odd.csv"
+    odd.write_text("when,o_px,h_px,l_px,c_px,qty_usd\n" + "".join(lines[1:]))
+    std = tmp_path / "std.csv"
+    std.write_text("".join(lines))
+    store = tmp_path / "st"
+    cmd = ["data", "ingest", str(odd), "--store", str(store), "--symbol", "BTCPERP"]
+    res = runner.invoke(app, cmd)
+    assert res.exit_code == 2 and "--map field=column" in res.stderr
+    assert not (store / "catalog.json").exists()  # nothing written
+    res = runner.invoke(app, [*cmd, "--map", "tz=when"])
+    assert res.exit_code == 2 and "mapping key 'tz' is not a canonical column" in res.stderr
+    maps = ["--map", "ts=when", "--map", "open=o_px", "--map", "high=h_px", "--map", "low=l_px"]
+    res = runner.invoke(app, [*cmd, *maps, "--map", "close=c_px", "--map", "volume=qty_usd"])
+    assert res.exit_code == 0, res.output
+    assert "300 rows added" in res.stdout
+    # the same bars as the file with standard names: ingesting it adds nothing
+    res = runner.invoke(
+        app, ["data", "ingest", str(std), "--store", str(store), "--symbol", "BTCPERP", "--json"]
+    )
+    rep = json.loads(res.stdout)
+    assert (rep["rows_added"], rep["rows_present"]) == (0, 300)
+
+
+def test_synth_prefix_keeps_another_seed_beside(tmp_path: Path) -> None:
+    store = tmp_path / "syn"
+    args = ["data", "synth", "--store", str(store), "--symbols", "2", "--bars", "500"]
+    assert runner.invoke(app, [*args, "--seed", "1"]).exit_code == 0
+    other = runner.invoke(app, [*args, "--seed", "2"])
+    assert other.exit_code == 2
+    msg = other.stderr.strip()
+    assert len(msg.splitlines()) == 1 and "--prefix" in msg and "fix the file" not in msg
+    res = runner.invoke(app, [*args, "--seed", "2", "--prefix", "sim"])
+    assert res.exit_code == 0, res.output
+    panel = load_bars(store)
+    assert panel.symbols == ["SIM000", "SIM001", "SYN000", "SYN001"]
+    m1, m2 = (
+        simulate_market(2, 500, "1m", "2024-01-01", 1),
+        simulate_market(2, 500, "1m", "2024-01-01", 2),
+    )
+    np.testing.assert_array_equal(panel.close[:, 2:], m1.close.T)
+    np.testing.assert_array_equal(panel.close[:, :2], m2.close.T)
+
+
+def test_data_commands_take_the_store_from_the_environment(
+    sample_dir: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "envstore"
+    env = {"QUANTARENA_STORE": str(store)}
+    res = runner.invoke(
+        app, ["data", "ingest", str(sample_dir / "ADABTC-1m-2021-11-27.csv")], env=env
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["data", "synth", "--symbols", "1", "--bars", "10"], env=env)
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["data", "info", "--json"], env=env)
+    assert {d["symbol"] for d in json.loads(res.stdout)} == {"ADABTC", "SYN000"}

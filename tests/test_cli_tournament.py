@@ -199,3 +199,31 @@ def test_report_of_an_unknown_source_is_one_line(tmp_path: Path, monkeypatch):
     empty.mkdir()
     res = runner.invoke(app, ["tournament", "report", str(empty)], env=ENV)
     assert res.exit_code == 2 and "no summary.json" in res.stderr
+
+
+def test_a_range_without_bars_is_one_line_naming_the_span(tmp_path: Path):
+    cfg = {**CONFIG, "data": {**CONFIG["data"], "start": "2023-01-01", "end": "2023-02-01"}}
+    path = _write(tmp_path / "empty.yaml", cfg)
+    args = ["tournament", "run", str(path), "--no-ray", "--no-mlflow"]
+    res = runner.invoke(app, [*args, "--output-dir", str(tmp_path / "out")], env=ENV)
+    assert res.exit_code == 2, res.output
+    msg = res.stderr.strip()
+    assert len(msg.splitlines()) == 1, msg
+    assert (
+        "no bars of BTCPERP between 2023-01-01T00:00Z and 2023-02-01T00:00Z; "
+        "the store holds 2021-12-31T23:01Z → 2022-02-01T05:31Z"
+    ) in msg
+    assert "lookback" not in msg
+
+
+def test_backend_gpu_without_cupy_is_one_line(tmp_path: Path):
+    from quantarena.engine.backend import cuda_available
+
+    if cuda_available():
+        pytest.skip("CuPy sees a GPU here")
+    path = _write(tmp_path / "gpu.yaml", CONFIG)
+    args = ["tournament", "run", str(path), "--no-ray", "--no-mlflow", "--backend", "gpu"]
+    res = runner.invoke(app, [*args, "--output-dir", str(tmp_path / "out")], env=ENV)
+    assert res.exit_code == 2, res.output
+    msg = res.stderr.strip()
+    assert len(msg.splitlines()) == 1 and 'pip install "quantarena[gpu]"' in msg, msg

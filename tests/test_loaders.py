@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quantarena.data.errors import (
+    ArchiveError,
     DataError,
     DuplicateTimestampError,
     EmptyFileError,
@@ -746,3 +747,150 @@ def test_generic_roundtrip_matches_pandas(tmp_path_factory, n, newest_first, see
         assert np.array_equal(d.table.column(c).to_numpy(), ref)
     assert d.interval_ns == (5 * MIN if n > 1 else None)
     assert ("file was newest-first; sorted" in d.notes) == (newest_first and n > 1)
+
+
+# ---------------------------------------------------------------------------------------
+# damaged archives and impossible times: one line naming the file
+
+
+def _zip_bytes(members: dict[str, str]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, text in members.items():
+            zf.writestr(name, text)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "error", "needle"),
+    [
+        (
+            "BTCUSDT-1m-2024-01.zip",
+            b"<?xml version='1.0'?><Error>NoSuchKey</Error>",
+            ArchiveError,
+            "is not a zip archive",
+        ),
+        ("BTCUSDT-1m-2024-01.zip", b"PK\x03\x04garbage", ArchiveError, "damaged or cut-off zip"),
+        ("BTCUSDT-1m-2024-01.zip", "cut", ArchiveError, "damaged or cut-off zip"),
+        ("BTCUSDT-1m-2024-01.csv.gz", "cutgz", ArchiveError, "damaged or cut-off gzip"),
+        (
+            "BTCUSDT-1m-2024-01.csv.gz",
+            b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03garbage",
+            ArchiveError,
+            "damaged or cut-off gzip",
+        ),
+        (
+            "BTCUSDT-1m-2024-01.csv.gz",
+            b"2024-01-01,1,2,0.5,1.5,10\n",
+            ArchiveError,
+            "is not a gzip archive",
+        ),
+        ("BTCUSDT-1m-2024-01.zip", "empty", UnknownLayoutError, "zip holds 0 files (nothing)"),
+        ("BTCUSDT-1m-2024-01.zip", "two", UnknownLayoutError, "zip holds 2 files (a.csv, b.csv)"),
+    ],
+)
+def test_damaged_archives_are_one_line(
+    tmp_path: Path, name: str, content: bytes | str, error: type, needle: str
+) -> None:
+    rows = _kline_rows(1704067200000, 50)
+    if content == "cut":
+        content = _zip_bytes({"BTCUSDT-1m-2024-01.csv": rows})[:-30]  # central directory cut
+    elif content == "cutgz":
+        content = gzip.compress(rows.encode())[:-12]
+    elif content == "empty":
+        content = _zip_bytes({})
+    elif content == "two":
+        content = _zip_bytes({"a.csv": rows, "b.csv": rows})
+    p = tmp_path / name
+    p.write_bytes(content)
+    with pytest.raises(error) as e:
+        load_file(p)
+    one_line(e.value, name, needle)
+    assert len(str(e.value)) < 300
+
+
+def test_zip_with_a_checksum_beside_the_csv_loads_the_csv(tmp_path: Path) -> None:
+    rows = _kline_rows(1704067200000, 5)
+    p = tmp_path / "BTCUSDT-1m-2024-01.zip"
+    p.write_bytes(
+        _zip_bytes(
+            {
+                "BTCUSDT-1m-2024-01.csv": rows,
+                "BTCUSDT-1m-2024-01.csv.CHECKSUM": "abc  BTCUSDT-1m-2024-01.csv\n",
+                "__MACOSX/._BTCUSDT-1m-2024-01.csv": "x",
+            }
+        )
+    )
+    d = load_file(p)
+    assert d.rows == 5 and d.symbols == ["BTCUSDT"]
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        # an epoch number of seconds that int64 nanoseconds cannot hold (year 5000)
+        (
+            "timestamp,open,high,low,close\n1704067200,1,2,0.5,1.5\n95617584000,1,2,0.5,1.5\n",
+            "95617584000",
+        ),
+        # an ISO date after 2262
+        (
+            "date,open,high,low,close\n2024-01-01,1,2,0.5,1.5\n3024-01-02T00:00:00+01:00,1,2,0.5,1.5\n",
+            "3024-01-02",
+        ),
+    ],
+)
+def test_times_beyond_2262_are_refused_naming_the_row(
+    tmp_path: Path, text: str, needle: str
+) -> None:
+    p = write(tmp_path / "X-1d.csv", text)
+    with pytest.raises(ParseError) as e:
+        load_file(p, symbol="X")
+    one_line(e.value, "X-1d.csv", "row 3", needle, "between 1677 and 2262")
+
+
+def test_bytes_that_are_not_utf8_name_their_row(tmp_path: Path) -> None:
+    text = "symbol,date,open,high,low,close\nAAA,2024-01-01,1,2,0.5,1.5\n"
+    p = tmp_path / "latin1.csv"
+    p.write_bytes((text + "CAFÉ,2024-01-01,1,2,0.5,1.5\n").encode("latin-1"))
+    with pytest.raises(ParseError) as e:
+        load_file(p)
+    one_line(e.value, "latin1.csv", "row 3", "0xc9 is not UTF-8", "save it as UTF-8")
+    # a damaged byte inside a number: the row and the field are named
+    q = tmp_path / "damaged.csv"
+    q.write_bytes((text + "AAA,2024-01-02,1,2\xc4,0.5,1.5\n").encode("latin-1"))
+    with pytest.raises(ParseError) as e:
+        load_file(q)
+    one_line(e.value, "damaged.csv", "row 3", "field 'high'")
+
+
+@pytest.mark.parametrize(
+    ("row", "needle"),
+    [
+        ("2024-01-02,1,inf,0.5,1.5,10", "field 'high': high is infinite"),
+        ("2024-01-02,1,2,0.5,1.5,inf", "field 'volume': volume is infinite"),
+        ("2024-01-02,1,2,0.5,1.5,-inf", "field 'volume': volume is infinite"),
+    ],
+)
+def test_infinite_values_are_refused(tmp_path: Path, row: str, needle: str) -> None:
+    p = write(tmp_path / "X-1d.csv", GEN_HEAD + "2024-01-01,1,2,0.5,1.5,10\n" + row + "\n")
+    with pytest.raises(ValidationError) as e:
+        load_file(p)
+    one_line(e.value, "X-1d.csv", "row 3", needle)
+
+
+def test_encrypted_zip_member_is_one_line(tmp_path: Path) -> None:
+    z = tmp_path / "BTCUSDT-1m-2024-01.zip"
+    z.write_bytes(_zip_bytes({"BTCUSDT-1m-2024-01.csv": _kline_rows(1704067200000, 3)}))
+    raw = bytearray(z.read_bytes())
+    # set the "encrypted" flag in the local header and the central directory entry
+    raw[6] |= 1
+    cd = raw.rfind(b"PK\x01\x02")
+    raw[cd + 8] |= 1
+    z.write_bytes(bytes(raw))
+    with pytest.raises(ArchiveError) as e:
+        load_file(z)
+    text = one_line(e.value, z.name, "member 'BTCUSDT-1m-2024-01.csv' is encrypted", "password")
+    assert "damaged" not in text

@@ -246,3 +246,34 @@ def test_stack_into_matches_concatenation() -> None:
     out = np.empty((n, 4))
     _stack_into(cols, out)
     np.testing.assert_array_equal(out, np.stack(want, axis=1))
+
+
+def test_a_range_without_bars_names_the_span_the_store_holds(store: Store) -> None:
+    from quantarena.data.errors import EmptyRangeError
+
+    with pytest.raises(EmptyRangeError) as e:
+        load_bars(store, "BTCUSD", "2023-01-01", "2023-02-01")
+    assert str(e.value).startswith(
+        "no bars of BTCUSD between 2023-01-01T00:00Z and 2023-02-01T00:00Z; "
+        "the store holds 2017-07-01T11:00Z → 2019-10-17T09:00Z — "
+    )
+    assert isinstance(e.value, ValueError) and "\n" not in str(e.value)
+    with pytest.raises(EmptyRangeError, match="no bars of ADABTC, ETHBTC before 2010-01-01T00:00Z"):
+        load_bars(store, ["ADABTC", "ETHBTC"], None, "2010-01-01", "5m")
+    with pytest.raises(EmptyRangeError, match=r"from 2030-01-01T12:30Z on; the store holds"):
+        load_bars(store, "BTCPERP", "2030-01-01T12:30")
+
+
+def test_load_bars_any_resamples_a_file_like_pandas(btc_1m_csv: Path) -> None:
+    from quantarena.engine.api import load_bars_any
+
+    panel = load_bars_any(btc_1m_csv, None, "2022-01-03", "2022-01-05", "15m")
+    df = frame(btc_1m_csv).loc["2022-01-03":"2022-01-04"]
+    want = df.resample("15min").agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    )
+    assert panel.interval_ns == 15 * 60 * 10**9 and panel.n_bars == len(want) == 192
+    np.testing.assert_array_equal(panel.ts, want.index.as_unit("ns").asi8)
+    for k in ("open", "high", "low", "close"):
+        np.testing.assert_array_equal(getattr(panel, k)[:, 0], want[k].to_numpy())
+    np.testing.assert_allclose(panel.volume[:, 0], want["volume"].to_numpy(), rtol=1e-12)

@@ -444,14 +444,12 @@ def test_damaged_capture_one_line_store_unchanged(ticks: Path, tmp_path: Path, d
         with gzip.open(ticks / SPOT1, "rb") as f:
             text = f.read()
         bad.write_bytes(gzip.compress(text[: len(text) // 3]))
-    with pytest.raises(ParseError) as err:
+    with pytest.raises(DataError) as err:  # ArchiveError for a damaged gzip, else ParseError
         store.ingest(bad)
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith(str(bad))
-    if damage == "truncated":
-        assert "truncated gzip file" in msg
-    elif damage == "corrupt":
-        assert "gzip file" in msg
+    if damage in ("truncated", "corrupt"):
+        assert "gzip" in msg
     else:
         assert "not a capture line" in msg and "cut short" in msg
     assert tree_digest(store.root) == before

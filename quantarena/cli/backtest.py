@@ -49,11 +49,14 @@ def _parse_params(items: list[str] | None) -> dict[str, str]:
 
 def _bars_source(store: Path | None, file: Path | None, default_sample: bool) -> Path:
     if store is not None and file is not None:
-        raise ValueError("give --store or --file, not both")
+        if not opt.store_from_env(store):
+            raise ValueError("give --store or --file, not both")
+        store = None  # --file on the command line wins over $QUANTARENA_STORE
     if store is not None:
         if not store.is_dir():
+            named = f" (from ${opt.STORE_ENV})" if opt.store_from_env(store) else ""
             raise FileNotFoundError(
-                f"store {store} not found: create it with `quantarena data ingest`"
+                f"store {store}{named} not found: create it with `quantarena data ingest`"
             )
         return store
     if file is not None:
@@ -62,7 +65,34 @@ def _bars_source(store: Path | None, file: Path | None, default_sample: bool) ->
         return file
     if default_sample and SAMPLE_FILE.is_file():
         return SAMPLE_FILE
-    raise ValueError("no data: give --store DIR --symbol S, or --file PATH")
+    raise ValueError(
+        f"no data: give --store DIR --symbol S (or set {opt.STORE_ENV}), or --file PATH"
+    )
+
+
+def _load_bars(
+    src: Path,
+    symbol: str | None,
+    start: str | None,
+    end: str | None,
+    interval: str | None,
+    format: str,
+    map_: list[str] | None,
+) -> Any:
+    """The bars of a store or a file, with ``--format`` and ``--map`` for a file."""
+    from quantarena.engine.api import load_bars_any
+
+    mapping = opt.parse_map(map_)
+    if src.is_dir() and (mapping or format != "auto"):
+        raise ValueError("--map and --format apply to --file; a store's columns are named already")
+    return load_bars_any(src, symbol, start, end, interval, mapping=mapping, format=format)
+
+
+def _check_backend(backend: str) -> None:
+    """Fail before loading data when ``--backend`` cannot be used here."""
+    from quantarena.engine.backend import get_backend
+
+    get_backend(backend)
 
 
 def _jsonable(v: Any) -> Any:
@@ -89,6 +119,8 @@ def backtest_cmd(
     store: Path = opt.STORE,
     symbol: str = opt.SYMBOL,
     file: Path = opt.FILE,
+    format: str = opt.FORMAT,
+    map_: list[str] = opt.MAP,
     start: str = opt.START,
     end: str = opt.END,
     interval: str = opt.INTERVAL,
@@ -121,6 +153,8 @@ def backtest_cmd(
             raise ValueError(f"--top must be at least 1, got {top}")
         specs = _parse_params(param)
         src = _bars_source(store, file, default_sample=False)
+        _check_backend(backend)
+        bars = _load_bars(src, symbol, start, end, interval, format, map_)
 
         from quantarena.backtest import backtest
 
@@ -128,7 +162,7 @@ def backtest_cmd(
         opts: dict[str, Any] = {"long_only": True} if long_only else {}
         t0 = time.perf_counter()
         res = backtest(
-            src,
+            bars,
             agent,
             specs,
             costs,
@@ -136,10 +170,6 @@ def backtest_cmd(
             fill=fill,
             max_position=max_position,
             leverage=leverage,
-            symbol=symbol,
-            start=start,
-            end=end,
-            interval=interval,
             calendar=calendar,
             record=(),
             **opts,
@@ -214,9 +244,11 @@ def audit_cmd(
         None, "--agent", "-a", help=agents_help("Agents to audit (repeat; default: all but ml)")
     ),
     param: list[str] = typer.Option(None, "--param", "-p", help="name=values, as for backtest."),
-    store: Path = typer.Option(None, "--store", help="Store directory."),
+    store: Path = opt.STORE,
     symbol: str = opt.SYMBOL,
     file: Path = typer.Option(None, "--file", help="A data file (default: bundled sample)."),
+    format: str = opt.FORMAT,
+    map_: list[str] = opt.MAP,
     start: str = typer.Option(None, "--start", help="First bar time (ISO, UTC)."),
     end: str = opt.END,
     cuts: int = typer.Option(6, "--cuts", help="Number of cut points."),
@@ -232,7 +264,6 @@ def audit_cmd(
         specs = _parse_params(param)
         src = _bars_source(store, file, default_sample=True)
 
-        from quantarena.engine.api import load_bars_any
         from quantarena.strategies.audit import audit
         from quantarena.strategies.registry import list_agents
 
@@ -241,7 +272,7 @@ def audit_cmd(
             # "all" = the array agents; the ML agent trains models at every audit cut, so it
             # is audited when named (`--agent ml`), not in the quick sweep
             names = [n for n in names if n != "all"] + [a for a in list_agents() if a != "ml"]
-        bars = load_bars_any(src, symbol, start, end)
+        bars = _load_bars(src, symbol, start, end, None, format, map_)
         results = [audit(n, bars, specs or None, n_cuts=cuts, seed=seed) for n in names]
     if as_json:
         typer.echo(

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from quantarena.cli import options as opt
 from quantarena.cli.errors import user_errors
 
 app = typer.Typer(
@@ -24,13 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-STORE_OPTION = typer.Option(
-    ...,
-    "--store",
-    "-s",
-    envvar="QUANTARENA_STORE",
-    help="Store directory (created on first ingest).",
-)
+STORE_OPTION = opt.STORE_REQUIRED
 
 
 def _console() -> Console:
@@ -63,12 +58,8 @@ def ingest(
     symbol: str | None = typer.Option(
         None, "--symbol", help="Symbol to record when the file does not name one."
     ),
-    format: str = typer.Option(
-        "auto",
-        "--format",
-        "-f",
-        help="File layout: auto, binance-klines, binance-aggtrades, binance-trades, cryptodatadownload, csv, long-csv, parquet, feather; tick data: binance-ws, bybit-orderbook, tardis-book-snapshot, tardis-incremental-book, tardis-quotes, tardis-trades, book-csv, quotes-csv, trades-csv.",
-    ),
+    format: str = opt.FORMAT,
+    map_: list[str] = opt.MAP,
     fill: str = typer.Option(
         "none",
         "--fill",
@@ -84,6 +75,7 @@ def ingest(
     with user_errors():
         from quantarena.data.store import Store, expand_paths
 
+        mapping = opt.parse_map(map_)
         files = expand_paths(paths)
         if not files:
             raise ValueError(f"no data files found in {', '.join(map(str, paths))}")
@@ -105,7 +97,7 @@ def ingest(
                 progress.update(task, completed=done, description=nxt)
 
             report = Store(store).ingest(
-                files, format=format, symbol=symbol, fill=fill, progress=advance
+                files, format=format, symbol=symbol, mapping=mapping, fill=fill, progress=advance
             )
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=1))
@@ -244,7 +236,13 @@ def _kinds_table(entries: list[dict[str, Any]]) -> Table:
 def synth(
     store: Path = STORE_OPTION,
     symbols: int = typer.Option(
-        4, "--symbols", min=1, help="Number of symbols (SYN000, SYN001, ...)."
+        4, "--symbols", min=1, help="Number of symbols (PREFIX000, PREFIX001, ...)."
+    ),
+    prefix: str = typer.Option(
+        "SYN",
+        "--prefix",
+        help="Start of the symbol names: SYN gives SYN000, SYN001, ... Pick another to keep "
+        "bars of another seed or settings in the same store.",
     ),
     bars: int = typer.Option(10_000, "--bars", min=1, help="Bars per symbol."),
     interval: str = typer.Option("1m", "--interval", help="Bar interval, e.g. 1m, 5m, 1h, 1d."),
@@ -253,17 +251,38 @@ def synth(
 ) -> None:
     """Write synthetic bars (GBM with jumps and volatility regimes) into the store."""
     with user_errors():
+        import pyarrow.compute as pc
+
+        from quantarena.data.errors import ConflictError
         from quantarena.data.intervals import interval_ns
+        from quantarena.data.loaders import normalise_symbol
         from quantarena.data.schema import LoadedData
         from quantarena.data.store import Store
         from quantarena.data.synthetic import synthetic_bars
 
+        name = normalise_symbol(prefix)
+        if not name:
+            raise ValueError(f"--prefix {prefix!r}: give letters or digits, e.g. --prefix SIM")
         step = interval_ns(interval)
         table = synthetic_bars(symbols, bars, step, start, seed)
+        if name != "SYN":
+            col = table.schema.get_field_index("symbol")
+            renamed = pc.replace_substring_regex(table.column(col), "^SYN", name)
+            table = table.set_column(col, "symbol", renamed)
         source = (
             f"synthetic:seed={seed},symbols={symbols},bars={bars},interval={interval},start={start}"
         )
-        report = Store(store).write(LoadedData("bars", table, source, "synthetic", step))
+        try:
+            report = Store(store).write(LoadedData("bars", table, source, "synthetic", step))
+        except ConflictError as exc:
+            raise ConflictError(
+                exc.reason,
+                path=store,
+                field=exc.field,
+                hint=f"nothing was written; {name}000… already hold other synthetic bars "
+                "(another seed or settings): name the new symbols with --prefix (e.g. --prefix "
+                f"{'SIM' if name != 'SIM' else 'SIMB'}) or use another --store",
+            ) from None
     f = report.files[0]
     _console().print(
         f"synthetic {len(f.symbols)} symbols × {_rows(bars)} {interval} bars (seed {seed}) → {store}: "

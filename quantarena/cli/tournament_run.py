@@ -176,6 +176,10 @@ def run_command(
     with user_errors():
         cfg = TournamentConfig.from_yaml(config, check_paths=True)
         cfg = with_tracking(cfg, mlflow_uri=mlflow_uri, output_dir=output_dir)
+        if not ray:  # in this process: fail before the rounds when --backend cannot run here
+            from quantarena.engine.backend import get_backend
+
+            get_backend(backend)
     from quantarena.actors import driver
 
     with compiling_status(not json_out), round_progress(console, cfg.name) as progress:

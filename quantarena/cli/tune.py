@@ -38,6 +38,8 @@ def tune_cmd(
     store: Path = opt.STORE,
     symbol: str = opt.SYMBOL,
     file: Path = opt.FILE,
+    format: str = opt.FORMAT,
+    map_: list[str] = opt.MAP,
     start: str = opt.START,
     end: str = opt.END,
     interval: str = opt.INTERVAL,
@@ -75,7 +77,7 @@ def tune_cmd(
     """Tune an agent's parameters with Optuna, a whole batch of trials per engine call."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from quantarena.cli.backtest import _bars_source, _parse_params
+    from quantarena.cli.backtest import _bars_source, _check_backend, _load_bars, _parse_params
 
     with user_errors():
         if top < 1:
@@ -91,11 +93,11 @@ def tune_cmd(
             raise ValueError("--storage needs --study NAME so other workers can join it")
         specs = _parse_params(param)
         src = _bars_source(store, file, default_sample=False)
+        _check_backend(backend)
         shared = _open_storage(storage, redis_prefix) if storage is not None else None
 
         import optuna
 
-        from quantarena.engine.api import load_bars_any
         from quantarena.strategies.registry import get_agent
         from quantarena.training.samplers import SAMPLERS
         from quantarena.training.tuning import tune
@@ -103,7 +105,7 @@ def tune_cmd(
         if sampler not in SAMPLERS:
             raise ValueError(f"--sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        bars = load_bars_any(src, symbol, start, end, interval)
+        bars = _load_bars(src, symbol, start, end, interval, format, map_)
         ag = (
             get_agent(agent)
             if max_position is None

@@ -50,6 +50,11 @@ class EmptyFileError(DataError):
     """The file holds no data rows."""
 
 
+class ArchiveError(DataError):
+    """A zip or gzip file that cannot be opened: damaged, cut off, or not an archive at all
+    although its name says so."""
+
+
 class UnknownLayoutError(DataError):
     """No loader recognises the file's layout."""
 
@@ -73,6 +78,10 @@ class TimeOrderError(ValidationError):
 
 class ConflictError(DataError):
     """Rows overlap rows already in the store and their values differ."""
+
+
+class EmptyRangeError(DataError, ValueError):
+    """A time range that holds no bars (a ``ValueError`` too)."""
 
 
 class StoreError(DataError):

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from quantarena.data.errors import StoreError
+from quantarena.data.errors import EmptyRangeError, StoreError
 from quantarena.data.intervals import interval_ns, interval_str
 from quantarena.data.orderbook import BookLevels, book_levels
 from quantarena.data.panel import BarPanel
 from quantarena.data.resample import SUM_COLUMNS, bucket_start, default_origin, resample_bars
-from quantarena.data.store import MissingDataError, Store
+from quantarena.data.store import MissingDataError, Store, iso
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 BAR_READ_COLUMNS = ("ts", "open", "high", "low", "close", "volume", *SUM_COLUMNS)
@@ -324,29 +324,75 @@ def _read_symbol(
                 np.asarray(ch.to_numpy(zero_copy_only=False), dtype=np.float64) for ch in c.chunks
             ]
     if src != target:
-        cols = {k: _whole(v) for k, v in cols.items()}
-        extra = {k: cols[k] for k in SUM_COLUMNS if k in cols}
-        r = resample_bars(
-            cols["ts"],
-            cols["open"],
-            cols["high"],
-            cols["low"],
-            cols["close"],
-            cols["volume"],
-            src,
-            target,
-            extra=extra,
-        )
-        cols = {
-            "ts": r.ts,
-            "open": r.open,
-            "high": r.high,
-            "low": r.low,
-            "close": r.close,
-            "volume": r.volume,
-            **r.extra,
-        }
+        cols = resample_columns({k: _whole(v) for k, v in cols.items()}, src, target)
     return cols
+
+
+def resample_columns(
+    cols: dict[str, np.ndarray], src_ns: int, target_ns: int
+) -> dict[str, np.ndarray]:
+    """One symbol's bar arrays (``ts``, open/high/low/close/volume and any of
+    ``SUM_COLUMNS``) at ``src_ns`` bars → ``target_ns`` bars, by
+    :func:`~quantarena.data.resample.resample_bars` (UTC-aligned buckets; buckets without
+    a source bar are not invented)."""
+    extra = {k: cols[k] for k in SUM_COLUMNS if k in cols}
+    r = resample_bars(
+        cols["ts"],
+        cols["open"],
+        cols["high"],
+        cols["low"],
+        cols["close"],
+        cols["volume"],
+        src_ns,
+        target_ns,
+        extra=extra,
+    )
+    return {
+        "ts": r.ts,
+        "open": r.open,
+        "high": r.high,
+        "low": r.low,
+        "close": r.close,
+        "volume": r.volume,
+        **r.extra,
+    }
+
+
+def _when(ts_ns: int | None) -> str:
+    """ISO-8601 UTC, to the minute when the seconds are zero: 2024-01-31T12:00Z."""
+    text = iso(ts_ns)
+    return text[:-4] + "Z" if text.endswith(":00Z") and len(text) == 20 else text
+
+
+def no_bars_error(
+    symbols: list[str],
+    start_ns: int | None,
+    end_ns: int | None,
+    first_ns: int | None,
+    last_ns: int | None,
+    holder: str = "the store",
+) -> EmptyRangeError:
+    """The one error for a time range without bars, e.g. ``no bars of BTCUSDT between
+    2023-01-01T00:00Z and 2023-02-01T00:00Z; the store holds 2021-12-31T23:01Z →
+    2022-02-01T00:00Z``. ``holder`` names where the bars come from."""
+    if start_ns is not None and end_ns is not None:
+        span = f"between {_when(start_ns)} and {_when(end_ns)}"
+    elif start_ns is not None:
+        span = f"from {_when(start_ns)} on"
+    elif end_ns is not None:
+        span = f"before {_when(end_ns)}"
+    else:
+        span = "at all"
+    held = (
+        f"{holder} holds {_when(first_ns)} → {_when(last_ns)}"
+        if first_ns is not None and last_ns is not None
+        else f"{holder} holds none"
+    )
+    return EmptyRangeError(
+        f"no bars of {', '.join(symbols)} {span}; {held}",
+        hint="pick a start and an end inside that span (--start/--end; data.start/data.end "
+        "in a config)",
+    )
 
 
 def load_bars(
@@ -401,6 +447,10 @@ def load_bars(
             per = list(pool.map(read, symbols))
     else:
         per = [read(symbols[0])]
+    if all(p["ts"].size == 0 for p in per):
+        first = min(int(chosen[s]["start_ns"]) for s in symbols)
+        last = max(int(chosen[s]["end_ns"]) for s in symbols)
+        raise no_bars_error(symbols, lo, hi, first, last, "the store")
     return align(per, symbols, out_ns)
 
 

@@ -189,11 +189,11 @@ def check_values(raw: RawRows) -> None:
         # fast path: one combined mask; the rules below run only to name the first bad row
         hi_t, lo_t = h * (1 + PRICE_RTOL), lo * (1 - PRICE_RTOL)
         ok = (lo > 0) & (h >= lo) & (o >= lo_t) & (o <= hi_t) & (c_ >= lo_t) & (c_ <= hi_t)
-        ok &= v["volume"] >= 0
+        ok &= (v["volume"] >= 0) & np.isfinite(h) & np.isfinite(v["volume"])
         if not ok.all():
             for c in OHLC:
                 x = v[c]
-                first(~(x > 0), c, lambda i, x=x, c=c: _bad_price(c, x[i]))
+                first(~(x > 0) | np.isinf(x), c, lambda i, x=x, c=c: _bad_price(c, x[i]))
             first(h < lo, "high", lambda i: f"high {_num(h[i])} < low {_num(lo[i])}")
             for name, x in (("open", o), ("close", c_)):
                 first(
@@ -204,7 +204,11 @@ def check_values(raw: RawRows) -> None:
                     ),
                 )
             vol = v["volume"]
-            first(~(vol >= 0), "volume", lambda i: _bad_amount("volume", vol[i], allow_zero=True))
+            first(
+                ~(vol >= 0) | np.isinf(vol),
+                "volume",
+                lambda i: _bad_amount("volume", vol[i], allow_zero=True),
+            )
         for name in ("quote_volume", "taker_buy_volume", "trades"):
             arr = raw.optional.get(name)
             if arr is None or arr.null_count == len(arr):
@@ -216,7 +220,7 @@ def check_values(raw: RawRows) -> None:
     else:
         for name in ("price", "qty"):
             x = v[name]
-            first(~(x > 0), name, lambda i, x=x, name=name: _bad_amount(name, x[i]))
+            first(~(x > 0) | np.isinf(x), name, lambda i, x=x, name=name: _bad_amount(name, x[i]))
     if problems:
         i, fld, reason = min(problems, key=lambda p: p[0])
         raise ValidationError(
@@ -240,6 +244,8 @@ def _num(x: object) -> str:
 def _bad_price(name: str, x: float) -> str:
     if np.isnan(x):
         return f"{name} is missing or NaN"
+    if np.isinf(x):
+        return f"{name} is infinite"
     return f"{name} {_num(x)} is not positive"
 
 

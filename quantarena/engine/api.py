@@ -71,18 +71,28 @@ def _norm_symbol(s: str) -> str:
     return "".join(ch for ch in s.upper() if ch.isalnum())
 
 
-def _panel_from_file(path: Path, symbol: str | None) -> BarPanel:
+def _panel_from_file(
+    path: Path,
+    symbol: str | None,
+    interval: str | None = None,
+    *,
+    mapping: dict[str, str] | None = None,
+    format: str = "auto",
+) -> BarPanel:
     from quantarena.data.errors import DataError
+    from quantarena.data.intervals import interval_ns, interval_str
     from quantarena.data.loaders import load_file
-    from quantarena.data.read import align
+    from quantarena.data.read import align, resample_columns
 
     try:
-        loaded = load_file(path)
+        loaded = load_file(path, format, mapping=mapping)
     except DataError as exc:
         if getattr(exc, "field", None) != "symbol":
             raise
         # a file that names no symbol: use the one given, else the file's stem
-        loaded = load_file(path, symbol=_norm_symbol(symbol or path.stem) or "ASSET")
+        loaded = load_file(
+            path, format, mapping=mapping, symbol=_norm_symbol(symbol or path.stem) or "ASSET"
+        )
         symbol = None
     if loaded.kind != "bars":
         raise ValueError(f"{path}: holds {loaded.kind}, not bars — make bars from it first")
@@ -108,11 +118,22 @@ def _panel_from_file(path: Path, symbol: str | None) -> BarPanel:
                 for k in ("ts", "open", "high", "low", "close", "volume")
             }
         )
-    interval = loaded.interval_ns
-    if interval is None:
+    step = loaded.interval_ns
+    if step is None:
         d = np.diff(per[0]["ts"])
-        interval = int(np.median(d)) if d.size else 60_000_000_000
-    return align(per, syms, int(interval))
+        step = int(np.median(d)) if d.size else 60_000_000_000
+    step = int(step)
+    if interval is not None and interval_ns(interval) != step:
+        # the same resampling as a store read: whole multiples of the file's interval only
+        target = interval_ns(interval)
+        if target % step:
+            raise ValueError(
+                f"cannot make {interval_str(target)} bars from {path.name}: it holds "
+                f"{interval_str(step)} bars (resampling goes only to whole multiples of them)"
+            )
+        per = [resample_columns(p, step, target) for p in per]
+        step = target
+    return align(per, syms, step)
 
 
 def load_bars_any(
@@ -121,10 +142,22 @@ def load_bars_any(
     start: Any = None,
     end: Any = None,
     interval: str | None = None,
+    *,
+    mapping: dict[str, str] | None = None,
+    format: str = "auto",
 ) -> BarPanel:
     """A :class:`BarPanel` from a panel, a DataFrame (OHLCV with a DatetimeIndex or a
     ts/timestamp column), a data file (any layout :func:`~quantarena.data.loaders.load_file`
-    reads) or a store directory (``symbol`` picks the symbols); then cut to ``[start, end)``."""
+    reads; ``format`` and the column ``mapping`` as there) or a store directory (``symbol``
+    picks the symbols); then cut to ``[start, end)``.
+
+    ``interval`` resamples a store's or a file's bars to a whole multiple of their interval
+    (:mod:`quantarena.data.resample`); a panel or DataFrame must already be at it. A range
+    without bars raises :class:`~quantarena.data.errors.EmptyRangeError` naming the span
+    the data holds."""
+    from quantarena.data.read import no_bars_error, timestamp_ns
+
+    holder = "the bars"
     if isinstance(bars, BarPanel):
         panel = bars if symbol is None or bars.n_assets == 1 else bars.asset(symbol)
     elif isinstance(bars, pd.DataFrame):
@@ -138,15 +171,12 @@ def load_bars_any(
             return load_bars(path, syms, start, end, interval)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file or store directory")
-        panel = _panel_from_file(path, symbol)
+        panel = _panel_from_file(path, symbol, interval, mapping=mapping, format=format)
+        holder = f"the file {path.name}"
     else:
         raise ValueError(
             f"bars must be a BarPanel, a DataFrame, a file or a store path, not {type(bars).__name__}"
         )
-    if start is not None or end is not None:
-        from quantarena.data.read import timestamp_ns
-
-        panel = panel.between(timestamp_ns(start), timestamp_ns(end))
     if interval is not None:
         from quantarena.data.intervals import interval_ns
 
@@ -155,6 +185,14 @@ def load_bars_any(
                 f"interval {interval!r}: the bars are {panel.interval_ns // 10**9}s bars; "
                 "resample them (quantarena.data.resample) or ingest them into a store"
             )
+    whole = panel
+    lo, hi = timestamp_ns(start), timestamp_ns(end)
+    if lo is not None and hi is not None and hi <= lo:
+        raise ValueError(f"end ({end}) must come after start ({start})")
+    if lo is not None or hi is not None:
+        panel = panel.between(lo, hi)
     if panel.n_bars == 0:
-        raise ValueError("no bars in the requested range")
+        first = int(whole.ts[0]) if whole.n_bars else None
+        last = int(whole.ts[-1]) if whole.n_bars else None
+        raise no_bars_error(list(panel.symbols), lo, hi, first, last, holder)
     return panel

@@ -17,8 +17,9 @@ import numpy as np
 BACKENDS = ("auto", "cpu", "gpu")
 
 
-class BackendError(RuntimeError):
-    """The requested backend cannot be used here (one-line message with what to do)."""
+class BackendError(RuntimeError, ValueError):
+    """The requested backend cannot be used here (one-line message with what to do). A
+    ``ValueError`` too, so the command line reports it as one line like any bad option."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def get_backend(name: str = "auto") -> Backend:
         return name
     key = str(name).lower().strip()
     if key not in BACKENDS:
-        raise BackendError(f"unknown backend {name!r}: use one of auto, cpu, gpu")
+        raise BackendError(f"unknown backend {name!r} (--backend): use one of auto, cpu, gpu")
     if key == "cpu":
         return Backend("cpu", np)
     cupy, reason = _cupy_or_reason()
@@ -86,8 +87,9 @@ def get_backend(name: str = "auto") -> Backend:
         return Backend("gpu", cupy)
     if key == "gpu":
         raise BackendError(
-            f"backend 'gpu' requested but {reason} — install the gpu extra "
-            "(pip install 'quantarena[gpu]') on a CUDA machine, or use backend='cpu'"
+            f"backend 'gpu' (--backend gpu) requested but {reason} — install the gpu extra "
+            'on a CUDA machine: pip install "quantarena[gpu]", or use --backend cpu '
+            "(backend='cpu')"
         )
     return Backend("cpu", np)
 

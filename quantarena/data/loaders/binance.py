@@ -87,7 +87,10 @@ def load_klines(src: Source, symbol: str | None) -> RawRows:
     path, loc = src.display, t.locate
     labels = dict(zip(names, t.header, strict=False)) if t.header else {}
     ts, unit = epoch_to_ns(
-        int_column(t.table, "open_time", path=path, locate=loc, label=labels.get("open_time"))
+        int_column(t.table, "open_time", path=path, locate=loc, label=labels.get("open_time")),
+        path=path,
+        field=labels.get("open_time", "open_time"),
+        locate=loc,
     )
     values = {c: as_float(t.table.column(c)) for c in ("open", "high", "low", "close", "volume")}
     optional = {
@@ -138,7 +141,10 @@ def _trades(src, symbol, lay, names, types, id_col, qty_col, time_col) -> RawRow
     path, loc = src.display, t.locate
     labels = dict(zip(names, t.header, strict=False)) if t.header else {}
     ts, unit = epoch_to_ns(
-        int_column(t.table, time_col, path=path, locate=loc, label=labels.get(time_col))
+        int_column(t.table, time_col, path=path, locate=loc, label=labels.get(time_col)),
+        path=path,
+        field=labels.get(time_col, time_col),
+        locate=loc,
     )
     maker = bool_column(t.table, "is_buyer_maker", path=path, locate=loc)
     side = np.where(maker, np.int8(-1), np.int8(1)).astype(np.int8)

@@ -61,7 +61,8 @@ def load_cryptodatadownload(src: Source, symbol: str | None) -> RawRows:
             "no 'unix' or 'date' column", path=src.display, field="date", hint="check --format"
         )
     vol_cols = [n for n in lay.names if re.fullmatch(r"volume.*", norm_name(n))]
-    first_sym = lay.rows[0][lay.names.index(sym_col)] if lay.rows else ""
+    i_sym = lay.names.index(sym_col)
+    first_sym = next((r[i_sym] for r in lay.rows if len(r) > i_sym), "")
     base_vol, quote_vol, vol_note = _volume_columns(vol_cols, first_sym)
     types: dict[str, pa.DataType] = {c: pa.float64() for c in need.values()}
     types.update({c: pa.float64() for c in vol_cols})
@@ -75,7 +76,12 @@ def load_cryptodatadownload(src: Source, symbol: str | None) -> RawRows:
     if unix_col is not None:
         raw_unix = t.table.column(unix_col)
         if pa.types.is_integer(raw_unix.type):
-            ts, unit = epoch_to_ns(int_column(t.table, unix_col, path=path, locate=loc))
+            ts, unit = epoch_to_ns(
+                int_column(t.table, unix_col, path=path, locate=loc),
+                path=path,
+                field=unix_col,
+                locate=loc,
+            )
             notes.append(f"time from '{unix_col}' ({unit})")
         else:
             ts, note = arrow_time_to_ns(raw_unix, field=unix_col, path=path, locate=loc)

@@ -106,6 +106,14 @@ def _diagnose(
     exc: Exception,
 ) -> None:
     """Find the first row/field that broke the fast parse and raise :class:`ParseError`."""
+    raw_bytes = data.to_pybytes()
+    try:
+        raw_bytes.decode("utf-8")
+        not_utf8 = None
+    except UnicodeDecodeError as err:
+        # diagnose a copy with the bad bytes replaced (same lines, so the same rows)
+        not_utf8 = err.start
+        data = pa.py_buffer(raw_bytes.decode("utf-8", errors="replace").encode())
     bad_rows: list[tuple[int, int, int, str]] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
@@ -148,6 +156,14 @@ def _diagnose(
                 field=name,
                 hint="fix or drop the row",
             ) from None
+    if not_utf8 is not None:
+        raise ParseError(
+            f"byte 0x{raw_bytes[not_utf8]:02x} is not UTF-8 text",
+            path=src.display,
+            row=locate.first_line + raw_bytes.count(b"\n", 0, not_utf8),
+            hint="the file may be damaged (download it again) or in another encoding "
+            "(save it as UTF-8)",
+        ) from None
     raise ParseError(
         _one_line(str(exc)), path=src.display, hint="check the file's layout"
     ) from None

@@ -160,7 +160,8 @@ def unknown_layout(path: str, lay: TextLayout | None = None) -> UnknownLayoutErr
     return UnknownLayoutError(
         f"unknown layout{what}",
         path=path,
-        hint=f"pick one with --format ({', '.join(FORMATS)}), or name columns with a mapping",
+        hint=f"pick one with --format ({', '.join(FORMATS)}), or name the columns with "
+        "--map field=column, e.g. --map ts=your_time_column (mapping= in Python)",
     )
 
 

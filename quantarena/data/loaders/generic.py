@@ -145,7 +145,8 @@ def load_arrow_file(src: Source, symbol: str | None, mapping: dict[str, str] | N
             table = pq.read_table(pa.BufferReader(src.buffer))
         else:
             table = feather.read_table(pa.BufferReader(src.buffer))
-    except (pa.ArrowInvalid, OSError) as exc:
+        table.validate(full=True)  # damaged offsets or lengths fail here, not later
+    except (pa.ArrowException, OSError, MemoryError) as exc:  # a damaged file
         raise ParseError(
             f"cannot read as {src.binary}: {' '.join(str(exc).split())}",
             path=src.display,

@@ -11,14 +11,17 @@ from __future__ import annotations
 import gzip
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 
-from quantarena.data.errors import EmptyFileError, UnknownLayoutError
+from quantarena.data.errors import ArchiveError, EmptyFileError, UnknownLayoutError
 
 ZIP_MAGIC = b"PK\x03\x04"
+#: what a zip may begin with: a local file header, an empty archive's end record, a spanned zip
+ZIP_MAGICS = (ZIP_MAGIC, b"PK\x05\x06", b"PK\x07\x08")
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
 ARROW_MAGIC = b"ARROW1"
@@ -82,8 +85,9 @@ class Source:
 def open_source(path: str | Path) -> Source:
     """Open ``path`` and return its content; unzip a one-member zip and gunzip a ``.gz``.
 
-    Raises :class:`EmptyFileError` for an empty file and :class:`UnknownLayoutError` for a
-    zip with no or several members.
+    Raises :class:`EmptyFileError` for an empty file, :class:`ArchiveError` for a zip or
+    gzip that is damaged or cut off (or named ``.zip``/``.gz`` but not one), and
+    :class:`UnknownLayoutError` for a zip holding no or several data files.
     """
     p = Path(path)
     if not p.exists():
@@ -94,29 +98,99 @@ def open_source(path: str | Path) -> Source:
         raise EmptyFileError("file is empty", path=p, hint="download it again or pick another file")
     buf = pa.memory_map(str(p), "r").read_buffer()
     magic = buf[:8].to_pybytes()
-    if magic.startswith(ZIP_MAGIC):
+    if magic[:4] in ZIP_MAGICS:
         return _open_zip(p)
     if magic.startswith(GZIP_MAGIC):
-        with gzip.open(p, "rb") as fh:
-            data = fh.read()
-        if not data:
-            raise EmptyFileError("file is empty once decompressed", path=p)
-        return _classify(Source(p, f"{p}", pa.py_buffer(data)))
+        return _open_gzip(p)
+    suffix = p.suffix.lower()
+    if suffix in (".zip", ".gz", ".gzip"):
+        kind = "zip" if suffix == ".zip" else "gzip"
+        raise ArchiveError(
+            f"is not a {kind} archive (it begins {_begins(magic)})",
+            path=p,
+            hint="download it again (a saved error page?), or rename it if it is a plain file",
+        )
     return _classify(Source(p, str(p), buf))
 
 
+def _begins(magic: bytes) -> str:
+    text = magic.decode("ascii", errors="replace")
+    return repr(text) if text.isprintable() else magic.hex(" ")
+
+
+def _damaged(p: Path, kind: str, exc: BaseException) -> ArchiveError:
+    why = " ".join(str(exc).split()) or type(exc).__name__
+    if len(why) > 80 or not why.isprintable():
+        why = why[:60].encode("ascii", "replace").decode() + "…"
+    return ArchiveError(
+        f"damaged or cut-off {kind} archive ({why})",
+        path=p,
+        hint="download it again, or unpack it yourself and ingest the data file",
+    )
+
+
+#: what zipfile / gzip / zlib raise on a damaged or cut-off archive (BadZipFile and
+#: BadGzipFile are a ValueError/OSError subclass; encrypted members raise RuntimeError,
+#: unsupported compression methods NotImplementedError)
+_ARCHIVE_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    RuntimeError,
+    NotImplementedError,
+)
+#: member names taken as data when a zip also holds other files (checksums, readmes)
+_DATA_SUFFIXES = (".csv", ".txt", ".tsv", ".parquet", ".feather", ".arrow", ".ipc")
+
+
+def _open_gzip(p: Path) -> Source:
+    try:
+        with gzip.open(p, "rb") as fh:
+            data = fh.read()
+    except _ARCHIVE_ERRORS as exc:
+        raise _damaged(p, "gzip", exc) from None
+    if not data:
+        raise EmptyFileError("file is empty once decompressed", path=p)
+    return _classify(Source(p, f"{p}", pa.py_buffer(data)))
+
+
 def _open_zip(p: Path) -> Source:
-    with zipfile.ZipFile(p) as zf:
-        members = [i for i in zf.infolist() if not i.is_dir()]
-        if len(members) != 1:
-            names = ", ".join(i.filename for i in members[:5]) or "nothing"
-            raise UnknownLayoutError(
-                f"zip holds {len(members)} files ({names}); expected exactly one CSV",
-                path=p,
-                hint="unzip it and ingest the files one by one",
-            )
-        info = members[0]
-        data = zf.read(info)
+    try:
+        with zipfile.ZipFile(p) as zf:
+            members = [
+                i
+                for i in zf.infolist()
+                if not i.is_dir()
+                and not i.filename.startswith("__MACOSX/")
+                and not Path(i.filename).name.startswith(".")
+            ]
+            if len(members) > 1:
+                data_like = [
+                    i for i in members if Path(i.filename).suffix.lower() in _DATA_SUFFIXES
+                ]
+                if len(data_like) == 1:
+                    members = data_like
+            if len(members) != 1:
+                names = ", ".join(i.filename for i in members[:5]) or "nothing"
+                raise UnknownLayoutError(
+                    f"zip holds {len(members)} files ({names}); expected exactly one CSV",
+                    path=p,
+                    hint="unzip it and ingest the files one by one"
+                    if members
+                    else "download it again",
+                )
+            info = members[0]
+            if info.flag_bits & 0x1:
+                raise ArchiveError(
+                    f"zip member {info.filename!r} is encrypted",
+                    path=p,
+                    hint="unpack it with its password and ingest the data file",
+                )
+            data = zf.read(info)
+    except _ARCHIVE_ERRORS as exc:
+        raise _damaged(p, "zip", exc) from None
     if not data:
         raise EmptyFileError(f"zip member {info.filename!r} is empty", path=p)
     return _classify(Source(p, f"{p}:{info.filename}", pa.py_buffer(data), member=info.filename))

@@ -26,27 +26,52 @@ _LIMITS = (1e11, 1e14, 1e17)
 _INTEGER_TEXT = re.compile(r"^-?\d+(\.\d+)?$")
 
 
-def epoch_to_ns(values: np.ndarray) -> tuple[np.ndarray, str]:
+def epoch_to_ns(
+    values: np.ndarray,
+    *,
+    path: str | None = None,
+    field: str | None = None,
+    locate: Callable[[int], int] | None = None,
+) -> tuple[np.ndarray, str]:
     """Convert epoch numbers (int or float) to int64 ns, choosing the unit by magnitude.
 
     Returns the ns array and a note naming the unit(s) found (e.g. ``"milliseconds"``).
+    A number whose time falls outside int64 nanoseconds (before 1677 or after 2262), or a
+    NaN or infinite float, raises :class:`ParseError` naming the row (via ``locate``).
     """
     v = np.asarray(values)
     if v.size == 0:
         return v.astype(np.int64), "none"
     a = np.abs(v)
+    idx = np.searchsorted(np.asarray(_LIMITS), a, side="right")
+    mult = np.asarray([u[1] for u in _UNITS], dtype=np.int64)[idx]
+    with np.errstate(invalid="ignore", over="ignore"):
+        bad = ~np.isfinite(a) if np.issubdtype(v.dtype, np.floating) else np.zeros(v.shape, bool)
+        bad |= a.astype(np.float64) * mult >= _MAX_NS
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ParseError(
+            f"time {v[i].item()!r} is not between 1677 and 2262 (as epoch "
+            f"{_UNIT_WORDS[min(int(idx[i]), 3)]})",
+            path=path,
+            row=locate(i) if locate is not None else None,
+            field=field,
+            hint="fix or drop the row",
+        )
     lo, hi = a.min(), a.max()
     if _unit_index(lo) == _unit_index(hi):
         i = _unit_index(hi)
         return _scale(v, _UNITS[i][1]), _UNIT_WORDS[i]
-    idx = np.searchsorted(np.asarray(_LIMITS), a, side="right")
-    mult = np.asarray([u[1] for u in _UNITS], dtype=np.int64)[idx]
     if np.issubdtype(v.dtype, np.integer):
         out = v.astype(np.int64) * mult
     else:
         out = np.round(v * mult).astype(np.int64)
     found = sorted(set(np.unique(idx).tolist()))
     return out, "mixed " + " and ".join(_UNIT_WORDS[i] for i in found)
+
+
+#: int64 nanoseconds reach 2262-04-11; times at or beyond (in magnitude) do not fit
+_MAX_NS = float(np.iinfo(np.int64).max) - 1024.0
 
 
 _UNIT_WORDS = ("seconds", "milliseconds", "microseconds", "nanoseconds")
@@ -88,11 +113,11 @@ def arrow_time_to_ns(
         raise ParseError(
             "time is missing", path=path, row=locate(i), field=field, hint="fill or drop the row"
         )
-    if pa.types.is_timestamp(t):
-        ns = arr.cast(pa.timestamp("ns", tz=t.tz), safe=False)
-        return ns.cast(pa.int64()).to_numpy(zero_copy_only=False), None
-    if pa.types.is_date(t):
-        ns = arr.cast(pa.timestamp("ns"))
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        try:
+            ns = arr.cast(pa.timestamp("ns", tz=getattr(t, "tz", None)))
+        except pa.ArrowInvalid:  # a time that int64 nanoseconds cannot hold
+            return _arrow_out_of_range(arr, path=path, field=field, locate=locate)
         return ns.cast(pa.int64()).to_numpy(zero_copy_only=False), None
     if pa.types.is_integer(t) or pa.types.is_floating(t):
         v = arr.to_numpy(zero_copy_only=False)
@@ -105,7 +130,7 @@ def arrow_time_to_ns(
                 field=field,
                 hint="fix or drop the row",
             )
-        ns, unit = epoch_to_ns(v)
+        ns, unit = epoch_to_ns(v, path=path, field=field, locate=locate)
         return ns, f"timestamps in {unit}"
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return parse_time_strings(arr, field=field, path=path, locate=locate, formats=formats)
@@ -133,7 +158,9 @@ def parse_time_strings(
                 nums = pc.cast(pc.utf8_trim_whitespace(arr), typ)
             except pa.ArrowInvalid:
                 continue
-            ns, unit = epoch_to_ns(nums.to_numpy(zero_copy_only=False))
+            ns, unit = epoch_to_ns(
+                nums.to_numpy(zero_copy_only=False), path=path, field=field, locate=locate
+            )
             return ns, f"timestamps in {unit}"
     if not formats:
         for typ in (pa.timestamp("ns"), pa.timestamp("ns", tz="UTC")):
@@ -159,8 +186,7 @@ def parse_time_strings(
         parsed = pd.to_datetime(texts, format=fmt, utc=True, errors="coerce")
         bad = parsed.isna().to_numpy()
         if not bad.any():
-            naive = parsed.dt.tz_localize(None).astype("datetime64[ns]")
-            return naive.to_numpy().view(np.int64).copy(), None
+            return _pandas_ns(parsed, texts, path=path, field=field, locate=locate), None
     # report the first row that none of the formats could read
     bad_all = np.ones(len(texts), dtype=bool)
     for fmt in [*formats, "ISO8601"]:
@@ -182,6 +208,51 @@ def parse_time_strings(
         field=field,
         hint="fix or drop the row, or pass a mapping to the right time column",
     )
+
+
+def _arrow_out_of_range(
+    arr: pa.Array, *, path: str, field: str, locate: Callable[[int], int]
+) -> tuple[np.ndarray, str | None]:
+    """Raise :class:`ParseError` naming the first Arrow time outside 1677–2262."""
+    lo = pa.scalar(pd.Timestamp.min.value, pa.timestamp("ns")).cast(pa.timestamp("us"))
+    hi = pa.scalar(pd.Timestamp.max.value, pa.timestamp("ns")).cast(pa.timestamp("us"))
+    as_us = arr.cast(pa.timestamp("us", tz=getattr(arr.type, "tz", None)), safe=False)
+    if as_us.type.tz is not None:
+        as_us = as_us.cast(pa.timestamp("us"))
+    bad = pc.or_(pc.less(as_us, lo), pc.greater(as_us, hi)).to_numpy(zero_copy_only=False)
+    i = int(np.flatnonzero(bad)[0]) if bad.any() else 0
+    raise ParseError(
+        f"time {arr[i].as_py()!s} is not between 1677 and 2262",
+        path=path,
+        row=locate(i),
+        field=field,
+        hint="fix or drop the row",
+    )
+
+
+def _pandas_ns(
+    parsed: pd.Series,
+    texts: pd.Series,
+    *,
+    path: str,
+    field: str,
+    locate: Callable[[int], int],
+) -> np.ndarray:
+    """Parsed UTC times (any pandas unit) as int64 ns; a time outside 1677–2262 raises
+    :class:`ParseError` naming its row."""
+    naive = parsed.dt.tz_localize(None)
+    lo, hi = pd.Timestamp.min, pd.Timestamp.max
+    out_of_range = ((naive < lo) | (naive > hi)).to_numpy()
+    if out_of_range.any():
+        i = int(np.flatnonzero(out_of_range)[0])
+        raise ParseError(
+            f"time {texts.iloc[i]!r} is not between 1677 and 2262",
+            path=path,
+            row=locate(i),
+            field=field,
+            hint="fix or drop the row",
+        )
+    return naive.astype("datetime64[ns]").to_numpy().view(np.int64).copy()
 
 
 def _first_null(arr: pa.Array) -> int:
