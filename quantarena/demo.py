@@ -5,7 +5,7 @@
 2. Runs the tournament of ``configs/demo.yaml`` on a local Ray: grid-scanned agents
    (momentum, mean reversion, breakout), a momentum agent that tunes itself with Optuna in
    every in-sample window, a torch agent retrained on a rolling window, and buy-and-hold; about
-   110 weekly rounds, each agent an actor on a fraction of a (logical) GPU, the director
+   115 weekly rounds, each agent an actor on a fraction of a (logical) GPU, the director
    ranking, gating and moving capital by half Kelly; everything logged to MLflow in a local
    SQLite file. Without torch (the ``ml`` extra) the ML agent is left out, and the demo says so.
 3. Prints the leaderboard (gates, deflated Sharpe, PBO), the portfolio against its baselines,
