@@ -106,3 +106,16 @@ def test_the_demo_runs_without_torch_and_says_the_ml_agent_was_skipped(
     assert "torch is not installed: the ML agent 'learner' is skipped" in text
     board = pd.read_csv(out / "leaderboard.csv")
     assert "learner" not in set(board["agent"]) and len(board) == 5
+
+
+def test_the_equities_config_trades_six_stocks_on_the_nyse_calendar(monkeypatch) -> None:
+    from quantarena.tournaments.setup import prepare
+
+    monkeypatch.chdir(ROOT)
+    cfg = TournamentConfig.from_yaml(ROOT / "configs" / "stocks.yaml", check_paths=True)
+    inputs = prepare(cfg)
+    assert inputs.periods_per_year == 252  # NYSE sessions, not 365 days
+    assert inputs.panel.n_assets == 6
+    rounds = inputs.rounds
+    assert (rounds[-1].oos_end_ns - rounds[0].oos_start_ns) / DAY_NS >= 365
+    assert cfg.gates == GateConfig()
