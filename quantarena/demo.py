@@ -66,6 +66,20 @@ def adjust_config(
     return new, skipped
 
 
+def gates_line(gates: Any) -> str:
+    """The enabled gates as ``name op threshold``, binding ones (they hold back capital)
+    marked ``*``, e.g. ``sharpe > 1.5*, max_drawdown < 0.2*, history >= 365``."""
+    from quantarena.tournaments.gates import GATES
+
+    parts = []
+    for name, (_, attr, op) in GATES.items():
+        threshold = getattr(gates, attr)
+        if threshold is not None:
+            star = "*" if name in gates.binding else ""
+            parts.append(f"{name} {op} {threshold:g}{star}")
+    return ", ".join(parts) + " (* binding: an agent failing it gets no capital)"
+
+
 def weights_story(weights_csv: Path) -> str:
     """One line on how the portfolio's capital moved: rounds in which the weights changed and
     how many rounds each agent held capital (weights above 0.5 %)."""
@@ -147,11 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             f"[yellow]torch is not installed: the ML agent {name!r} is skipped[/] "
             "(pip install -e '.[ml]' adds it)"
         )
-    g = cfg.gates
     console.print(
         f"{len(cfg.agents)} agents, rounds of {cfg.schedule.model_dump(mode='json')['round']}; "
-        f"capital needs the binding gates ({', '.join(g.binding) or 'none'}); "
-        "the others decide graduation to paper trading"
+        f"gates: {gates_line(cfg.gates)}"
     )
     from quantarena.actors import driver
 

@@ -119,3 +119,12 @@ def test_the_equities_config_trades_six_stocks_on_the_nyse_calendar(monkeypatch)
     rounds = inputs.rounds
     assert (rounds[-1].oos_end_ns - rounds[0].oos_start_ns) / DAY_NS >= 365
     assert cfg.gates == GateConfig()
+
+
+def test_gates_line_names_every_enabled_gate_and_marks_the_binding_ones(cfg) -> None:
+    assert demo.gates_line(cfg.gates) == (
+        "sharpe > 1.5*, max_drawdown < 0.2*, win_rate > 0.52, history >= 365, paper >= 7"
+        " (* binding: an agent failing it gets no capital)"
+    )
+    off = cfg.gates.model_copy(update={"min_win_rate": None, "binding": ("sharpe",)})
+    assert demo.gates_line(off).startswith("sharpe > 1.5*, max_drawdown < 0.2, history")
