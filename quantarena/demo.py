@@ -180,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, what in PLOT_GUIDE:
         if (out / name).is_file():
             console.print(f"{out / name}  {what}", markup=False)
+    t = summary.get("timings") or {}
+    if "total" in t:
+        parts = [f"{k} {t[k]:.0f} s" for k in ("replay", "tracking", "ray") if k in t]
+        console.print(f"time: {t['total']:.0f} s" + (f" ({', '.join(parts)})" if parts else ""))
     return 0
 
 
