@@ -182,7 +182,12 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"{out / name}  {what}", markup=False)
     t = summary.get("timings") or {}
     if "total" in t:
-        parts = [f"{k} {t[k]:.0f} s" for k in ("replay", "tracking", "ray") if k in t]
+        parts = []
+        if "replay" in t:
+            slots = f" on {t['slots']:.0f} slots" if t.get("slots") else ""
+            parts.append(f"agents computing {t['replay']:.0f} s{slots}")
+        if "tracking" in t:
+            parts.append(f"MLflow and report files {t['tracking']:.0f} s")
         console.print(f"time: {t['total']:.0f} s" + (f" ({', '.join(parts)})" if parts else ""))
     return 0
 
