@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 test: $(STAMP)  ## run the test suite (real local Ray, Redis at 127.0.0.1:6379, MLflow on SQLite)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-demo: $(STAMP)  ## run the main job on embedded defaults
+demo: $(STAMP)  ## a two-year weekly tournament on real BTC hourly bars (configs/demo.yaml, a few minutes)
 	$(BIN)/python -m quantarena.demo
 
 bench: $(STAMP)  ## run the benchmarks and print the figures recorded in docs/benchmarks.md

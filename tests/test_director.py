@@ -771,3 +771,43 @@ def test_long_only_setting_reaches_the_kelly_solver():
          "agents": [{"name": "m", "kind": "momentum"}], "allocation": {"long_only": False}}
     )  # fmt: skip
     assert allocation_of(cfg).long_only is False
+
+
+@pytest.mark.slow
+def test_recorder_writes_parameter_tags_per_flush_not_per_round(tmp_path, monkeypatch) -> None:
+    """The chosen parameters reach MLflow with the buffered round metrics; their tags are
+    written once per flush (here only the final one), not once per agent per round."""
+    from mlflow import MlflowClient
+
+    from quantarena.actors.driver import run_in_process
+    from quantarena.tracking import tournament as T
+
+    init = T.TournamentRecorder.__init__
+
+    def no_timed_flush(self, *a, **k):
+        init(self, *a, **k)
+        self.flush_every_s = float("inf")
+
+    tag_batches: list[str] = []
+    real = MlflowClient.log_batch
+
+    def spy(self, run_id, metrics=(), params=(), tags=(), synchronous=None):
+        if any(t.key.startswith("param.") for t in tags):
+            tag_batches.append(run_id)
+        return real(self, run_id, metrics=metrics, params=params, tags=tags,
+                    synchronous=synchronous)  # fmt: skip
+
+    monkeypatch.setattr(T.TournamentRecorder, "__init__", no_timed_flush)
+    monkeypatch.setattr(MlflowClient, "log_batch", spy)
+    cfg = _real_config(tmp_path / "runs")
+    summary = run_in_process(cfg, backend="cpu")
+    assert summary["rounds"] == 2
+    assert len(tag_batches) == len(REAL_AGENTS) == len(set(tag_batches))
+    client = MlflowClient(tracking_uri=cfg.tracking.mlflow_uri)
+    run = {r.data.tags["quantarena.agent"]: r for r in client.search_runs(
+        [client.get_experiment_by_name(cfg.tracking.experiment).experiment_id],
+        filter_string="tags.quantarena.agent = 'trend'")}["trend"]  # fmt: skip
+    fast = client.get_metric_history(run.info.run_id, "param.fast")
+    assert sorted(m.step for m in fast) == [0, 1]
+    latest = max(fast, key=lambda m: m.step).value
+    assert run.data.tags["param.fast"] == str(int(latest))  # the tag holds the latest choice

@@ -164,6 +164,32 @@ def test_threshold_and_long_only(ar) -> None:
     np.testing.assert_array_equal(lo[:, 0], np.maximum(w[:, 0], 0.0))
 
 
+def test_sets_differing_only_in_threshold_share_one_model(ar, monkeypatch) -> None:
+    import quantarena.training.rolling as rolling
+
+    bars, _ = ar
+    small = bars.select(slice(0, 900))
+    thresholds = [0.0, 0.02, 0.05]
+    alone = np.column_stack(
+        [
+            MLAgent().positions(small, MLAgent().grid(**TINY, model="mlp", threshold=t))[:, 0]
+            for t in thresholds
+        ]
+    )
+    calls = []
+    fit = rolling.rolling_fit_predict
+    monkeypatch.setattr(
+        rolling, "rolling_fit_predict", lambda *a, **k: calls.append(1) or fit(*a, **k)
+    )
+    ag = MLAgent()
+    together = ag.positions(small, ag.grid(**TINY, model=["mlp", "gru"], threshold=thresholds))
+    assert len(calls) == 2  # one fit per model, not per set
+    grid = ag.grid(**TINY, model=["mlp", "gru"], threshold=thresholds)
+    mlp = [j for j in range(together.shape[1]) if grid["model"][j] == "mlp"]
+    np.testing.assert_array_equal(together[:, mlp], alone)
+    assert len(ag.last_models) == together.shape[1]
+
+
 # ---------------------------------------------------------------- the look-ahead audit
 
 

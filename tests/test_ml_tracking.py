@@ -55,6 +55,16 @@ def test_logged_model_loads_back_and_predicts_the_same(logger, fitted) -> None:
     assert list(sig.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 4, 6]
 
 
+def test_logging_a_model_prints_no_pickle_notice(logger, fitted, caplog) -> None:
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="mlflow"):
+        log_model(logger, fitted, "quiet-model", agent="net")
+        logging.getLogger("mlflow.pytorch").warning("another notice")
+    notices = [r.getMessage() for r in caplog.records if r.name == "mlflow.pytorch"]
+    assert notices == ["another notice"]  # only the pickle notice is dropped, only in the call
+
+
 def load_model_info(uri: str, tracking_uri: str):
     import mlflow
     from mlflow.models import get_model_info

@@ -18,6 +18,7 @@ the rest of :mod:`quantarena.tracking`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 from collections.abc import Iterator, Mapping
@@ -55,6 +56,25 @@ def _tracking(uri: str | None) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+class _PickleNotice(logging.Filter):
+    """Drops MLflow's notice that a pickled model must be loaded with care: pickle is chosen
+    here on purpose (see :func:`log_model`), and the notice came once per logged model."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Saving pytorch model by Pickle")
+
+
+@contextlib.contextmanager
+def _without_pickle_notice() -> Iterator[None]:
+    log = logging.getLogger("mlflow.pytorch")
+    notice = _PickleNotice()
+    log.addFilter(notice)
+    try:
+        yield
+    finally:
+        log.removeFilter(notice)
 
 
 def _resolve_run(run: Any, agent: str | None, tracking_uri: str | None) -> tuple[str, str | None]:
@@ -123,7 +143,11 @@ def log_model(
         out = M.predict(model.cpu(), M.as_tensor(x)).numpy()
         signature = infer_signature(x, out)
         input_example = x
-    with _tracking(uri), mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+    with (
+        _tracking(uri),
+        _without_pickle_notice(),
+        mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None),
+    ):
         info = mlflow.pytorch.log_model(
             model.cpu(),
             name=name,

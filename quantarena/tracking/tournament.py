@@ -105,6 +105,7 @@ class TournamentRecorder:
         self.flush_every_s = 5.0
         self._last_flush = time.monotonic()
         self.registered: dict[str, int] = {}
+        self._param_tags: dict[str, dict[str, Any]] = {}
         if enabled:
             self.log = TournamentLogger.from_config(cfg, buffer=True)
             self.run_id = self.log.start(cfg, tags={"quantarena.seed": cfg.seed})
@@ -122,8 +123,18 @@ class TournamentRecorder:
             rec = cum.loc[agent].to_dict()
             metrics = _round_metrics(rec, res)
             metrics["weight"] = report.weights[self.cfg.allocation.method][agent]
+            # the chosen parameters: numbers as metrics param.<name> at this step (buffered
+            # with the round's metrics), every value as tag param.<name> (the latest choice,
+            # written at each flush): no database round trip per agent per round
+            metrics.update(
+                {
+                    f"param.{p}": v
+                    for p, v in res.chosen.items()
+                    if not isinstance(v, bool | str | np.bool_)
+                }
+            )
             self.log.log_round(agent, k, metrics)
-            self.log.log_params(agent, res.chosen, round_idx=k)
+            self._param_tags[agent] = {f"param.{p}": v for p, v in res.chosen.items()}
             if getattr(res, "model", None) is not None:
                 self._log_model(agent, k, res)
         port = {f"{m}_{key}": v for m, d in report.portfolio.items() for key, v in d.items()}
@@ -132,8 +143,16 @@ class TournamentRecorder:
         # long tournament without one database round trip per agent per round
         now = time.monotonic()
         if now - self._last_flush >= self.flush_every_s:
-            self.log.flush()
+            self._flush()
             self._last_flush = now
+
+    def _flush(self) -> None:
+        """Write the buffered round metrics and the latest parameter tags."""
+        assert self.log is not None
+        for agent, tags in self._param_tags.items():
+            self.log.set_tags(agent, tags)
+        self._param_tags.clear()
+        self.log.flush()
 
     def _log_model(self, agent: str, k: int, res: Any) -> None:
         """A learning agent's model of round ``k`` (with its signature and the round's OOS
@@ -217,7 +236,7 @@ class TournamentRecorder:
                 f"final_{m}_{k}": float(v) for m, row in pm.iterrows() for k, v in row.items()
             }
             log.log_round(None, 0, pm_flat)
-            log.flush()
+            self._flush()
             log.log_table(board.set_index("agent"), "leaderboard")
             from quantarena.tracking.models import register_if_passed
 

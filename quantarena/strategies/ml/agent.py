@@ -239,8 +239,13 @@ class MLAgent(Agent):
         models, refits = [], []
         lo = 0.0 if self.long_only else -self.max_position
         sizing = np.asarray(params.get("sizing", ["sign"] * len(cfgs))).astype(str)
+        # sets that differ only in how the edge is traded (threshold, sizing) share one
+        # model: training is seeded, so one fit per distinct RollingConfig gives the same edge
+        fits: dict[Any, Any] = {}
         for j, cfg in enumerate(cfgs):
-            res = rolling_fit_predict(data, cfg, rows=self._rows())
+            res = fits.get(cfg)
+            if res is None:
+                res = fits[cfg] = rolling_fit_predict(data, cfg, rows=self._rows())
             e = res.edge
             if sizing[j] == "scaled":
                 s = xp.clip(e * (2.0 if cfg.target == "sign" else 1.0), -1.0, 1.0)
