@@ -165,7 +165,7 @@ def test_threshold_and_long_only(ar) -> None:
 
 
 def test_sets_differing_only_in_threshold_share_one_model(ar, monkeypatch) -> None:
-    import quantarena.training.rolling as rolling
+    import quantarena.strategies.ml.rolling as rolling
 
     bars, _ = ar
     small = bars.select(slice(0, 900))
