@@ -29,11 +29,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit, prange
 
 from quantarena.engine.tick.events import DEPTH, QUOTE, TRADE
 from quantarena.engine.tick.queue import LOG, POWER
+from quantarena.engine.tick.quoting import PR_QTY, quote_depths
 from quantarena.engine.tick.venue import (
+    ENTRY_MULT,
     LOT,
     MAKER,
     MIN_NOTIONAL,
@@ -88,6 +91,9 @@ ACCOUNT_FIELDS = (
 F_PX, F_QTY, F_MAKER, F_SLOT = range(4)
 N_FL = 4
 INF_AHEAD = 1e300
+#: events per cache block of run_mm: each thread runs its columns over a block of events
+#: (which stays in cache) before it reads the next block
+EVENT_BLOCK = 2048
 
 
 @njit(cache=True, inline="always")
@@ -455,3 +461,178 @@ def run_script(
             if nb == nb and na == na:
                 AC[j, A_MID] = 0.5 * (nb + na)
             pb, pbq, pa, paq = nb, nbq, na, naq
+
+
+@njit(cache=True, inline="always")
+def _send(j, s, t, OF, OI, AC, draws, lat_extra):
+    """The entry latency of the column's next order (ns)."""
+    m = int(AC[j, A_NORD])
+    AC[j, A_NORD] = m + 1
+    return t + draws[m % draws.shape[0]] + lat_extra
+
+
+@njit(cache=True, parallel=True)
+def run_mm(
+    ts,
+    kind,
+    side,
+    px,
+    qty,
+    prev,
+    bid,
+    bid_qty,
+    ask,
+    ask_qty,
+    top0,
+    feed,
+    decide,
+    FT,
+    quote_kind,
+    prm,
+    V,
+    draws,
+    OF,
+    OI,
+    AC,
+    FLT,
+    FL,
+    sample_ts,
+    EQ,
+    k0,
+    n_groups,
+):
+    """Replay events for a population of market makers (slot 0 = bid, slot 1 = ask).
+
+    On each ``decide`` event the agent of column ``j`` sees the market as of that event
+    (features ``FT[i]``: mid, sigma, A, k) and its position, computes its quotes with
+    :func:`.quoting.quote_depths` and sends post-only orders of ``prm[j, PR_QTY]``: a new one
+    where it has none, a replace where its price changed, a cancel where it stops quoting
+    that side; an order with an action still in flight is left alone. Orders act at
+    ``ts_i + feed_i + entry``."""
+    n = ts.shape[0]
+    P = AC.shape[0]
+    tick = V[TICK]
+    lot = V[LOT]
+    mult = V[ENTRY_MULT]
+    KK = np.full(P, k0, dtype=np.int64)
+    G = min(n_groups, P)
+    for g in prange(G):
+        for b0 in range(0, n, EVENT_BLOCK):
+            b1 = min(n, b0 + EVENT_BLOCK)
+            for j in range(g * P // G, (g + 1) * P // G):
+                k = KK[j]
+                if b0 == 0:
+                    pb, pbq, pa, paq = top0[0], top0[1], top0[2], top0[3]
+                else:
+                    pb, pbq, pa, paq = bid[b0 - 1], bid_qty[b0 - 1], ask[b0 - 1], ask_qty[b0 - 1]
+                oq = prm[j, PR_QTY]
+                if lot > 0.0:
+                    oq = math.floor(oq / lot + 1e-9) * lot
+                for i in range(b0, b1):
+                    t = ts[i]
+                    k = _sample(j, t, k, sample_ts, EQ, AC)
+                    for s in range(2):
+                        if OI[j, s, O_ST] == ST_FLIGHT and OI[j, s, O_T] <= t:
+                            _arrive(
+                                j,
+                                s,
+                                POST_ONLY,
+                                1.0 - 2.0 * s,
+                                OF[j, s, O_NPX],
+                                OF[j, s, O_NQTY],
+                                OI[j, s, O_T],
+                                pb,
+                                pbq,
+                                pa,
+                                paq,
+                                OF,
+                                OI,
+                                AC,
+                                V,
+                                FLT,
+                                FL,
+                            )
+                        rt = OI[j, s, O_RT]
+                        if rt >= 0 and rt <= t:
+                            if OF[j, s, O_NQTY] == 0.0:
+                                _cancel(j, s, OI)
+                            else:
+                                _replace(
+                                    j,
+                                    s,
+                                    OF[j, s, O_NPX],
+                                    OF[j, s, O_NQTY],
+                                    rt,
+                                    pb,
+                                    pbq,
+                                    pa,
+                                    paq,
+                                    OF,
+                                    OI,
+                                    AC,
+                                    V,
+                                    FLT,
+                                    FL,
+                                )
+                    nb, nbq, na, naq = bid[i], bid_qty[i], ask[i], ask_qty[i]
+                    _on_event(
+                        j,
+                        i,
+                        kind[i],
+                        side[i],
+                        px[i],
+                        qty[i],
+                        prev[i],
+                        t,
+                        nb,
+                        nbq,
+                        na,
+                        naq,
+                        pb,
+                        pbq,
+                        pa,
+                        paq,
+                        OF,
+                        OI,
+                        AC,
+                        V,
+                        FLT,
+                        FL,
+                    )
+                    if nb == nb and na == na:
+                        AC[j, A_MID] = 0.5 * (nb + na)
+                    pb, pbq, pa, paq = nb, nbq, na, naq
+                    if not decide[i] or not (nb == nb and na == na):
+                        continue
+                    mid = FT[i, 0]
+                    q = AC[j, A_POS] / oq
+                    bd, ad = quote_depths(quote_kind, prm, j, FT[i, 1], FT[i, 2], FT[i, 3], q)
+                    t_dec = t + feed[i]
+                    extra = int(mult * feed[i])
+                    for s in range(2):
+                        d = bd if s == 0 else ad
+                        want = math.nan
+                        if d == d:
+                            if s == 0:
+                                want = math.floor((mid - d * tick) / tick + 1e-9) * tick
+                                want = min(want, na - tick)
+                            else:
+                                want = math.ceil((mid + d * tick) / tick - 1e-9) * tick
+                                want = max(want, nb + tick)
+                        st = OI[j, s, O_ST]
+                        if st == ST_FLIGHT or OI[j, s, O_RT] >= 0:
+                            continue
+                        if st == ST_NONE:
+                            if want == want:
+                                OF[j, s, O_NPX] = want
+                                OF[j, s, O_NQTY] = oq
+                                OI[j, s, O_T] = _send(j, s, t_dec, OF, OI, AC, draws, extra)
+                                OI[j, s, O_ST] = ST_FLIGHT
+                        elif want != want:
+                            OF[j, s, O_NQTY] = 0.0
+                            OI[j, s, O_RT] = _send(j, s, t_dec, OF, OI, AC, draws, extra)
+                        elif abs(want - OF[j, s, O_PX]) > 0.5 * tick:
+                            OF[j, s, O_NPX] = want
+                            OF[j, s, O_NQTY] = oq
+                            OI[j, s, O_RT] = _send(j, s, t_dec, OF, OI, AC, draws, extra)
+                KK[j] = k

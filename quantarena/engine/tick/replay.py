@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 from quantarena.engine.tick import core as C
-from quantarena.engine.tick.events import EventStream
+from quantarena.engine.tick.events import QUOTE, EventStream
 from quantarena.engine.tick.venue import ENTRY_MULT, Venue
 
 OPS = {
@@ -179,6 +180,62 @@ def replay_orders(
             ev.ts, ev.kind, ev.side, ev.px, ev.qty, ev.prev, ev.bid, ev.bid_qty, ev.ask,
             ev.ask_qty, state.top, *(v[lo:hi] for v in c.values()), V, state.OF, state.OI,
             state.AC, state.FLT, state.FL, state.sample_ts, state.EQ, state.k,
+        )  # fmt: skip
+        state.k = int(np.searchsorted(state.sample_ts, ev.ts[-1], "right"))
+        state.top = np.array([ev.bid[-1], ev.bid_qty[-1], ev.ask[-1], ev.ask_qty[-1]])
+    state.finish()
+    return state
+
+
+def decision_mask(events: EventStream, feed: np.ndarray, requote_ns: int) -> np.ndarray:
+    """Events on which market makers re-quote: the first quote event the agent receives in
+    each ``requote_ns`` interval of its clock (``ts + feed``)."""
+    if requote_ns <= 0:
+        raise ValueError(f"requote interval must be > 0 ns, got {requote_ns}")
+    isq = events.kind == QUOTE
+    bucket = (events.ts + feed) // int(requote_ns)
+    out = np.zeros(len(events), dtype=np.bool_)
+    qi = np.flatnonzero(isq)
+    if qi.size:
+        b = bucket[qi]
+        first = np.ones(qi.size, dtype=bool)
+        first[1:] = b[1:] != b[:-1]
+        out[qi[first]] = True
+    return out
+
+
+def replay_mm(
+    events: EventStream,
+    quote_kind: int,
+    prm: np.ndarray,
+    venue: Venue,
+    *,
+    features: np.ndarray,
+    requote_ns: int = 100_000_000,
+    sample_ts: np.ndarray | None = None,
+    max_log: int = 0,
+    cash: float = 0.0,
+    block: int = 1 << 18,
+) -> TickState:
+    """Replay ``events`` for a population of market makers (``prm``: ``(P, N_PRM)``, see
+    :mod:`.quoting`), streaming the events in blocks of ``block`` (the state carries over)."""
+    if venue.filters.tick <= 0:
+        raise ValueError("market making needs the venue's tick size: set ExchangeFilters(tick=)")
+    prm = np.ascontiguousarray(prm, dtype=np.float64)
+    feed = venue.latency.feed(events.ts, events.recv)
+    decide = decision_mask(events, feed, requote_ns)
+    V = venue.compile(use_depth=events.has_depth)
+    draws = venue.latency.entry_draws()
+    state = TickState.new(prm.shape[0], 2, sample_ts, max_log, cash)
+    n = len(events)
+    for i0 in range(0, n, block):
+        i1 = min(n, i0 + block)
+        ev = events.slice(i0, i1)
+        C.run_mm(
+            ev.ts, ev.kind, ev.side, ev.px, ev.qty, ev.prev, ev.bid, ev.bid_qty, ev.ask,
+            ev.ask_qty, state.top, feed[i0:i1], decide[i0:i1], features[i0:i1], int(quote_kind),
+            prm, V, draws, state.OF, state.OI, state.AC, state.FLT, state.FL, state.sample_ts,
+            state.EQ, state.k, numba.get_num_threads(),
         )  # fmt: skip
         state.k = int(np.searchsorted(state.sample_ts, ev.ts[-1], "right"))
         state.top = np.array([ev.bid[-1], ev.bid_qty[-1], ev.ask[-1], ev.ask_qty[-1]])
