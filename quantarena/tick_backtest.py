@@ -42,8 +42,8 @@ class TickBacktestResult:
     metrics: pd.DataFrame
     params: P.Params
     agent: Agent
-    events: EventStream
-    state: TickState
+    events: EventStream | list[EventStream]
+    state: Any
     bar_ts: np.ndarray
     equity: np.ndarray
     venue: str = ""
@@ -83,6 +83,12 @@ def tick_metrics(state: TickState, equity: np.ndarray, capital: float, ppy: floa
     return m
 
 
+def _two_leg_venue(agent: Any) -> str:
+    lat = "/".join(f"{x:g}" for x in agent.latency_ms)
+    fees = "known" if agent.taker_bps is None else "/".join(f"{x:g}" for x in agent.taker_bps)
+    return f"taker legs at the touch; latency {lat} ms; taker fees {fees} bps"
+
+
 def tick_backtest(
     store: str | Path,
     agent: str | Agent,
@@ -105,10 +111,28 @@ def tick_backtest(
     if not getattr(ag, "tick", False):
         raise ValueError(f"agent {ag.name!r} is a bar agent: use quantarena.backtest")
     pop = ag.grid(**dict(params or {})) if (grid or params is None) else ag.check_params(params)
-    events = load_events(store, symbol, start, end)
+    symbols = [x.strip() for x in symbol.split(",") if x.strip()]
+    need = int(getattr(ag, "n_symbols", 1))
+    if len(symbols) != need:
+        raise ValueError(
+            f"agent {ag.name!r} trades {need} instrument(s): give --symbol "
+            + ("A,B (two symbols, comma-separated)" if need == 2 else "SYM")
+            + f", got {symbol!r}"
+        )
     ins = to_ns(interval or "1m")
-    bar_ts = bar_closes(events.ts, ins)
-    venue = venue or ag.venue or default_venue(events)
+    if need == 1:
+        events = load_events(store, symbols[0], start, end)
+        all_ts = events.ts
+        venue = venue or ag.venue or default_venue(events)
+    else:
+        events = [load_events(store, s, start, end, depth=False) for s in symbols]
+        # the bar clock of the span both instruments cover
+        lo = max(int(e.ts[0]) for e in events)
+        hi = min(int(e.ts[-1]) for e in events)
+        if lo >= hi:
+            raise ValueError(f"{symbol}: the two instruments' data do not overlap in time")
+        all_ts = np.array([lo, hi], dtype=np.int64)
+    bar_ts = bar_closes(all_ts, ins)
     t0 = time.perf_counter()
     state = ag.run_ticks(events, pop, venue=venue, sample_ts=bar_ts)
     elapsed = time.perf_counter() - t0
@@ -125,7 +149,7 @@ def tick_backtest(
         state=state,
         bar_ts=bar_ts,
         equity=equity,
-        venue=venue.describe(),
+        venue=venue.describe() if hasattr(venue, "describe") else _two_leg_venue(ag),
         elapsed_s=elapsed,
     )
 

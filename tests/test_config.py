@@ -352,8 +352,8 @@ def test_explicit_tracking_is_kept() -> None:
         (
             lambda d: d["agents"][0].update(kind="momentun"),
             "configs/x.yaml: agents.0.kind: unknown agent 'momentun' — did you mean 'momentum'? "
-            "(known: breakout, buy_hold, glft, market_maker, mean_reversion, ml, momentum, "
-            "vol_target)",
+            "(known: breakout, buy_hold, cross_venue_arb, glft, market_maker, mean_reversion, "
+            "ml, momentum, pairs_arb, vol_target)",
         ),
         (
             lambda d: d["agents"][0]["params"].update(fsat=3),

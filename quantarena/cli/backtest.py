@@ -242,7 +242,8 @@ def _tick_backtest(
     )  # fmt: skip
     best = res.best(top, by)
     names = list(res.params)
-    n_ev, n_bars = len(res.events), len(res.bar_ts)
+    evs = res.events if isinstance(res.events, list) else [res.events]
+    n_ev, n_bars = sum(len(e) for e in evs), len(res.bar_ts)
     if as_json:
         rows = [
             {
@@ -255,7 +256,7 @@ def _tick_backtest(
         ]
         doc = {
             "agent": res.agent.name,
-            "symbols": [symbol],
+            "symbols": symbol.split(","),
             "n_events": n_ev,
             "n_bars": n_bars,
             "n_params": res.n_params,

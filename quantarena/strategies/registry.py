@@ -34,6 +34,7 @@ def _load_builtins() -> None:
     global _BUILTINS_LOADED
     if _BUILTINS_LOADED:
         return
+    from quantarena.strategies.arbitrage import CrossVenueArb, PairsArb
     from quantarena.strategies.breakout import Breakout
     from quantarena.strategies.buy_hold import BuyHold
     from quantarena.strategies.market_making import GLFT, MarketMaker
@@ -42,7 +43,18 @@ def _load_builtins() -> None:
     from quantarena.strategies.momentum import Momentum
     from quantarena.strategies.vol_target import VolTarget
 
-    for cls in (Momentum, MeanReversion, Breakout, VolTarget, BuyHold, MLAgent, MarketMaker, GLFT):
+    for cls in (
+        Momentum,
+        MeanReversion,
+        Breakout,
+        VolTarget,
+        BuyHold,
+        MLAgent,
+        MarketMaker,
+        GLFT,
+        PairsArb,
+        CrossVenueArb,
+    ):
         _REGISTRY.setdefault(cls.name, cls)
     _BUILTINS_LOADED = True
 
