@@ -216,9 +216,16 @@ def replay_mm(
     max_log: int = 0,
     cash: float = 0.0,
     block: int = 1 << 18,
+    backend: str = "cpu",
 ) -> TickState:
     """Replay ``events`` for a population of market makers (``prm``: ``(P, N_PRM)``, see
-    :mod:`.quoting`), streaming the events in blocks of ``block`` (the state carries over)."""
+    :mod:`.quoting`), streaming the events in blocks of ``block`` (the state carries over).
+    ``backend="gpu"``: the CUDA twin (:mod:`.gpu`; no fill log)."""
+    if backend == "gpu":
+        return _replay_mm_gpu(events, quote_kind, prm, venue, features, requote_ns, sample_ts,
+                              cash, block)  # fmt: skip
+    if backend != "cpu":
+        raise ValueError(f"backend must be cpu or gpu, got {backend!r}")
     if venue.filters.tick <= 0:
         raise ValueError("market making needs the venue's tick size: set ExchangeFilters(tick=)")
     prm = np.ascontiguousarray(prm, dtype=np.float64)
@@ -239,5 +246,44 @@ def replay_mm(
         )  # fmt: skip
         state.k = int(np.searchsorted(state.sample_ts, ev.ts[-1], "right"))
         state.top = np.array([ev.bid[-1], ev.bid_qty[-1], ev.ask[-1], ev.ask_qty[-1]])
+    state.finish()
+    return state
+
+
+def _replay_mm_gpu(events, quote_kind, prm, venue, features, requote_ns, sample_ts, cash, block):
+    from quantarena.engine.backend import cuda_unavailable_reason
+    from quantarena.engine.tick.gpu import run_mm_gpu
+
+    why = cuda_unavailable_reason()
+    if why:
+        raise RuntimeError(f"backend='gpu': {why}")
+    import cupy as cp
+
+    prm = np.ascontiguousarray(prm, dtype=np.float64)
+    feed = venue.latency.feed(events.ts, events.recv)
+    decide = decision_mask(events, feed, requote_ns).view(np.uint8)
+    state = TickState.new(prm.shape[0], 2, sample_ts, 0, cash)
+    dev = {k: cp.asarray(getattr(state, k)) for k in ("OF", "OI", "AC", "EQ")}
+    const = {
+        "prm": cp.asarray(prm),
+        "V": cp.asarray(venue.compile(use_depth=events.has_depth)),
+        "draws": cp.asarray(venue.latency.entry_draws()),
+        "sample_ts": cp.asarray(state.sample_ts),
+    }
+    n = len(events)
+    for i0 in range(0, n, block):
+        i1 = min(n, i0 + block)
+        ev = events.slice(i0, i1)
+        arrays = {k: cp.asarray(np.ascontiguousarray(getattr(ev, k))) for k in
+                  ("ts", "kind", "side", "px", "qty", "prev", "bid", "bid_qty", "ask", "ask_qty")}  # fmt: skip
+        run_mm_gpu(
+            {**arrays, **dev, **const, "top0": cp.asarray(state.top), "feed": cp.asarray(feed[i0:i1]),
+             "decide": cp.asarray(decide[i0:i1]), "FT": cp.asarray(np.ascontiguousarray(features[i0:i1])),
+             "quote_kind": int(quote_kind), "k0": state.k}
+        )  # fmt: skip
+        state.k = int(np.searchsorted(state.sample_ts, ev.ts[-1], "right"))
+        state.top = np.array([ev.bid[-1], ev.bid_qty[-1], ev.ask[-1], ev.ask_qty[-1]])
+    for k, v in dev.items():
+        setattr(state, k, cp.asnumpy(v))
     state.finish()
     return state
