@@ -288,3 +288,25 @@ def test_bad_order_is_refused_with_its_index():
     ev = from_rows([("quote", 0, 100, 5, 101, 5)])
     with pytest.raises(ValueError, match="order 0: unknown op 'stop'"):
         replay_orders(ev, [Order(1, "stop", 1, 100.0, 1.0)], venue())
+
+
+def test_recorded_latency_uses_the_data_clocks():
+    from quantarena.engine.tick import RecordedLatency
+
+    ev = from_rows(
+        [
+            ("quote", 0, 100, 5, 101, 5),
+            ("quote", 10, 100, 5, 101, 5),
+            ("trade", 40, 99, 1, -1),
+            ("trade", 50, 99, 1, -1),
+        ]
+    )
+    # receive delays 100, 130, 100, 100 ns: less the minimum (the clock offset) -> 0, 30, 0, 0
+    ev.recv = ev.ts + np.array([100, 130, 100, 100])
+    v = Venue(latency=RecordedLatency(base_ns=0, entry_mult=1.0), fees=FREE)
+    np.testing.assert_array_equal(v.latency.feed(ev.ts, ev.recv), [0, 30, 0, 0])
+    # sent at 12, after the event whose feed delay was 30: entry 30 -> acts at 42
+    st = replay_orders(ev, [Order(12, "limit", 1, 100.0, 1.0)], v)
+    assert list(st.fills()["ts"]) == [50]
+    with pytest.raises(ValueError, match="no receive times"):
+        RecordedLatency().feed(ev.ts, np.full(4, -1))
