@@ -157,3 +157,17 @@ def test_cli_backtest_replays_ticks(usdm_store: Path):
     )
     assert r.exit_code == 0, r.output
     assert "tick simulator" in r.output and "maker %" in r.output
+
+
+def test_a_range_from_the_middle_of_the_capture(usdm_store: Path):
+    # the book is rebuilt from the snapshot before `start`, but only events from `start` on
+    # are replayed, and a flat account is worth its cash before the first quote
+    res = tick_backtest(usdm_store, "glft", {"gamma": [0.1], "min_half_spread": [1.0]},
+                        symbol=USDM, start="2024-08-08T23:58", interval="30s")  # fmt: skip
+    assert res.events.ts[0] >= np.datetime64("2024-08-08T23:58").astype("datetime64[ns]").astype(
+        np.int64
+    )
+    assert np.isfinite(res.equity).all()
+    assert (
+        np.isfinite(res.metrics["sharpe"]).all() and np.isfinite(res.metrics["max_drawdown"]).all()
+    )

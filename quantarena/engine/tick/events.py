@@ -191,7 +191,13 @@ def load_events(
 ) -> EventStream:
     """The event stream of ``symbol`` from the store: its trades, quotes and (with ``depth``,
     where stored) L2 book rows with ``start <= ts < end``."""
-    from quantarena.data.read import _as_store, load_book, load_quotes, load_trades
+    from quantarena.data.read import (
+        _as_store,
+        load_book,
+        load_quotes,
+        load_trades,
+        timestamp_ns,
+    )
 
     st = _as_store(store)
     kinds = {d["kind"] for d in st.datasets(symbol=symbol)}
@@ -209,7 +215,11 @@ def load_events(
     book = None
     if depth and "book" in kinds:
         book = load_book(st, symbol, start, end, from_snapshot=True)
-    return build_events(trades, quotes, book, symbol=symbol)
+    ev = build_events(trades, quotes, book, symbol=symbol)
+    lo = timestamp_ns(start)
+    if lo is not None and len(ev) and ev.ts[0] < lo:  # book rows before start seed `prev` only
+        ev = ev.slice(int(np.searchsorted(ev.ts, lo, side="left")), len(ev))
+    return ev
 
 
 def from_rows(rows: Sequence[tuple], symbol: str = "TEST") -> EventStream:

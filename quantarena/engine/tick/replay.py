@@ -70,7 +70,7 @@ class TickState:
         st = np.asarray(sample_ts if sample_ts is not None else [], dtype=np.int64)
         AC = np.zeros((n_cols, C.N_AC))
         AC[:, C.A_CASH] = cash
-        AC[:, C.A_MID] = np.nan
+        AC[:, C.A_MID] = 0.0  # no quote yet: a flat account is worth its cash
         OI = np.zeros((n_cols, slots, C.N_OI), dtype=np.int64)
         OI[:, :, C.O_RT] = -1
         return cls(
