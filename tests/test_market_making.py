@@ -14,7 +14,14 @@ from typer.testing import CliRunner
 
 from quantarena.cli import app
 from quantarena.data.store import Store
-from quantarena.engine.tick import ConstantLatency, ExchangeFilters, MakerTaker, Venue, from_rows
+from quantarena.engine.tick import (
+    ConstantLatency,
+    ExchangeFilters,
+    MakerTaker,
+    Venue,
+    from_rows,
+    load_events,
+)
 from quantarena.engine.tick import quoting as Q
 from quantarena.engine.tick.replay import replay_mm
 from quantarena.strategies.market_making import GLFT, MarketMaker
@@ -171,3 +178,30 @@ def test_a_range_from_the_middle_of_the_capture(usdm_store: Path):
     assert (
         np.isfinite(res.metrics["sharpe"]).all() and np.isfinite(res.metrics["max_drawdown"]).all()
     )
+
+
+def test_event_stream_of_the_real_capture(usdm_store: Path):
+    from quantarena.data.read import load_book, load_quotes
+    from quantarena.engine.tick.events import DEPTH, QUOTE, TRADE
+
+    ev = load_events(usdm_store, USDM)
+    book = load_book(usdm_store, USDM)
+    quotes = load_quotes(usdm_store, USDM)
+    assert np.all(np.diff(ev.ts) >= 0)
+    assert ev.counts()["depth"] == int((~book.is_snapshot).sum())
+    # the top of book after each quote event is that quote, in stored order
+    qi = ev.kind == QUOTE
+    np.testing.assert_array_equal(ev.bid[qi], quotes.bid_px)
+    np.testing.assert_array_equal(ev.ask_qty[qi], quotes.ask_qty)
+    # a trade carries the last quote before it
+    ti = np.flatnonzero(ev.kind == TRADE)[100]
+    last_q = np.flatnonzero(qi[:ti])[-1]
+    assert ev.bid[ti] == ev.bid[last_q] and ev.ask[ti] == ev.ask[last_q]
+    # `prev` of depth rows: the level's size before, replayed here from the raw rows
+    levels: dict = {}
+    expect = []
+    for s, p, q, snap in zip(book.side, book.price, book.qty, book.is_snapshot, strict=True):
+        if not snap:
+            expect.append(levels.get((s, p), 0.0))
+        levels[(s, p)] = q
+    np.testing.assert_array_equal(np.sort(ev.prev[ev.kind == DEPTH]), np.sort(expect))

@@ -109,16 +109,9 @@ def build_events(trades: Any, quotes: Any, book: Any = None, symbol: str = "") -
     """Merge :class:`~quantarena.data.read.TradeArrays`, :class:`~quantarena.data.read.QuoteArrays`
     and optionally :class:`~quantarena.data.read.BookArrays` (any may be ``None``; at least
     quotes are needed to value positions) into one :class:`EventStream`."""
-    parts_ts, parts_kind, parts_side, parts_px, parts_qty, parts_prev, parts_recv = (
-        [],
-        [],
-        [],
-        [],
-        [],
-        [],
-        [],
-    )
-    q_idx = []
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("ts", "kind", "side", "px", "qty", "prev", "recv")
+    }
     if quotes is None or len(quotes) == 0:
         raise ValueError(
             f"{symbol or 'symbol'}: no quotes in range: the tick simulator needs best bid/ask "
@@ -141,16 +134,15 @@ def build_events(trades: Any, quotes: Any, book: Any = None, symbol: str = "") -
             side, px, qty, prev = arr.side[keep], arr.price[keep], arr.qty[keep], prev[keep]
             recv, ts = arr.recv_ts[keep], arr.ts[keep]
             n = int(ts.shape[0])
-        parts_ts.append(np.asarray(ts, dtype=np.int64))
-        parts_kind.append(np.full(n, kind, dtype=np.int8))
-        parts_side.append(np.asarray(side, dtype=np.int8))
-        parts_px.append(np.asarray(px, dtype=np.float64))
-        parts_qty.append(np.asarray(qty, dtype=np.float64))
-        parts_prev.append(np.asarray(prev, dtype=np.float64))
-        parts_recv.append(np.asarray(recv, dtype=np.int64))
-        q_idx.append(kind)
-    ts = np.concatenate(parts_ts)
-    kind = np.concatenate(parts_kind)
+        parts["ts"].append(np.asarray(ts, dtype=np.int64))
+        parts["kind"].append(np.full(n, kind, dtype=np.int8))
+        parts["side"].append(np.asarray(side, dtype=np.int8))
+        parts["px"].append(np.asarray(px, dtype=np.float64))
+        parts["qty"].append(np.asarray(qty, dtype=np.float64))
+        parts["prev"].append(np.asarray(prev, dtype=np.float64))
+        parts["recv"].append(np.asarray(recv, dtype=np.int64))
+    ts = np.concatenate(parts["ts"])
+    kind = np.concatenate(parts["kind"])
     rank = np.array([_ORDER_AT_EQUAL_TS[k] for k in range(3)], dtype=np.int8)[kind]
     seq = np.arange(ts.shape[0])
     order = np.lexsort((seq, rank, ts))
@@ -168,15 +160,15 @@ def build_events(trades: Any, quotes: Any, book: Any = None, symbol: str = "") -
         symbol=symbol or getattr(quotes, "symbol", ""),
         ts=ts[order],
         kind=kind,
-        side=np.concatenate(parts_side)[order],
-        px=np.concatenate(parts_px)[order],
-        qty=np.concatenate(parts_qty)[order],
-        prev=np.concatenate(parts_prev)[order],
+        side=np.concatenate(parts["side"])[order],
+        px=np.concatenate(parts["px"])[order],
+        qty=np.concatenate(parts["qty"])[order],
+        prev=np.concatenate(parts["prev"])[order],
         bid=cols["bid_px"],
         bid_qty=cols["bid_qty"],
         ask=cols["ask_px"],
         ask_qty=cols["ask_qty"],
-        recv=np.concatenate(parts_recv)[order],
+        recv=np.concatenate(parts["recv"])[order],
         has_depth=book is not None and len(book) > 0,
     )
 
