@@ -52,9 +52,10 @@ def test_bars_from_trades_and_tick_entries(cfg: TournamentConfig):
 def test_mixed_tournament_runs_end_to_end(cfg: TournamentConfig):
     out = run_in_process(cfg, log_mlflow=True, backend="cpu")
     board = {row["agent"]: row for row in out["leaderboard"]}
-    assert set(board) == {"trend", "maker", "glft", "pairs", "crossvenue"}
+    assert set(board) == {"trend", "hodl", "maker", "glft", "pairs", "crossvenue"}
     assert out["rounds"] == 4
-    for name in ("maker", "glft", "crossvenue"):
+    for name in ("maker", "glft", "crossvenue"):  # fills counted as trades
         assert board[name]["n_trades"] > 0, name
+    assert board["hodl"]["total_return"] != 0.0  # holds BTC through the rounds
     assert out["run_id"]
     assert Path(cfg.tracking.output_dir, "mlflow.db").is_file()
