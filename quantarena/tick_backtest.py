@@ -75,6 +75,7 @@ def tick_metrics(state: TickState, equity: np.ndarray, capital: float, ppy: floa
     taker = state.account("taker_qty")
     m["n_trades"] = state.account("n_fills")
     m["fees_paid"] = state.account("fees")
+    m["funding_paid"] = state.account("funding")
     m["n_fills"] = state.account("n_fills")
     with np.errstate(invalid="ignore", divide="ignore"):
         m["maker_share"] = maker / (maker + taker)

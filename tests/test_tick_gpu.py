@@ -77,6 +77,9 @@ def case(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> dict:
         "decide": decision_mask(ev, feed, 50_000_000),
         "FT": market_features(ev, venue.filters.tick),
         "sample_ts": np.arange(ev.ts[0], ev.ts[-1], 10_000_000_000, dtype=np.int64)[1:],
+        # funding every 30 s at 1 bp (more often than any venue, to exercise it)
+        "fund_ts": np.arange(ev.ts[0], ev.ts[-1], 30_000_000_000, dtype=np.int64)[1:],
+        "fund_rate": np.full(np.arange(ev.ts[0], ev.ts[-1], 30_000_000_000).shape[0] - 1, 1e-4),
     }
 
 
@@ -91,6 +94,7 @@ def _args(c: dict, quote_kind: int, prm: np.ndarray) -> dict:
         "quote_kind": quote_kind, "prm": prm, "V": venue.compile(use_depth=ev.has_depth),
         "draws": venue.latency.entry_draws(), "OF": st.OF, "OI": st.OI, "AC": st.AC,
         "FLT": st.FLT, "FL": st.FL, "sample_ts": st.sample_ts, "EQ": st.EQ, "k0": 0,
+        "fund_ts": c["fund_ts"], "fund_rate": c["fund_rate"], "f0": 0,
     }  # fmt: skip
 
 
@@ -99,7 +103,7 @@ def _numba(a: dict) -> dict:
         a["ts"], a["kind"], a["side"], a["px"], a["qty"], a["prev"], a["bid"], a["bid_qty"],
         a["ask"], a["ask_qty"], a["top0"], a["feed"], a["decide"].view(np.bool_), a["FT"],
         a["quote_kind"], a["prm"], a["V"], a["draws"], a["OF"], a["OI"], a["AC"], a["FLT"],
-        a["FL"], a["sample_ts"], a["EQ"], a["k0"], 2,
+        a["FL"], a["sample_ts"], a["EQ"], a["k0"], a["fund_ts"], a["fund_rate"], a["f0"], 2,
     )  # fmt: skip
     return a
 

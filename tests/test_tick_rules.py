@@ -310,3 +310,28 @@ def test_recorded_latency_uses_the_data_clocks():
     assert list(st.fills()["ts"]) == [50]
     with pytest.raises(ValueError, match="no receive times"):
         RecordedLatency().feed(ev.ts, np.full(4, -1))
+
+
+def test_funding_charges_longs_at_the_funding_time():
+    from quantarena.engine.tick.fees import Funding
+
+    h8 = 8 * 3600 * 10**9
+    t0 = 3 * h8 - 100  # just before 00:00 UTC (a funding time)
+    ev = from_rows(
+        [
+            ("quote", t0, 100, 5, 101, 5),
+            ("trade", t0 + 10, 99, 1, -1),  # our bid of 2 at 100 fills (trade-through)
+            ("quote", t0 + 50, 102, 5, 103, 5),  # mid 102.5 at the funding time
+            ("quote", 3 * h8 + 5, 102, 5, 103, 5),  # first event at/after 00:00: funding
+        ]
+    )
+    v = Venue(fees=FREE, funding=Funding(rate=1e-4), latency=ConstantLatency(entry_ns=0))
+    st = replay_orders(ev, [Order(t0 + 1, "limit", 1, 100.0, 2.0)], v, cash=0.0)
+    pay = 1e-4 * 2 * 102.5
+    assert st.account("funding")[0] == pytest.approx(pay)
+    assert st.account("cash")[0] == pytest.approx(-200 - pay)
+    # a short receives it: the ask of 2 at 101 fills when the bid moves to 102
+    st = replay_orders(ev, [Order(t0 + 1, "limit", -1, 101.0, 2.0)], v, cash=0.0)
+    assert st.account("position")[0] == -2.0
+    assert st.account("funding")[0] == pytest.approx(-pay)
+    assert st.account("cash")[0] == pytest.approx(202 + pay)

@@ -109,7 +109,7 @@ class TwoLegState:
             "n_fills": K.X_NFILL,
             "max_inventory": K.X_MAXINV,
         }
-        if name in ("maker_qty",):
+        if name in ("maker_qty", "funding"):  # taker legs only; no funding on this kernel
             return np.zeros(self.X.shape[0])
         if name == "taker_qty":
             return np.ones(self.X.shape[0])

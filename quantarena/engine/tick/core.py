@@ -71,8 +71,9 @@ ST_NONE, ST_FLIGHT, ST_LIVE = 0, 1, 2
     A_NLOG,
     A_MAX_INV,
     A_MID,
-) = range(12)
-N_AC = 12
+    A_FUND,
+) = range(13)
+N_AC = 13
 ACCOUNT_FIELDS = (
     "position",
     "cash",
@@ -86,6 +87,7 @@ ACCOUNT_FIELDS = (
     "n_logged",
     "max_inventory",
     "last_mid",
+    "funding",
 )
 # fill log fields (float part; the time is in a separate int64 array)
 F_PX, F_QTY, F_MAKER, F_SLOT = range(4)
@@ -338,6 +340,18 @@ def _replace(j, s, px, qty, ts, bid, bid_qty, ask, ask_qty, OF, OI, AC, V, FLT, 
 
 
 @njit(cache=True, inline="always")
+def _funding(j, i_ts, f, fund_ts, fund_rate, AC):
+    """Funding due at or before ``i_ts``: cash −= rate · position · mid (longs pay when the
+    rate is positive)."""
+    while f < fund_ts.shape[0] and fund_ts[f] <= i_ts:
+        pay = fund_rate[f] * AC[j, A_POS] * AC[j, A_MID]
+        AC[j, A_CASH] -= pay
+        AC[j, A_FUND] += pay
+        f += 1
+    return f
+
+
+@njit(cache=True, inline="always")
 def _sample(j, i_ts, k, sample_ts, EQ, AC):
     while k < sample_ts.shape[0] and sample_ts[k] <= i_ts:
         EQ[k, j] = AC[j, A_CASH] + AC[j, A_POS] * AC[j, A_MID]
@@ -374,6 +388,9 @@ def run_script(
     sample_ts,
     EQ,
     k0,
+    fund_ts,
+    fund_rate,
+    f0,
 ):
     """Replay events with orders given in advance (``c_*``, sorted by arrival time ``c_arr``;
     ``c_col`` -1 = every column). ``top0``: the book (bid, bid_qty, ask, ask_qty) before the
@@ -383,11 +400,13 @@ def run_script(
     M = c_arr.shape[0]
     for j in prange(P):
         k = k0
+        f = f0
         m = 0
         pb, pbq, pa, paq = top0[0], top0[1], top0[2], top0[3]
         for i in range(n):
             t = ts[i]
             k = _sample(j, t, k, sample_ts, EQ, AC)
+            f = _funding(j, t, f, fund_ts, fund_rate, AC)
             while m < M and c_arr[m] <= t:
                 if c_col[m] < 0 or c_col[m] == j:
                     s = c_slot[m]
@@ -499,6 +518,9 @@ def run_mm(
     sample_ts,
     EQ,
     k0,
+    fund_ts,
+    fund_rate,
+    f0,
     n_groups,
 ):
     """Replay events for a population of market makers (slot 0 = bid, slot 1 = ask).
@@ -515,12 +537,14 @@ def run_mm(
     lot = V[LOT]
     mult = V[ENTRY_MULT]
     KK = np.full(P, k0, dtype=np.int64)
+    FF = np.full(P, f0, dtype=np.int64)
     G = min(n_groups, P)
     for g in prange(G):
         for b0 in range(0, n, EVENT_BLOCK):
             b1 = min(n, b0 + EVENT_BLOCK)
             for j in range(g * P // G, (g + 1) * P // G):
                 k = KK[j]
+                f = FF[j]
                 if b0 == 0:
                     pb, pbq, pa, paq = top0[0], top0[1], top0[2], top0[3]
                 else:
@@ -531,6 +555,7 @@ def run_mm(
                 for i in range(b0, b1):
                     t = ts[i]
                     k = _sample(j, t, k, sample_ts, EQ, AC)
+                    f = _funding(j, t, f, fund_ts, fund_rate, AC)
                     for s in range(2):
                         if OI[j, s, O_ST] == ST_FLIGHT and OI[j, s, O_T] <= t:
                             _arrive(
@@ -636,3 +661,4 @@ def run_mm(
                             OF[j, s, O_NQTY] = oq
                             OI[j, s, O_RT] = _send(j, s, t_dec, OF, OI, AC, draws, extra)
                 KK[j] = k
+                FF[j] = f

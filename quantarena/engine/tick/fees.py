@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class MakerTaker:
@@ -23,3 +25,32 @@ class MakerTaker:
 
     def describe(self) -> str:
         return f"maker {self.maker_bps:g} bps, taker {self.taker_bps:g} bps"
+
+
+@dataclass(frozen=True)
+class Funding:
+    """Perpetual-swap funding: at every multiple of ``period_hours`` (UTC; 00:00, 08:00, 16:00
+    for 8 h) a position pays ``rate · position · mid`` from cash (longs pay, shorts receive
+    when the rate is positive), charged before the first event at or after that time.
+    ``rate`` is the rate per period (0.0001 = 1 bp)."""
+
+    rate: float = 0.0
+    period_hours: float = 8.0
+
+    def __post_init__(self) -> None:
+        if not self.period_hours > 0:
+            raise ValueError(f"Funding: period_hours must be > 0, got {self.period_hours}")
+
+    def schedule(self, t0: int, t1: int) -> tuple[np.ndarray, np.ndarray]:
+        """(funding times in ``(t0, t1]``, rate at each) — int64 ns, float64."""
+        step = int(round(self.period_hours * 3_600_000_000_000))
+        first = (int(t0) // step + 1) * step
+        ts = (
+            np.arange(first, int(t1) + 1, step, dtype=np.int64)
+            if self.rate != 0
+            else np.zeros(0, np.int64)
+        )
+        return ts, np.full(ts.shape[0], float(self.rate))
+
+    def describe(self) -> str:
+        return f"funding {self.rate * 1e4:g} bp per {self.period_hours:g} h" if self.rate else ""

@@ -282,12 +282,14 @@ extern "C" __global__ void run_mm(
     const double* bid_qty, const double* ask, const double* ask_qty, const double* top0,
     const i64* feed, const unsigned char* decide, const double* FT, const int quote_kind,
     const double* prm, const double* V, const i64* draws, const int nd, double* OF, i64* OI,
-    double* AC, const i64* sample_ts, const int n_samples, double* EQ, const int k0)
+    double* AC, const i64* sample_ts, const int n_samples, double* EQ, const int k0,
+    const i64* fund_ts, const double* fund_rate, const int n_fund, const int f0)
 {
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= P) return;
     double tick = V[TICK], lot = V[LOT], mult = V[ENTRY_MULT];
     int k = k0;
+    int f = f0;
     double pb = top0[0], pbq = top0[1], pa = top0[2], paq = top0[3];
     double oq = prm[((i64)j) * N_PRM + PR_QTY];
     if (lot > 0.0) oq = floor(oq / lot + 1e-9) * lot;
@@ -296,6 +298,12 @@ extern "C" __global__ void run_mm(
         while (k < n_samples && sample_ts[k] <= t) {
             EQ[((i64)k) * P + j] = AC[ACI(j, A_CASH)] + AC[ACI(j, A_POS)] * AC[ACI(j, A_MID)];
             k++;
+        }
+        while (f < n_fund && fund_ts[f] <= t) {
+            double pay = fund_rate[f] * AC[ACI(j, A_POS)] * AC[ACI(j, A_MID)];
+            AC[ACI(j, A_CASH)] -= pay;
+            AC[ACI(j, A_FUND)] += pay;
+            f++;
         }
         for (int s = 0; s < 2; ++s) {
             if (OI[OII(j, s, O_ST)] == ST_FLIGHT && OI[OII(j, s, O_T)] <= t) {
@@ -389,7 +397,8 @@ def run_mm_gpu(args: dict[str, Any], launch: Any = None) -> None:
         a["bid"], a["bid_qty"], a["ask"], a["ask_qty"], a["top0"], a["feed"], a["decide"],
         a["FT"], np.int32(a["quote_kind"]), a["prm"], a["V"], a["draws"],
         np.int32(a["draws"].shape[0]), a["OF"], a["OI"], a["AC"], a["sample_ts"],
-        np.int32(a["sample_ts"].shape[0]), a["EQ"], np.int32(a["k0"]),
+        np.int32(a["sample_ts"].shape[0]), a["EQ"], np.int32(a["k0"]), a["fund_ts"],
+        a["fund_rate"], np.int32(a["fund_ts"].shape[0]), np.int32(a["f0"]),
     )  # fmt: skip
     if launch is not None:
         launch(fn_args, P)

@@ -61,6 +61,7 @@ class TickState:
     EQ: np.ndarray
     sample_ts: np.ndarray
     k: int = 0
+    kf: int = 0
     top: np.ndarray = field(default_factory=lambda: np.full(4, np.nan))
 
     @classmethod
@@ -122,6 +123,12 @@ class TickState:
             self.k = self.EQ.shape[0]
 
 
+def _funding_schedule(events: EventStream, venue: Venue) -> tuple[np.ndarray, np.ndarray]:
+    if len(events) == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    return venue.funding.schedule(int(events.ts[0]) - 1, int(events.ts[-1]))
+
+
 def _arrivals(events: EventStream, orders: Sequence[Order], venue: Venue) -> np.ndarray:
     draws = venue.latency.entry_draws()
     sent = np.array([o.ts for o in orders], dtype=np.int64)
@@ -167,6 +174,7 @@ def replay_orders(
         "c_qty": np.array([o.qty for o in pick], dtype=np.float64),
     }
     V = venue.compile(use_depth=events.has_depth)
+    fund_ts, fund_rate = _funding_schedule(events, venue)
     state = TickState.new(n_cols, slots, sample_ts, max_log, cash)
     n = len(events)
     for i0 in range(0, max(n, 1), block):
@@ -179,9 +187,11 @@ def replay_orders(
         C.run_script(
             ev.ts, ev.kind, ev.side, ev.px, ev.qty, ev.prev, ev.bid, ev.bid_qty, ev.ask,
             ev.ask_qty, state.top, *(v[lo:hi] for v in c.values()), V, state.OF, state.OI,
-            state.AC, state.FLT, state.FL, state.sample_ts, state.EQ, state.k,
+            state.AC, state.FLT, state.FL, state.sample_ts, state.EQ, state.k, fund_ts, fund_rate,
+            state.kf,
         )  # fmt: skip
         state.k = int(np.searchsorted(state.sample_ts, ev.ts[-1], "right"))
+        state.kf = int(np.searchsorted(fund_ts, ev.ts[-1], "right"))
         state.top = np.array([ev.bid[-1], ev.bid_qty[-1], ev.ask[-1], ev.ask_qty[-1]])
     state.finish()
     return state
@@ -233,6 +243,7 @@ def replay_mm(
     decide = decision_mask(events, feed, requote_ns)
     V = venue.compile(use_depth=events.has_depth)
     draws = venue.latency.entry_draws()
+    fund_ts, fund_rate = _funding_schedule(events, venue)
     state = TickState.new(prm.shape[0], 2, sample_ts, max_log, cash)
     n = len(events)
     for i0 in range(0, n, block):
@@ -242,9 +253,10 @@ def replay_mm(
             ev.ts, ev.kind, ev.side, ev.px, ev.qty, ev.prev, ev.bid, ev.bid_qty, ev.ask,
             ev.ask_qty, state.top, feed[i0:i1], decide[i0:i1], features[i0:i1], int(quote_kind),
             prm, V, draws, state.OF, state.OI, state.AC, state.FLT, state.FL, state.sample_ts,
-            state.EQ, state.k, numba.get_num_threads(),
+            state.EQ, state.k, fund_ts, fund_rate, state.kf, numba.get_num_threads(),
         )  # fmt: skip
         state.k = int(np.searchsorted(state.sample_ts, ev.ts[-1], "right"))
+        state.kf = int(np.searchsorted(fund_ts, ev.ts[-1], "right"))
         state.top = np.array([ev.bid[-1], ev.bid_qty[-1], ev.ask[-1], ev.ask_qty[-1]])
     state.finish()
     return state
@@ -263,12 +275,15 @@ def _replay_mm_gpu(events, quote_kind, prm, venue, features, requote_ns, sample_
     feed = venue.latency.feed(events.ts, events.recv)
     decide = decision_mask(events, feed, requote_ns).view(np.uint8)
     state = TickState.new(prm.shape[0], 2, sample_ts, 0, cash)
+    fund_ts, fund_rate = _funding_schedule(events, venue)
     dev = {k: cp.asarray(getattr(state, k)) for k in ("OF", "OI", "AC", "EQ")}
     const = {
         "prm": cp.asarray(prm),
         "V": cp.asarray(venue.compile(use_depth=events.has_depth)),
         "draws": cp.asarray(venue.latency.entry_draws()),
         "sample_ts": cp.asarray(state.sample_ts),
+        "fund_ts": cp.asarray(fund_ts),
+        "fund_rate": cp.asarray(fund_rate),
     }
     n = len(events)
     for i0 in range(0, n, block):
@@ -279,9 +294,10 @@ def _replay_mm_gpu(events, quote_kind, prm, venue, features, requote_ns, sample_
         run_mm_gpu(
             {**arrays, **dev, **const, "top0": cp.asarray(state.top), "feed": cp.asarray(feed[i0:i1]),
              "decide": cp.asarray(decide[i0:i1]), "FT": cp.asarray(np.ascontiguousarray(features[i0:i1])),
-             "quote_kind": int(quote_kind), "k0": state.k}
+             "quote_kind": int(quote_kind), "k0": state.k, "f0": state.kf}
         )  # fmt: skip
         state.k = int(np.searchsorted(state.sample_ts, ev.ts[-1], "right"))
+        state.kf = int(np.searchsorted(fund_ts, ev.ts[-1], "right"))
         state.top = np.array([ev.bid[-1], ev.bid_qty[-1], ev.ask[-1], ev.ask_qty[-1]])
     for k, v in dev.items():
         setattr(state, k, cp.asnumpy(v))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from quantarena.engine.tick.fees import MakerTaker
+from quantarena.engine.tick.fees import Funding, MakerTaker
 from quantarena.engine.tick.filters import ExchangeFilters
 from quantarena.engine.tick.latency import ConstantLatency, LatencyModel, _entry_mult
 from quantarena.engine.tick.queue import QueueModel, RiskAverse
@@ -30,6 +30,7 @@ class Venue:
     latency: LatencyModel = field(default_factory=ConstantLatency)
     fees: MakerTaker = field(default_factory=MakerTaker)
     filters: ExchangeFilters = field(default_factory=ExchangeFilters)
+    funding: Funding = field(default_factory=Funding)
 
     def compile(self, use_depth: bool = False) -> np.ndarray:
         """The ``(N_VENUE,)`` float64 block."""
