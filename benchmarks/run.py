@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULES = {
     "data": "benchmarks.bench_data",
     "ticks": "benchmarks.bench_ticks",
+    "ticksim": "benchmarks.bench_tick_sim",
     "kernel": "benchmarks.bench_engine_kernel",
     "engine": "benchmarks.bench_engine",
     "tuning": "benchmarks.bench_tuning",

@@ -154,6 +154,17 @@ def backtest_cmd(
         specs = _parse_params(param)
         src = _bars_source(store, file, default_sample=False)
         _check_backend(backend)
+        from quantarena.strategies.registry import get_agent_class
+
+        if getattr(get_agent_class(agent), "tick", False):
+            if store is None or symbol is None:
+                raise ValueError(
+                    f"agent {agent!r} trades on ticks: give --store DIR --symbol SYM "
+                    "(a store with the symbol's trades and quotes)"
+                )
+            _tick_backtest(agent, specs, store, symbol, start, end, interval, calendar, by, top,
+                           as_json)  # fmt: skip
+            return
         bars = _load_bars(src, symbol, start, end, interval, format, map_)
 
         from quantarena.backtest import backtest
@@ -239,6 +250,80 @@ def backtest_cmd(
         console.print(f"plot: {plot.resolve()}")
 
 
+def _tick_backtest(
+    agent: str,
+    specs: dict[str, str],
+    store: Path,
+    symbol: str,
+    start: str | None,
+    end: str | None,
+    interval: str | None,
+    calendar: str,
+    by: str,
+    top: int,
+    as_json: bool,
+) -> None:
+    """``backtest`` for a tick agent (market making, arbitrage): the tick simulator."""
+    from quantarena.tick_backtest import tick_backtest
+
+    res = tick_backtest(
+        store, agent, specs, symbol=symbol, start=start, end=end, interval=interval or "1m",
+        calendar=calendar,
+    )  # fmt: skip
+    best = res.best(top, by)
+    names = list(res.params)
+    evs = res.events if isinstance(res.events, list) else [res.events]
+    n_ev, n_bars = sum(len(e) for e in evs), len(res.bar_ts)
+    if as_json:
+        rows = [
+            {
+                "rank": rank,
+                "param_set": int(i),
+                "params": res.param_set(int(i)),
+                "metrics": {k: _jsonable(v) for k, v in row.items() if k not in names},
+            }
+            for rank, (i, row) in enumerate(best.iterrows(), start=1)
+        ]
+        doc = {
+            "agent": res.agent.name,
+            "symbols": symbol.split(","),
+            "n_events": n_ev,
+            "n_bars": n_bars,
+            "n_params": res.n_params,
+            "backend": "cpu",
+            "by": by,
+            "calendar": calendar,
+            "elapsed_s": round(res.elapsed_s, 4),
+            "venue": res.venue,
+            "top": rows,
+        }
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    title = (
+        f"{res.agent.name} on {symbol}: {res.n_params} parameter sets × {n_ev:,} events "
+        f"({n_bars:,} bars) in {res.elapsed_s:.2f} s (cpu, tick simulator), best by {by}; "
+        f"venue: {res.venue}"
+    )
+    table = Table(title=title, title_justify="left")
+    cols = ("rank", "params", "sharpe", "total return", "max DD", "fills", "maker %", "peak inv")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "params" else "right", no_wrap=True)
+    for rank, (i, row) in enumerate(best.iterrows(), start=1):
+        ptxt = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in res.param_set(int(i)).items())  # fmt: skip
+        table.add_row(
+            str(rank),
+            ptxt,
+            _num(row["sharpe"]),
+            _pct(row["total_return"]),
+            _pct(row["max_drawdown"]),
+            _num(row["n_fills"], ".0f"),
+            _pct(row["maker_share"]),
+            _num(row["peak_inventory"], ".4g"),
+        )
+    console.print(table)
+
+
 def audit_cmd(
     agent: list[str] = typer.Option(
         None, "--agent", "-a", help=agents_help("Agents to audit (repeat; default: all but ml)")
@@ -271,7 +356,15 @@ def audit_cmd(
         if "all" in names:
             # "all" = the array agents; the ML agent trains models at every audit cut, so it
             # is audited when named (`--agent ml`), not in the quick sweep
-            names = [n for n in names if n != "all"] + [a for a in list_agents() if a != "ml"]
+            # tick agents (market making, arbitrage) have no bar weights to audit
+            from quantarena.strategies.registry import get_agent_class
+
+            bar_agents = [
+                a
+                for a in list_agents()
+                if a != "ml" and not getattr(get_agent_class(a), "tick", False)
+            ]
+            names = [n for n in names if n != "all"] + bar_agents
         bars = _load_bars(src, symbol, start, end, None, format, map_)
         results = [audit(n, bars, specs or None, n_cuts=cuts, seed=seed) for n in names]
     if as_json:

@@ -34,14 +34,27 @@ def _load_builtins() -> None:
     global _BUILTINS_LOADED
     if _BUILTINS_LOADED:
         return
+    from quantarena.strategies.arbitrage import CrossVenueArb, PairsArb
     from quantarena.strategies.breakout import Breakout
     from quantarena.strategies.buy_hold import BuyHold
+    from quantarena.strategies.market_making import GLFT, MarketMaker
     from quantarena.strategies.mean_reversion import MeanReversion
     from quantarena.strategies.ml import MLAgent  # imports torch only when it runs
     from quantarena.strategies.momentum import Momentum
     from quantarena.strategies.vol_target import VolTarget
 
-    for cls in (Momentum, MeanReversion, Breakout, VolTarget, BuyHold, MLAgent):
+    for cls in (
+        Momentum,
+        MeanReversion,
+        Breakout,
+        VolTarget,
+        BuyHold,
+        MLAgent,
+        MarketMaker,
+        GLFT,
+        PairsArb,
+        CrossVenueArb,
+    ):
         _REGISTRY.setdefault(cls.name, cls)
     _BUILTINS_LOADED = True
 

@@ -161,7 +161,9 @@ def audit_entries(
     skip = set(skip)
     out: dict[str, dict[str, Any]] = {}
     for e in entries:
-        if e.name in skip:
+        # tick agents (market making, arbitrage) decide per event inside the tick replay, from
+        # events already seen: they have no bar weights to audit
+        if e.name in skip or getattr(e.agent, "tick", False):
             continue
         pop = audit_population(e, seed)
         key = audit_key(e.agent, pop, bars, settings)

@@ -81,6 +81,8 @@ class AgentEntry:
         stops: stop-loss / take-profit / trailing applied to every set, in sample and out
             (None: none).
         leverage: cap on the sum of |weights| per bar.
+        ticks: for a tick agent (market making, arbitrage), where its events are:
+            ``{"store": path, "symbols": [...]}`` (set by the tournament's setup).
     """
 
     name: str
@@ -91,6 +93,7 @@ class AgentEntry:
     space: Any = None
     stops: Stops | None = None
     leverage: float = 1.0
+    ticks: dict[str, Any] | None = None
 
     @property
     def n_trials(self) -> int:
@@ -486,6 +489,10 @@ def run_agent_round(
     account continues from ``previous`` (the agent's previous round; None: flat), a tuning
     agent is warm-started from its best sets. What agent actors and the in-process runner
     call, rounds in order."""
+    if getattr(entry.agent, "tick", False):  # market making, arbitrage: the tick simulator
+        from quantarena.tournaments.tick_rounds import evaluate_tick_round
+
+        return evaluate_tick_round(bars, entry, rnd, periods_per_year=periods_per_year)
     start = previous.account if previous is not None else None
     if entry.tuning is None:
         res = evaluate_round(

@@ -46,6 +46,13 @@ class TournamentInputs:
     calendar: str = ALWAYS_OPEN
 
 
+def store_root(cfg: Any, store_dir: str | Path | None = None) -> Path:
+    """The store a tournament reads: ``data.store``, or where its files are ingested."""
+    if cfg.data.store is not None:
+        return Path(cfg.data.store)
+    return Path(store_dir) if store_dir else Path(cfg.tracking.output_dir) / "store"
+
+
 def load_panel(cfg: Any, store_dir: str | Path | None = None) -> BarPanel:
     """The bars of ``cfg.data``: from its store, or its files ingested into ``store_dir``
     (default ``<output_dir>/store``; ingest is idempotent, so a re-run adds nothing)."""
@@ -53,14 +60,36 @@ def load_panel(cfg: Any, store_dir: str | Path | None = None) -> BarPanel:
     from quantarena.data.store import Store
 
     d = cfg.data
-    if d.store is not None:
-        store = Store(d.store)
-    else:
-        root = Path(store_dir) if store_dir else Path(cfg.tracking.output_dir) / "store"
-        store = Store(root)
+    store = Store(store_root(cfg, store_dir))
+    if d.store is None:
         for spec in d.files:
             store.ingest(spec.path, symbol=spec.symbol)
+    symbols = d.symbols or sorted({e["symbol"] for e in store.catalog()})
+    if symbols and not any(store.datasets("bars", s) for s in symbols):
+        return bars_from_trades(store, symbols, d.start, d.end, d.interval)
     return load_bars(store, d.symbols, d.start, d.end, d.interval)
+
+
+def bars_from_trades(
+    store: Any, symbols: list[str], start: Any, end: Any, interval: str
+) -> BarPanel:
+    """Time bars of ``interval`` built from each symbol's stored trades (a tick store holds no
+    bars), aligned like :func:`quantarena.data.read.load_bars`; the tick agents of a
+    tournament are ranked on this clock."""
+    from quantarena.data.intervals import interval_ns
+    from quantarena.data.read import align, load_trades
+    from quantarena.data.trades_to_bars import time_bars
+
+    per = []
+    for s in symbols:
+        tr = load_trades(store, s, start, end)
+        if len(tr) == 0:
+            raise ValueError(f"data: no bars and no trades for {s} in the store")
+        t = time_bars(tr, interval)
+        per.append(
+            {k: t.column(k).to_numpy() for k in ("ts", "open", "high", "low", "close", "volume")}
+        )
+    return align(per, list(symbols), interval_ns(interval))
 
 
 def build_entries(cfg: Any) -> list[AgentEntry]:
@@ -162,6 +191,16 @@ def prepare(cfg: Any, panel: BarPanel | None = None, *, audit: bool = True) -> T
         )
     calendar = getattr(cfg.data, "calendar", None) or guess_calendar(panel.ts)
     entries = build_entries(cfg)
+    for e in entries:  # tick agents read their events from the tournament's store
+        if getattr(e.agent, "tick", False):
+            need = int(getattr(e.agent, "n_symbols", 1))
+            if panel.n_assets < need:
+                raise ValueError(
+                    f"agents: {e.name} ({e.agent.name}) trades {need} instruments; "
+                    f"data has {panel.n_assets}: list them in data.symbols"
+                )
+            root = str(store_root(cfg).resolve())
+            e.ticks = {"store": root, "symbols": list(panel.symbols[:need])}
     if audit:
         audit_entrants(cfg, panel, entries)
     return TournamentInputs(
