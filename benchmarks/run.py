@@ -25,6 +25,7 @@ MODULES = {
     "ticks": "benchmarks.bench_ticks",
     "kernel": "benchmarks.bench_engine_kernel",
     "engine": "benchmarks.bench_engine",
+    "fused": "benchmarks.bench_fused",
     "tuning": "benchmarks.bench_tuning",
     "ml": "benchmarks.bench_ml",
     "tournament": "benchmarks.bench_tournament",
