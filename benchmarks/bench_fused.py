@@ -177,7 +177,7 @@ def _hand_fused(ma_tl, fi, si, op, cl, fee):  # pragma: no cover - compiled
 def hand_fused(console: Any) -> list[dict]:
     from benchmarks.bench_engine import FAST, FEE_BPS, N_BARS, SLOW, synthetic_frame
     from quantarena.engine import Costs, Fees
-    from quantarena.engine import signal_rules as R
+    from quantarena.engine import fused as R
     from quantarena.engine.api import load_bars_any
     from quantarena.strategies import get_agent
     from quantarena.strategies.runner import run_population

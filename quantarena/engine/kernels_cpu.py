@@ -90,7 +90,7 @@ if _layout_stamp() != _LAYOUT_STAMP:  # pragma: no cover - guards future edits
         "kernels_cpu.py (this also invalidates Numba's cache of the old kernels)"
     )
 # the same for the signal rules inlined into the fused kernels
-_RULES_STAMP = "2ff48f2a92fc"
+_RULES_STAMP = "e88cae8a0474"
 if _rules_stamp() != _RULES_STAMP:  # pragma: no cover - guards future edits
     raise RuntimeError(
         f"quantarena/engine/signal_rules.py changed: set _RULES_STAMP = {_rules_stamp()!r} in "
@@ -1060,6 +1060,6 @@ def run_block(t0, pos, *rest, filters=None):
 def run_block_fused(t0, B, sig, *rest, filters=None):
     """Replay bars ``[t0, t0 + B)`` computing the targets with the fused rule ``sig``: the
     tuple ``(kind, offset, X0, X1, X2, I1, I2, F1, F2, scale, long_only, carry, raw)`` of a
-    :class:`~quantarena.engine.signal_rules.FusedSignal` (``carry`` and ``raw`` are updated
+    :class:`~quantarena.engine.fused.FusedSignal` (``carry`` and ``raw`` are updated
     in place). Same kernels, same dispatch as :func:`run_block`."""
     return _dispatch(t0, B, _NO_X, sig, filters, *rest)  # the block argument is never read

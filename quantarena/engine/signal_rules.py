@@ -1,5 +1,4 @@
-"""The shipped agents' per-bar signal rules, and :class:`FusedSignal`, which lets the bar
-engine compute an agent's targets inside its replay loop.
+"""The shipped agents' per-bar signal rules (Numba, inlined into the kernels that use them).
 
 One source of truth: the agents' block kernels (:mod:`quantarena.strategies.kernels`) and
 the engine's fused kernel (:mod:`quantarena.engine.kernels_cpu`) call the same inlined rule
@@ -8,32 +7,16 @@ see bit-identical targets. Each rule maps one bar's indicator values (and, for t
 path-dependent rules, the position carried from the previous bar) to a target weight
 rounded to float32 — the dtype of the agents' target blocks.
 
-A :class:`FusedSignal` names a rule (``kind``) and the shared indicators it reads, laid out
-time-last (``(A, W, T)``) so that a parameter set's replay streams its own columns. The
-engine never imports the agents: an agent builds its :class:`FusedSignal`
-(``Agent.fused``) and the engine only runs the rule.
+:func:`fused_value` evaluates the rule a :class:`~quantarena.engine.fused.FusedSignal`
+names (its ``kind``) on its time-last indicators.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
 from numba import njit
 
-#: ``FusedSignal.kind`` values (0 means: no fused rule, targets come from blocks)
-KIND_BLOCKS = 0
-KIND_CROSS = 1
-KIND_ZSCORE = 2
-KIND_DONCHIAN = 3
-KIND_VOLTARGET = 4
-KINDS = {
-    "cross": KIND_CROSS,
-    "zscore": KIND_ZSCORE,
-    "donchian": KIND_DONCHIAN,
-    "voltarget": KIND_VOLTARGET,
-}
+from quantarena.engine.fused import KIND_CROSS, KIND_DONCHIAN, KIND_ZSCORE
 
 
 @njit(cache=True, inline="always")
@@ -139,69 +122,13 @@ def fused_value(
     return w
 
 
-@dataclass
-class FusedSignal:
-    """An agent's targets as a rule the engine evaluates bar by bar (CPU backend).
-
-    Attributes:
-        kind: one of :data:`KINDS`' values.
-        offset: indicator row of the replay's first bar (``bars[0]``).
-        x0: ``(A, T')`` float64 per-asset series (Donchian: the close), or ``(1, 1)``.
-        x1, x2: ``(A, W, T')`` float64 indicator stacks, time last, or ``(1, 1, 1)``.
-        i1, i2: ``(P,)`` int64 columns of ``x1`` / ``x2`` each set reads.
-        f1, f2: ``(P,)`` float64 per-set numbers (thresholds, targets, bands).
-        scale: the agent's ``max_position`` (the size of a full signal).
-        long_only: shorts become flat.
-        carry: ``(A, P)`` float32 state of path-dependent rules at the bar before ``bars[0]``
-            (position -1/0/+1, or the last target for vol-target's band); zeros otherwise.
-        finish: called after a replay with ``(carry, raw)``: the state and the raw targets
-            (``(A, P)`` float32) of the replay's last bar; lets the agent continue from there.
-    """
-
-    kind: int
-    offset: int
-    x0: np.ndarray
-    x1: np.ndarray
-    x2: np.ndarray
-    i1: np.ndarray
-    i2: np.ndarray
-    f1: np.ndarray
-    f2: np.ndarray
-    scale: float
-    long_only: bool
-    carry: np.ndarray
-    finish: Callable[[np.ndarray, np.ndarray], None] | None = None
-
-    @property
-    def n_params(self) -> int:
-        return int(self.i1.shape[0])
-
-    @property
-    def n_rows(self) -> int:
-        """Indicator rows available (``T'``)."""
-        return int(self.x1.shape[2]) if self.kind != KIND_DONCHIAN else int(self.x0.shape[1])
-
-
-def time_last(stack: np.ndarray) -> np.ndarray:
-    """``(T, A, W)`` or ``(T, W)`` indicator stack → C-contiguous ``(A, W, T)`` float64."""
-    s = np.asarray(stack, dtype=np.float64)
-    if s.ndim == 2:
-        s = s[:, None, :]
-    return np.ascontiguousarray(s.transpose(1, 2, 0))
-
-
-def empty_x0() -> np.ndarray:
-    return np.zeros((1, 1), np.float64)
-
-
-def empty_x() -> np.ndarray:
-    return np.zeros((1, 1, 1), np.float64)
-
-
 def stamp() -> str:
-    """A short hash of this file (the kernels compiled from it check it, as they check
-    :func:`quantarena.engine.layout.stamp`: Numba's cache sees only the caller's file)."""
+    """A short hash of this file and of :mod:`quantarena.engine.fused` (whose kind numbers
+    are compiled in): the kernels compiled from the rules check it, as they check
+    :func:`quantarena.engine.layout.stamp`, since Numba's cache sees only the caller's file."""
     import hashlib  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
 
-    return hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:12]
+    here = Path(__file__)
+    data = here.read_bytes() + (here.parent / "fused.py").read_bytes()
+    return hashlib.sha1(data).hexdigest()[:12]

@@ -28,7 +28,7 @@ Conventions (docs/engine.md has every formula):
   target, trading only the difference from what the account holds. Two replays chained
   this way give exactly the numbers of one replay over both spans.
 * **Fused rules**: a source with a ``fused()`` method returning a
-  :class:`~quantarena.engine.signal_rules.FusedSignal` (the shipped agents' sources) has its
+  :class:`~quantarena.engine.fused.FusedSignal` (the shipped agents' sources) has its
   targets computed inside the replay loop on the CPU, from the shared indicators, instead of
   built as blocks and replayed: the same numbers, without the blocks (``fuse=False`` replays
   the blocks).
@@ -52,8 +52,8 @@ from quantarena.engine import layout as L
 from quantarena.engine.backend import Backend, get_backend, to_host
 from quantarena.engine.costs import CompiledCosts, Costs
 from quantarena.engine.filters import ExchangeFilters
+from quantarena.engine.fused import FusedSignal
 from quantarena.engine.metrics import metrics_from_state
-from quantarena.engine.signal_rules import FusedSignal
 from quantarena.engine.stops import Stops
 from quantarena.engine.trades import open_trades, trades_frame
 

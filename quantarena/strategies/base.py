@@ -37,7 +37,7 @@ from quantarena.strategies.indicators import is_cupy
 
 if TYPE_CHECKING:
     from quantarena.data.panel import BarPanel
-    from quantarena.engine.signal_rules import FusedSignal
+    from quantarena.engine.fused import FusedSignal
 
 
 class Agent:
@@ -143,7 +143,7 @@ class Agent:
 
     def fused(self, state: Any, params: P.Params, t0: int) -> FusedSignal | None:
         """The agent's targets from bar ``t0`` on as a rule the engine runs inside its replay
-        loop (:class:`~quantarena.engine.signal_rules.FusedSignal`), or None (the default:
+        loop (:class:`~quantarena.engine.fused.FusedSignal`), or None (the default:
         the engine replays the blocks of :meth:`signal`). Shipped agents implement it; the
         fused and block replays give identical results. CPU (NumPy) only."""
         return None

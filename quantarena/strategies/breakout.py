@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from quantarena.engine import signal_rules as R
 from quantarena.strategies.base import Agent, Carry, host_block
 from quantarena.strategies.indicators import lag, rolling_maxes, rolling_mins, to_numpy
 from quantarena.strategies.params import Int
@@ -76,6 +75,8 @@ class Breakout(Agent):
         return host_block(xp, self.shape_block(out, A))
 
     def fused(self, state, params, t0):
+        from quantarena.engine import fused as R
+
         if "hi_tl" not in state:
             state["close_tl"] = np.ascontiguousarray(state["close"].T)
             state["hi_tl"] = R.time_last(state["hi"])

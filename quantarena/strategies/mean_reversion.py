@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from quantarena.engine import signal_rules as R
 from quantarena.strategies.base import Agent, Carry, host_block
 from quantarena.strategies.indicators import rolling_zscores, to_numpy
 from quantarena.strategies.params import Float, Int, unique_index
@@ -76,6 +75,8 @@ class MeanReversion(Agent):
         return host_block(xp, self.shape_block(out, A))
 
     def fused(self, state, params, t0):
+        from quantarena.engine import fused as R
+
         if "z_tl" not in state:
             state["z_tl"] = R.time_last(state["z"])
         carry = state["carry"]

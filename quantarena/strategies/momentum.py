@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from quantarena.engine import signal_rules as R
 from quantarena.strategies.base import Agent
 from quantarena.strategies.indicators import is_cupy, moving_averages
 from quantarena.strategies.params import Choice, Int
@@ -75,6 +74,8 @@ class Momentum(Agent):
         return self.shape_block(out, A)
 
     def fused(self, state, params, t0):
+        from quantarena.engine import fused as R
+
         if "ma_tl" not in state:
             state["ma_tl"] = R.time_last(state["ma"])
         fi = state["fi"]

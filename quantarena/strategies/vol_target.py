@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from quantarena.engine import signal_rules as R
 from quantarena.strategies.base import Agent, Carry, host_block
 from quantarena.strategies.indicators import is_cupy, lag, log_returns, rolling_stds, to_numpy
 from quantarena.strategies.params import Float, Int, unique_index
@@ -111,6 +110,8 @@ class VolTarget(Agent):
         return host_block(xp, self.shape_block(out, A))
 
     def fused(self, state, params, t0):
+        from quantarena.engine import fused as R
+
         if "ret_tl" not in state:
             state["ret_tl"] = R.time_last(to_numpy(state["ret"]))
             state["vol_tl"] = R.time_last(to_numpy(state["vol"]))
