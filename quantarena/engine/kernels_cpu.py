@@ -22,6 +22,9 @@ row ``t`` trades at the close of ``t``.
 
 from __future__ import annotations
 
+import types
+from typing import Any
+
 import numpy as np
 from numba import njit, prange
 
@@ -239,26 +242,43 @@ def _changed(SA, p, t, A, mask):
     return False
 
 
+# The kernels below are compiled twice: as written, reading targets from blocks
+# (``_target`` = :func:`_target_block`, ``_advance`` a no-op), and as the fused variants made
+# by :func:`_fused_variant` at the end of this module (``_target`` = :func:`_target_fused`):
+# one source, and the block path carries none of the fused rules' code.
+
+
 @njit(cache=True, inline="always", error_model="numpy")
-def _target(pos, i, t, a, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw):
-    """The raw target of set ``p``, asset ``a``, decided at the close of bar ``t`` (row ``i``
-    of the block): read from the block ``pos`` (``sk == 0``), or computed by the fused rule
-    ``sk`` (:mod:`quantarena.engine.signal_rules`) from indicator row ``t + so``, which also
-    updates ``carry`` and stores the value in ``raw``."""
-    if sk == 0:
-        return np.float64(pos[i, a, p])
+def _target_block(pos, i, t, a, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw):
+    """The raw target of set ``p``, asset ``a``, decided at the close of bar ``t``: row ``i``
+    of the block ``pos``."""
+    return np.float64(pos[i, a, p])
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _target_fused(pos, i, t, a, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw):
+    """The same target computed by the fused rule ``sk`` (:mod:`quantarena.engine.signal_rules`)
+    from indicator row ``t + so``; updates ``carry`` and stores the value in ``raw``."""
     v = fused_value(sk, t + so, a, p, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry)
     raw[a, p] = v
     return np.float64(v)
 
 
+_target = _target_block
+
+
 @njit(cache=True, inline="always", error_model="numpy")
 def _advance(pos, i, t, A, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw):
-    """Evaluate a fused rule without acting on it (a ruined set: the rule's state moves on
+    """A ruined set's targets are not acted on: nothing to do with blocks."""
+    return
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _advance_fused(pos, i, t, A, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw):
+    """Evaluate the fused rule without acting on it (a ruined set: the rule's state moves on
     exactly as an agent's blocks would)."""
-    if sk != 0:
-        for a in range(A):
-            _target(pos, i, t, a, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw)
+    for a in range(A):
+        _target_fused(pos, i, t, a, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -789,7 +809,8 @@ def _single_group(g, t0, B, pos, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, c
                         rec_ret[i, p] = 0.0
                     if do_eq:
                         rec_eq[i, p] = eprev
-                    _advance(pos, i, t, 1, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw)
+                    _advance(pos, i, t, 1, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry,
+                             raw)
                     continue
                 # 1. fill at the open (_rebalance for one asset, inlined)
                 if pend != last and mask[t, 0]:
@@ -863,7 +884,8 @@ def _single_group(g, t0, B, pos, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, c
                     rec_eq[i, p] = eq
                 eprev = eq
                 # 5. targets decided at this close
-                w = _target(pos, i, t, 0, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw)
+                w = _target(pos, i, t, 0, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry,
+                            raw)
                 if w != w:
                     w = 0.0
                 elif w > mp:
@@ -1010,6 +1032,33 @@ def run_block_single(t0, B, pos, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, c
                       offs, RF, RI)  # fmt: skip
 
 
+def _fused_variant(disp: Any, name: str, **globs: Any) -> Any:
+    """``disp`` (a Numba dispatcher of this module) compiled again with the module globals
+    ``globs`` replaced, under its own name (and so its own entry in Numba's cache)."""
+    fn = disp.py_func
+    g = dict(fn.__globals__)
+    g.update(globs)
+    f = types.FunctionType(fn.__code__, g, name, fn.__defaults__, fn.__closure__)
+    f.__qualname__ = name
+    f.__doc__ = fn.__doc__
+    opts = {k: v for k, v in disp.targetoptions.items() if k != "nopython"}
+    return njit(**opts)(f)
+
+
+_process_row_fused = _fused_variant(_process_row, "_process_row_fused", _target=_target_fused)
+_multi_param_fused = _fused_variant(
+    _multi_param, "_multi_param_fused", _process_row=_process_row_fused, _advance=_advance_fused
+)
+_single_group_fused = _fused_variant(
+    _single_group, "_single_group_fused", _target=_target_fused, _advance=_advance_fused
+)
+run_block_multi_fused = _fused_variant(
+    run_block_multi, "run_block_multi_fused", _multi_param=_multi_param_fused
+)
+run_block_single_fused = _fused_variant(
+    run_block_single, "run_block_single_fused", _single_group=_single_group_fused
+)
+
 #: tests set this to run the general kernel where the fast one would run
 FORCE_GENERAL = False
 
@@ -1034,17 +1083,19 @@ def _dispatch(t0, B, pos, sig, filt, op, hi, lo, cl, vol, mask, fund, has_fund, 
         and not (has_fund or fill_close or rec_pos.shape[0] > 0)
         and not FORCE_GENERAL
     )
+    fused = sig[0] != 0
     if fast:
-        return run_block_single(
+        return (run_block_single_fused if fused else run_block_single)(
             t0, B, pos, *sig, op, hi, lo, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp_k,
-            imp_a, imp_max, lot, mnot, sl, tp, tr, has_stops, S, SA, rec_ret, rec_eq, rec_on, offs, RF, RI,
+            imp_a, imp_max, lot, mnot, sl, tp, tr, has_stops, S, SA, rec_ret, rec_eq, rec_on,
+            offs, RF, RI,
         )  # fmt: skip
     if pos.dtype != np.float64:
         pos = pos.astype(np.float64)
-    return run_block_multi(
+    return (run_block_multi_fused if fused else run_block_multi)(
         t0, B, pos, *sig, op, hi, lo, cl, vol, mask, fund, has_fund, maxpos, lev, fee_r,
-        slip_r, imp_k, imp_a, imp_max, lot, mnot, sl, tp, tr, has_stops, fill_close, S, SA, rec_ret,
-        rec_eq, rec_pos, rec_on, offs, RF, RI,
+        slip_r, imp_k, imp_a, imp_max, lot, mnot, sl, tp, tr, has_stops, fill_close, S, SA,
+        rec_ret, rec_eq, rec_pos, rec_on, offs, RF, RI,
     )  # fmt: skip
 
 
