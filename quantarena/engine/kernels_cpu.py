@@ -1042,7 +1042,7 @@ def _fused_variant(disp: Any, name: str, **globs: Any) -> Any:
     f.__qualname__ = name
     f.__doc__ = fn.__doc__
     opts = {k: v for k, v in disp.targetoptions.items() if k != "nopython"}
-    return njit(**opts)(f)
+    return njit(cache=True, **opts)(f)
 
 
 _process_row_fused = _fused_variant(_process_row, "_process_row_fused", _target=_target_fused)
