@@ -152,3 +152,35 @@ def test_band_and_filters_cut_vol_target_churn_on_real_data(btc):
     # the filters alone (set 2) trade less than the plain rule, and pay less
     assert filtered.metrics["turnover"][2] < turn[2]
     assert filtered.metrics["fees_paid"][2] < fees[2]
+
+
+def test_cli_backtest_takes_the_filters(btc_1m_csv: Path, tmp_path: Path):
+    """``quantarena backtest --lot-size --min-notional --init-cash`` gives the numbers of the
+    Python facade with the same filters."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from quantarena.backtest import backtest
+    from quantarena.cli import app
+
+    df = pd.read_csv(btc_1m_csv, nrows=3000)
+    csv = tmp_path / "BTC-PERP-1m.csv"
+    df.to_csv(csv, index=False)
+    args = ["backtest", "--file", str(csv), "--agent", "vol_target", "--param", "lookback=60",
+            "--param", "vol_window=60", "--param", "target_vol=0.5", "--param", "band=0,0.2",
+            "--init-cash", "10000", "--lot-size", "0.001", "--min-notional", "5", "--json",
+            "--backend", "cpu", "--by", "total_return"]  # fmt: skip
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    filt = ExchangeFilters(lot_size=0.001, min_notional=5.0)
+    ref = backtest(csv, "vol_target", {"lookback": 60, "vol_window": 60, "target_vol": 0.5,
+                                       "band": "0,0.2"}, backend="cpu", init_cash=10_000.0,
+                   filters=filt)  # fmt: skip
+    plain = backtest(csv, "vol_target", {"lookback": 60, "vol_window": 60, "target_vol": 0.5,
+                                         "band": "0,0.2"}, backend="cpu", init_cash=10_000.0)  # fmt: skip
+    got = {row["param_set"]: row["metrics"]["turnover"] for row in doc["top"]}
+    for i, turnover in got.items():
+        assert turnover == pytest.approx(ref.metrics["turnover"].iloc[i], rel=1e-12)
+    assert not np.allclose(ref.metrics["turnover"], plain.metrics["turnover"])
