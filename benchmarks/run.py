@@ -26,6 +26,7 @@ MODULES = {
     "ticksim": "benchmarks.bench_tick_sim",
     "kernel": "benchmarks.bench_engine_kernel",
     "engine": "benchmarks.bench_engine",
+    "fused": "benchmarks.bench_fused",
     "tuning": "benchmarks.bench_tuning",
     "ml": "benchmarks.bench_ml",
     "tournament": "benchmarks.bench_tournament",

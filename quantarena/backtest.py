@@ -39,6 +39,7 @@ import pandas as pd
 from quantarena.data.panel import BarPanel
 from quantarena.engine.api import load_bars_any
 from quantarena.engine.costs import DEFAULT_COSTS
+from quantarena.engine.filters import ExchangeFilters
 from quantarena.engine.metrics import higher_is_better
 from quantarena.strategies import params as P
 from quantarena.strategies.base import Agent
@@ -227,6 +228,7 @@ def backtest(
     trades: bool = False,
     block: int = 4096,
     init_cash: float = 1.0,
+    filters: ExchangeFilters | None = None,
     **agent_options: Any,
 ) -> BacktestResult:
     """Backtest every parameter set of ``agent`` on ``bars`` in one vectorised pass.
@@ -257,6 +259,9 @@ def backtest(
             :mod:`quantarena.data.calendars`).
         start, end: keep bars with ``start <= ts < end``.
         trades: also build the trade list (``result.trades``, a DataFrame; a second pass).
+        init_cash: starting equity, in the quote currency when ``filters`` are given.
+        filters: the exchange's lot size and minimum notional
+            (:class:`~quantarena.engine.filters.ExchangeFilters`; None: none).
         **agent_options: passed to the agent's constructor (e.g. ``long_only=True``).
     """
     ag = get_agent(agent, **agent_options)
@@ -278,6 +283,7 @@ def backtest(
         "periods_per_year": periods_per_year,
         "calendar": calendar,
         "block": block,
+        "filters": filters,
     }
     sim = PopulationRun(ag, panel, pop, **settings).replay(
         record=tuple(record), trades=trades, init_cash=init_cash

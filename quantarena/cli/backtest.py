@@ -137,6 +137,18 @@ def backtest_cmd(
     ),
     leverage: float = typer.Option(1.0, "--leverage", help="Cap on the sum of |weights|."),
     long_only: bool = typer.Option(False, "--long-only", help="No short positions."),
+    init_cash: float = typer.Option(
+        1.0,
+        "--init-cash",
+        help="Starting equity (in the quote currency with --lot-size or "
+        "--min-notional, e.g. 10000).",
+    ),
+    lot_size: float = typer.Option(
+        0.0, "--lot-size", help="Exchange lot size in asset units (0.0001 BTC); 0 = off."
+    ),
+    min_notional: float = typer.Option(
+        0.0, "--min-notional", help="Smallest trade in the quote currency (5 USDT); 0 = off."
+    ),
     backend: str = typer.Option("auto", "--backend", help="auto | cpu | gpu."),
     fill: str = typer.Option("open", "--fill", help="open (next bar's open) | close (optimistic)."),
     by: str = typer.Option("sharpe", "--by", help="Metric to rank by."),
@@ -168,7 +180,11 @@ def backtest_cmd(
         bars = _load_bars(src, symbol, start, end, interval, format, map_)
 
         from quantarena.backtest import backtest
+        from quantarena.engine.filters import ExchangeFilters
 
+        filters = None
+        if lot_size or min_notional:
+            filters = ExchangeFilters(lot_size=lot_size, min_notional=min_notional)
         costs = opt.costs_from_options(fee_bps, slippage_bps)
         opts: dict[str, Any] = {"long_only": True} if long_only else {}
         t0 = time.perf_counter()
@@ -183,6 +199,8 @@ def backtest_cmd(
             leverage=leverage,
             calendar=calendar,
             record=(),
+            init_cash=init_cash,
+            filters=filters,
             **opts,
         )
         elapsed = time.perf_counter() - t0

@@ -10,6 +10,7 @@ See docs/engine.md for every convention (fills, costs, stops, annualisation, met
 
 from quantarena.engine.backend import Backend, BackendError, cuda_available, get_backend, to_host
 from quantarena.engine.costs import Costs, Fees, Funding, Slippage, VolumeImpact
+from quantarena.engine.filters import ExchangeFilters
 from quantarena.engine.metrics import METRIC_NAMES, METRICS, Metric
 from quantarena.engine.simulate import (
     Account,
@@ -29,6 +30,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "Costs",
+    "ExchangeFilters",
     "Fees",
     "Funding",
     "Metric",

@@ -22,6 +22,9 @@ row ``t`` trades at the close of ``t``.
 
 from __future__ import annotations
 
+import types
+from typing import Any
+
 import numpy as np
 from numba import njit, prange
 
@@ -78,6 +81,8 @@ from quantarena.engine.layout import (
     XVAL,
 )
 from quantarena.engine.layout import stamp as _layout_stamp
+from quantarena.engine.signal_rules import fused_value
+from quantarena.engine.signal_rules import stamp as _rules_stamp
 
 # Numba's on-disk cache is keyed on this file alone, yet the layout constants are compiled
 # into the kernels: a change in layout.py must change this file too, hence this stamp.
@@ -86,6 +91,13 @@ if _layout_stamp() != _LAYOUT_STAMP:  # pragma: no cover - guards future edits
     raise RuntimeError(
         f"quantarena/engine/layout.py changed: set _LAYOUT_STAMP = {_layout_stamp()!r} in "
         "kernels_cpu.py (this also invalidates Numba's cache of the old kernels)"
+    )
+# the same for the signal rules inlined into the fused kernels
+_RULES_STAMP = "e88cae8a0474"
+if _rules_stamp() != _RULES_STAMP:  # pragma: no cover - guards future edits
+    raise RuntimeError(
+        f"quantarena/engine/signal_rules.py changed: set _RULES_STAMP = {_rules_stamp()!r} in "
+        "kernels_cpu.py and in strategies/kernels.py (this also invalidates Numba's cache)"
     )
 
 
@@ -202,6 +214,21 @@ def _fill(
     return cash
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _order(tgt, sh, px, lot, mnot):
+    """Shares to trade from ``sh`` toward the target quantity ``tgt`` at price ``px`` under
+    the exchange filters (:mod:`quantarena.engine.filters`): ``tgt`` rounded toward zero to
+    a multiple of ``lot``; 0 (no trade) when the trade is worth less than ``mnot`` and does
+    not close the position. ``lot = mnot = 0``: exactly ``tgt - sh``."""
+    if lot > 0.0:
+        q = np.floor(abs(tgt) / lot + 1e-9) * lot
+        tgt = q if tgt > 0.0 else -q
+    dsh = tgt - sh
+    if mnot > 0.0 and tgt != 0.0 and abs(dsh) * px < mnot:
+        return 0.0
+    return dsh
+
+
 # the same code, inlined in the fast kernel
 _fill_inl = njit(inline="always", error_model="numpy")(_fill.py_func)
 
@@ -215,13 +242,54 @@ def _changed(SA, p, t, A, mask):
     return False
 
 
+# The kernels below are compiled twice: as written, reading targets from blocks
+# (``_target`` = :func:`_target_block`, ``_advance`` a no-op), and as the fused variants made
+# by :func:`_fused_variant` at the end of this module (``_target`` = :func:`_target_fused`):
+# one source, and the block path carries none of the fused rules' code.
+
+
 @njit(cache=True, inline="always", error_model="numpy")
-def _process_row(pos, i, p, A, mp, lev, SA, dst):
-    """Row ``i`` of the targets for ``p``: NaN -> 0, clip to ±mp, scale so sum|w| <= lev;
-    written into ``SA[dst, :, p]``."""
+def _target_block(pos, i, t, a, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw):
+    """The raw target of set ``p``, asset ``a``, decided at the close of bar ``t``: row ``i``
+    of the block ``pos``."""
+    return np.float64(pos[i, a, p])
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _target_fused(pos, i, t, a, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw):
+    """The same target computed by the fused rule ``sk`` (:mod:`quantarena.engine.signal_rules`)
+    from indicator row ``t + so``; updates ``carry`` and stores the value in ``raw``."""
+    v = fused_value(sk, t + so, a, p, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry)
+    raw[a, p] = v
+    return np.float64(v)
+
+
+_target = _target_block
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _advance(pos, i, t, A, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw):
+    """A ruined set's targets are not acted on: nothing to do with blocks."""
+    return
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _advance_fused(pos, i, t, A, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw):
+    """Evaluate the fused rule without acting on it (a ruined set: the rule's state moves on
+    exactly as an agent's blocks would)."""
+    for a in range(A):
+        _target_fused(pos, i, t, a, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _process_row(
+    pos, i, t, p, A, mp, lev, SA, dst, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw
+):
+    """Row ``i`` (bar ``t``) of the targets for ``p``: NaN -> 0, clip to ±mp, scale so
+    sum|w| <= lev; written into ``SA[dst, :, p]``."""
     gross = 0.0
     for a in range(A):
-        w = np.float64(pos[i, a, p])
+        w = _target(pos, i, t, a, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw)
         if w != w:
             w = 0.0
         elif w > mp:
@@ -253,6 +321,8 @@ def _rebalance(
     imp_k,
     imp_a,
     imp_max,
+    lot,
+    mnot,
     rec_on,
     offs,
     RF,
@@ -270,7 +340,7 @@ def _rebalance(
             w = SA[PEND, a, p]
             px = prices[t, a]
             if px > 0.0 and ef > 0.0:
-                dsh = w * ef / px - SA[SH, a, p]
+                dsh = _order(w * ef / px, SA[SH, a, p], px, lot[a], mnot[a])
                 if dsh != 0.0:
                     cash = _fill(
                         S,
@@ -363,7 +433,21 @@ def _stop_hit(sh, o, h, lw, s_lvl, s_rs, t_lvl):
 def _multi_param(
     p,
     t0,
+    B,
     pos,
+    sk,
+    so,
+    X0,
+    X1,
+    X2,
+    I1,
+    I2,
+    F1,
+    F2,
+    ssc,
+    slo,
+    carry,
+    raw,
     op,
     hi,
     lo,
@@ -379,6 +463,8 @@ def _multi_param(
     imp_k,
     imp_a,
     imp_max,
+    lot,
+    mnot,
     sl,
     tp,
     tr,
@@ -402,8 +488,7 @@ def _multi_param(
     (updated in place); ``rec_*``: ``(B, P)`` / ``(B, A, P)`` outputs or empty;
     ``RF``/``RI``: trade records written at ``offs[p]`` onwards when ``rec_on``.
     """
-    B = pos.shape[0]
-    A = pos.shape[1]
+    A = SA.shape[1]
     do_ret = rec_ret.shape[0] > 0
     do_eq = rec_eq.shape[0] > 0
     do_pos = rec_pos.shape[0] > 0
@@ -434,6 +519,7 @@ def _multi_param(
             if do_pos:
                 for a in range(A):
                     rec_pos[i, a, p] = 0.0
+            _advance(pos, i, t, A, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw)
             continue
         # 1. fill the previous close's targets at this open
         if not fill_close and _changed(SA, p, t, A, mask):
@@ -453,6 +539,8 @@ def _multi_param(
                 imp_k,
                 imp_a,
                 imp_max,
+                lot,
+                mnot,
                 rec_on,
                 offs,
                 RF,
@@ -499,7 +587,30 @@ def _multi_param(
                     S[FUND, p] += f
         # 3b. fill="close": this row's targets trade at this close
         if fill_close:
-            _process_row(pos, i, p, A, mp, lev, SA, PEND)
+            _process_row(
+                pos,
+                i,
+                t,
+                p,
+                A,
+                mp,
+                lev,
+                SA,
+                PEND,
+                sk,
+                so,
+                X0,
+                X1,
+                X2,
+                I1,
+                I2,
+                F1,
+                F2,
+                ssc,
+                slo,
+                carry,
+                raw,
+            )
             if _changed(SA, p, t, A, mask):
                 cash = _rebalance(
                     S,
@@ -517,6 +628,8 @@ def _multi_param(
                     imp_k,
                     imp_a,
                     imp_max,
+                    lot,
+                    mnot,
                     rec_on,
                     offs,
                     RF,
@@ -598,8 +711,34 @@ def _multi_param(
                 rec_pos[i, a, p] = sh * cl[t, a] / eq if (sh != 0.0 and eq != 0.0) else 0.0
         eprev = eq
         # 5. targets decided at this close, to fill at the next open
-        if not fill_close and not ruined:
-            _process_row(pos, i, p, A, mp, lev, SA, PEND)
+        if not fill_close:
+            if ruined:
+                _advance(pos, i, t, A, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw)
+            else:
+                _process_row(
+                    pos,
+                    i,
+                    t,
+                    p,
+                    A,
+                    mp,
+                    lev,
+                    SA,
+                    PEND,
+                    sk,
+                    so,
+                    X0,
+                    X1,
+                    X2,
+                    I1,
+                    I2,
+                    F1,
+                    F2,
+                    ssc,
+                    slo,
+                    carry,
+                    raw,
+                )
     S[CASH, p] = cash
     S[EQ_PREV, p] = eprev
     S[PEAK, p] = peak
@@ -617,9 +756,10 @@ def _multi_param(
 
 # fmt: off
 @njit(cache=True, error_model="numpy")
-def _single_group(g, t0, pos, op, hi, lo, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp_k,
-                  imp_a, imp_max, sl, tp, tr, has_stops, S, SA, rec_ret, rec_eq, rec_on, offs,
-                  RF, RI):
+def _single_group(g, t0, B, pos, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw,
+                  op, hi, lo, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp_k, imp_a, imp_max,
+                  lot, mnot, sl, tp, tr, has_stops, S, SA, rec_ret, rec_eq, rec_on, offs, RF,
+                  RI):
     """The common case, fast, for parameter sets ``g * G .. g * G + G - 1``: one asset,
     ``fill="open"``, no funding, positions not recorded (stops allowed).
 
@@ -629,8 +769,7 @@ def _single_group(g, t0, pos, op, hi, lo, cl, vol, mask, maxpos, lev, fee_r, sli
     helpers. Bars run in tiles of ``SUB`` so the strided weight reads of the group's ``G``
     sets (one 64-byte line of float64) stay in L1.
     """
-    B = pos.shape[0]
-    P = pos.shape[2]
+    P = S.shape[1]
     do_ret = rec_ret.shape[0] > 0
     do_eq = rec_eq.shape[0] > 0
     SUB = 512
@@ -670,13 +809,15 @@ def _single_group(g, t0, pos, op, hi, lo, cl, vol, mask, maxpos, lev, fee_r, sli
                         rec_ret[i, p] = 0.0
                     if do_eq:
                         rec_eq[i, p] = eprev
+                    _advance(pos, i, t, 1, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry,
+                             raw)
                     continue
                 # 1. fill at the open (_rebalance for one asset, inlined)
                 if pend != last and mask[t, 0]:
                     px = op[t, 0]
                     ef = cash + sh * px
                     if px > 0.0 and ef > 0.0:
-                        dsh = pend * ef / px - sh
+                        dsh = _order(pend * ef / px, sh, px, lot[0], mnot[0])
                         if dsh != 0.0:
                             cash = _fill_inl(S, SA, p, 0, t, dsh, px, ef, EXIT_SIGNAL, cash,
                                              fee_r, slip_r, imp_k, imp_a, imp_max,
@@ -743,7 +884,8 @@ def _single_group(g, t0, pos, op, hi, lo, cl, vol, mask, maxpos, lev, fee_r, sli
                     rec_eq[i, p] = eq
                 eprev = eq
                 # 5. targets decided at this close
-                w = np.float64(pos[i, 0, p])
+                w = _target(pos, i, t, 0, p, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry,
+                            raw)
                 if w != w:
                     w = 0.0
                 elif w > mp:
@@ -776,7 +918,21 @@ G = 8  # parameter sets per group of the fast kernel
 @njit(parallel=True, cache=True, error_model="numpy")
 def run_block_multi(
     t0,
+    B,
     pos,
+    sk,
+    so,
+    X0,
+    X1,
+    X2,
+    I1,
+    I2,
+    F1,
+    F2,
+    ssc,
+    slo,
+    carry,
+    raw,
     op,
     hi,
     lo,
@@ -792,6 +948,8 @@ def run_block_multi(
     imp_k,
     imp_a,
     imp_max,
+    lot,
+    mnot,
     sl,
     tp,
     tr,
@@ -808,11 +966,25 @@ def run_block_multi(
     RI,
 ):
     """The general kernel: every parameter set in parallel (see :func:`_multi_param`)."""
-    for p in prange(pos.shape[2]):
+    for p in prange(S.shape[1]):
         _multi_param(
             p,
             t0,
+            B,
             pos,
+            sk,
+            so,
+            X0,
+            X1,
+            X2,
+            I1,
+            I2,
+            F1,
+            F2,
+            ssc,
+            slo,
+            carry,
+            raw,
             op,
             hi,
             lo,
@@ -828,6 +1000,8 @@ def run_block_multi(
             imp_k,
             imp_a,
             imp_max,
+            lot,
+            mnot,
             sl,
             tp,
             tr,
@@ -846,99 +1020,97 @@ def run_block_multi(
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def run_block_single(t0, pos, op, hi, lo, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp_k,
-                     imp_a, imp_max, sl, tp, tr, has_stops, S, SA, rec_ret, rec_eq, rec_on,
-                     offs, RF, RI):  # fmt: skip
+def run_block_single(t0, B, pos, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw,
+                     op, hi, lo, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp_k, imp_a, imp_max,
+                     lot, mnot, sl, tp, tr, has_stops, S, SA, rec_ret, rec_eq, rec_on, offs, RF,
+                     RI):  # fmt: skip
     """The fast one-asset kernel: groups of ``G`` parameter sets in parallel."""
-    for g in prange((pos.shape[2] + G - 1) // G):
-        _single_group(g, t0, pos, op, hi, lo, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp_k,
-                      imp_a, imp_max, sl, tp, tr, has_stops, S, SA, rec_ret, rec_eq, rec_on,
+    for g in prange((S.shape[1] + G - 1) // G):
+        _single_group(g, t0, B, pos, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw,
+                      op, hi, lo, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp_k, imp_a,
+                      imp_max, lot, mnot, sl, tp, tr, has_stops, S, SA, rec_ret, rec_eq, rec_on,
                       offs, RF, RI)  # fmt: skip
 
+
+def _fused_variant(disp: Any, name: str, **globs: Any) -> Any:
+    """``disp`` (a Numba dispatcher of this module) compiled again with the module globals
+    ``globs`` replaced, under its own name (and so its own entry in Numba's cache)."""
+    fn = disp.py_func
+    g = dict(fn.__globals__)
+    g.update(globs)
+    f = types.FunctionType(fn.__code__, g, name, fn.__defaults__, fn.__closure__)
+    f.__qualname__ = name
+    f.__doc__ = fn.__doc__
+    opts = {k: v for k, v in disp.targetoptions.items() if k != "nopython"}
+    return njit(cache=True, **opts)(f)
+
+
+_process_row_fused = _fused_variant(_process_row, "_process_row_fused", _target=_target_fused)
+_multi_param_fused = _fused_variant(
+    _multi_param, "_multi_param_fused", _process_row=_process_row_fused, _advance=_advance_fused
+)
+_single_group_fused = _fused_variant(
+    _single_group, "_single_group_fused", _target=_target_fused, _advance=_advance_fused
+)
+run_block_multi_fused = _fused_variant(
+    run_block_multi, "run_block_multi_fused", _multi_param=_multi_param_fused
+)
+run_block_single_fused = _fused_variant(
+    run_block_single, "run_block_single_fused", _single_group=_single_group_fused
+)
 
 #: tests set this to run the general kernel where the fast one would run
 FORCE_GENERAL = False
 
+_NO_X0 = np.zeros((1, 1), np.float64)
+_NO_X = np.zeros((1, 1, 1), np.float64)
+_NO_I = np.zeros(1, np.int64)
+_NO_F = np.zeros(1, np.float64)
+_NO_C = np.zeros((1, 1), np.float32)
+#: the signal arguments of the block path (no fused rule)
+NO_SIGNAL = (0, 0, _NO_X0, _NO_X, _NO_X, _NO_I, _NO_I, _NO_F, _NO_F, 0.0, False, _NO_C, _NO_C)
 
-def run_block(
-    t0,
-    pos,
-    op,
-    hi,
-    lo,
-    cl,
-    vol,
-    mask,
-    fund,
-    has_fund,
-    maxpos,
-    lev,
-    fee_r,
-    slip_r,
-    imp_k,
-    imp_a,
-    imp_max,
-    sl,
-    tp,
-    tr,
-    has_stops,
-    fill_close,
-    S,
-    SA,
-    rec_ret,
-    rec_eq,
-    rec_pos,
-    rec_on,
-    offs,
-    RF,
-    RI,
-):
-    """Replay one block (arguments as :func:`run_block_multi`): the fast one-asset kernel
-    when it applies (one asset, ``fill="open"``, no funding, positions not recorded;
-    float32 or float64 weights), else the general one (float64 weights: float32
-    blocks are converted, so it is compiled once)."""
+
+def _dispatch(t0, B, pos, sig, filt, op, hi, lo, cl, vol, mask, fund, has_fund, maxpos, lev,
+              fee_r, slip_r, imp_k, imp_a, imp_max, sl, tp, tr, has_stops, fill_close, S, SA,
+              rec_ret, rec_eq, rec_pos, rec_on, offs, RF, RI):  # fmt: skip
+    if filt is None:
+        lot = mnot = np.zeros(SA.shape[1])
+    else:
+        lot, mnot = filt
     fast = (
-        pos.shape[1] == 1
+        SA.shape[1] == 1
         and not (has_fund or fill_close or rec_pos.shape[0] > 0)
         and not FORCE_GENERAL
     )
+    fused = sig[0] != 0
     if fast:
-        return run_block_single(
-            t0, pos, op, hi, lo, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp_k, imp_a,
-            imp_max, sl, tp, tr, has_stops, S, SA, rec_ret, rec_eq, rec_on, offs, RF, RI,
+        return (run_block_single_fused if fused else run_block_single)(
+            t0, B, pos, *sig, op, hi, lo, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp_k,
+            imp_a, imp_max, lot, mnot, sl, tp, tr, has_stops, S, SA, rec_ret, rec_eq, rec_on,
+            offs, RF, RI,
         )  # fmt: skip
     if pos.dtype != np.float64:
         pos = pos.astype(np.float64)
-    return run_block_multi(
-        t0,
-        pos,
-        op,
-        hi,
-        lo,
-        cl,
-        vol,
-        mask,
-        fund,
-        has_fund,
-        maxpos,
-        lev,
-        fee_r,
-        slip_r,
-        imp_k,
-        imp_a,
-        imp_max,
-        sl,
-        tp,
-        tr,
-        has_stops,
-        fill_close,
-        S,
-        SA,
-        rec_ret,
-        rec_eq,
-        rec_pos,
-        rec_on,
-        offs,
-        RF,
-        RI,
-    )
+    return (run_block_multi_fused if fused else run_block_multi)(
+        t0, B, pos, *sig, op, hi, lo, cl, vol, mask, fund, has_fund, maxpos, lev, fee_r,
+        slip_r, imp_k, imp_a, imp_max, lot, mnot, sl, tp, tr, has_stops, fill_close, S, SA,
+        rec_ret, rec_eq, rec_pos, rec_on, offs, RF, RI,
+    )  # fmt: skip
+
+
+def run_block(t0, pos, *rest, filters=None):
+    """Replay one block of target weights ``pos`` ``(B, A, P)`` (the other arguments as
+    :func:`run_block_multi`'s after the signal ones): the fast one-asset kernel when it
+    applies (one asset, ``fill="open"``, no funding, positions not recorded; float32 or
+    float64 weights), else the general one (float64 weights: float32 blocks are converted,
+    so it is compiled once)."""
+    return _dispatch(t0, pos.shape[0], pos, NO_SIGNAL, filters, *rest)
+
+
+def run_block_fused(t0, B, sig, *rest, filters=None):
+    """Replay bars ``[t0, t0 + B)`` computing the targets with the fused rule ``sig``: the
+    tuple ``(kind, offset, X0, X1, X2, I1, I2, F1, F2, scale, long_only, carry, raw)`` of a
+    :class:`~quantarena.engine.fused.FusedSignal` (``carry`` and ``raw`` are updated
+    in place). Same kernels, same dispatch as :func:`run_block`."""
+    return _dispatch(t0, B, _NO_X, sig, filters, *rest)  # the block argument is never read

@@ -17,6 +17,8 @@ Conventions (docs/engine.md has every formula):
 * **Equity** is marked at each bar's close; ``r_t = E_t / E_{t-1} - 1`` with
   ``E_{-1} = init_cash`` (so ``r_0 = 0`` with ``fill="open"``).
 * **Costs** (:mod:`quantarena.engine.costs`) and **stops** (:mod:`quantarena.engine.stops`).
+* **Exchange filters** (:mod:`quantarena.engine.filters`, ``filters=``): target quantities
+  rounded to the lot size, trades below the minimum notional not filled (CPU backend).
 * **Ruin**: when equity reaches ``<= 0`` at a close, every position is closed at that close
   (free of costs) and the parameter set stays flat with zero returns.
 * **Carrying an account** (``start=``, ``pending=``): a replay may start from the account
@@ -25,6 +27,11 @@ Conventions (docs/engine.md has every formula):
   close of the bar *before* ``bars[0]``; they fill at ``bars[0]``'s open like any other
   target, trading only the difference from what the account holds. Two replays chained
   this way give exactly the numbers of one replay over both spans.
+* **Fused rules**: a source with a ``fused()`` method returning a
+  :class:`~quantarena.engine.fused.FusedSignal` (the shipped agents' sources) has its
+  targets computed inside the replay loop on the CPU, from the shared indicators, instead of
+  built as blocks and replayed: the same numbers, without the blocks (``fuse=False`` replays
+  the blocks).
 * **Streaming**: ``block`` bars at a time, state carried across blocks, so memory stays
   ``O(block * A * P)`` unless ``record`` asks for full arrays. Results do not depend on
   ``block``.
@@ -44,6 +51,8 @@ from quantarena.data.panel import BarPanel
 from quantarena.engine import layout as L
 from quantarena.engine.backend import Backend, get_backend, to_host
 from quantarena.engine.costs import CompiledCosts, Costs
+from quantarena.engine.filters import ExchangeFilters
+from quantarena.engine.fused import FusedSignal
 from quantarena.engine.metrics import metrics_from_state
 from quantarena.engine.stops import Stops
 from quantarena.engine.trades import open_trades, trades_frame
@@ -67,6 +76,29 @@ class PositionSource(Protocol):
     n_params: int
 
     def __call__(self, t0: int, t1: int) -> Any: ...
+
+
+def _fused_of(source: Any, A: int, P: int, T: int) -> FusedSignal | None:
+    """The source's fused rule for this replay (None: replay its blocks), checked."""
+    getter = getattr(source, "fused", None)
+    if not callable(getter):
+        return None
+    sig = getter()
+    if sig is None:
+        return None
+    if not isinstance(sig, FusedSignal):
+        raise SimulationError(f"positions.fused() returned {type(sig).__name__}, not a FusedSignal")
+    if sig.n_params != P or sig.carry.shape != (A, P):
+        raise SimulationError(
+            f"positions.fused(): a rule for {sig.n_params} sets / {sig.carry.shape[0]} assets, "
+            f"but the replay has {P} sets and {A} assets"
+        )
+    if sig.offset < 0 or sig.offset + T > sig.n_rows:
+        raise SimulationError(
+            f"positions.fused(): indicators hold {sig.n_rows} rows, the replay needs rows "
+            f"{sig.offset}..{sig.offset + T - 1}"
+        )
+    return sig
 
 
 @dataclass(frozen=True)
@@ -293,6 +325,8 @@ def simulate(
     calendar: str = ALWAYS_OPEN,
     start: Account | None = None,
     pending: Any = None,
+    fuse: bool = True,
+    filters: ExchangeFilters | None = None,
 ) -> SimResult:
     """Replay ``bars`` for every parameter set's target weights; see the module docstring.
 
@@ -320,6 +354,10 @@ def simulate(
         pending: target weights decided at the close of the bar before ``bars[0]``,
             ``(P,)`` (one asset) or ``(A, P)``, raw like ``positions`` (NaN, caps and
             leverage applied here); they fill at ``bars[0]``'s open (``fill="open"`` only).
+        fuse: on the CPU, compute the targets of a source that offers a fused rule inside
+            the replay loop (identical numbers, faster); False replays its blocks.
+        filters: lot size and minimum notional of each asset (``None``: none); amounts in
+            the account's units, so give ``init_cash`` in the quote currency.
     """
     be = get_backend(backend)
     xp = be.xp
@@ -377,8 +415,22 @@ def simulate(
         P = source.n_params
     if P < 1:
         raise SimulationError("positions has no parameter sets (P = 0)")
+    sig = _fused_of(source, A, P, T) if (fuse and not be.is_gpu) else None
 
     _check_panel(bars)
+    filt = None
+    if filters is not None:
+        try:
+            filt = filters.compile(A)
+        except ValueError as exc:
+            raise SimulationError(str(exc)) from None
+        if not (filt[0].any() or filt[1].any()):
+            filt = None
+        elif be.is_gpu:
+            raise SimulationError(
+                "filters: exchange filters run on the CPU backend only — use backend='cpu'"
+            )
+    fkw = {} if filt is None else {"filters": filt}
     cc: CompiledCosts = (costs or Costs()).compile(to_host(bars.ts), bars.interval_ns, A)
     st = stops or Stops()
     sl, tp, tr = st.compile(P)
@@ -406,6 +458,8 @@ def simulate(
         for k, v in (("maxpos", maxpos), ("sl", sl), ("tp", tp), ("tr", tr))
     }
     kernel = _kernel(be)
+    if sig is not None:
+        from quantarena.engine import kernels_cpu  # noqa: PLC0415
 
     def run(rec_on: bool, offs: Any, RF: Any, RI: Any, recs: dict[str, Any]) -> tuple[Any, Any]:
         S = xp.zeros((L.NS, P), f64)
@@ -423,6 +477,32 @@ def simulate(
             SA[L.PEND] = pend
         empty2 = xp.zeros((0, 0), f64)
         empty3 = xp.zeros((0, 0, 0), f64)
+        if sig is not None:
+            carry = np.array(sig.carry, dtype=np.float32, order="C")
+            raw = np.zeros((A, P), np.float32)
+            args = (
+                sig.kind, int(sig.offset), _kernel_array(xp, sig.x0, f64),
+                _kernel_array(xp, sig.x1, f64), _kernel_array(xp, sig.x2, f64),
+                _kernel_array(xp, sig.i1, xp.int64), _kernel_array(xp, sig.i2, xp.int64),
+                _kernel_array(xp, sig.f1, f64), _kernel_array(xp, sig.f2, f64),
+                float(sig.scale), bool(sig.long_only), carry, raw,
+            )  # fmt: skip
+            step = max(block, 65536)  # no blocks to hold: long steps
+            for t0 in range(0, T, step):
+                t1 = min(T, t0 + step)
+                kernels_cpu.run_block_fused(
+                    t0, t1 - t0, args, *panel, mask, fund, cc.funding is not None,
+                    dev["maxpos"], float(leverage), cc.fee_bps, cc.slippage_bps, cc.impact_k_bps,
+                    cc.impact_alpha, cc.impact_max_bps, dev["sl"], dev["tp"], dev["tr"],
+                    has_stops, fill == "close", S, SA,
+                    recs["returns"][t0:t1] if "returns" in recs else empty2,
+                    recs["equity"][t0:t1] if "equity" in recs else empty2,
+                    recs["positions"][t0:t1] if "positions" in recs else empty3,
+                    rec_on, offs, RF, RI, **fkw,
+                )  # fmt: skip
+            if not rec_on and sig.finish is not None:
+                sig.finish(carry, raw, int(sig.offset) + T)
+            return S, SA
         for t0 in range(0, T, block):
             t1 = min(T, t0 + block)
             blk = _as_block(source(t0, t1), xp, t1 - t0, A, P, t0)
@@ -434,7 +514,7 @@ def simulate(
                 recs["returns"][t0:t1] if "returns" in recs else empty2,
                 recs["equity"][t0:t1] if "equity" in recs else empty2,
                 recs["positions"][t0:t1] if "positions" in recs else empty3,
-                rec_on, offs, RF, RI,
+                rec_on, offs, RF, RI, **fkw,
             )  # fmt: skip
         return S, SA
 

@@ -37,6 +37,7 @@ from quantarena.strategies.indicators import is_cupy
 
 if TYPE_CHECKING:
     from quantarena.data.panel import BarPanel
+    from quantarena.engine.fused import FusedSignal
 
 
 class Agent:
@@ -140,6 +141,13 @@ class Agent:
         ``(t1-t0, A, P)``, float32, on ``xp``'s device."""
         raise NotImplementedError
 
+    def fused(self, state: Any, params: P.Params, t0: int) -> FusedSignal | None:
+        """The agent's targets from bar ``t0`` on as a rule the engine runs inside its replay
+        loop (:class:`~quantarena.engine.fused.FusedSignal`), or None (the default:
+        the engine replays the blocks of :meth:`signal`). Shipped agents implement it; the
+        fused and block replays give identical results. CPU (NumPy) only."""
+        return None
+
     def positions(
         self, bars: BarPanel, params: Mapping[str, Any] | None = None, xp: Any = np
     ) -> Any:
@@ -192,6 +200,16 @@ class AgentSource:
             raise ValueError(f"block [{t0}, {t1}) is outside the {self.n_bars} bars")
         return self.agent.signal(self.state, self.params, self.xp, t0, t1)
 
+    def fused(self, t0: int = 0) -> FusedSignal | None:
+        """The agent's fused rule from bar ``t0`` on (None: replay blocks; always None off
+        the CPU)."""
+        if self.xp is not np:
+            return None
+        t0 = int(t0)
+        if not 0 <= t0 <= self.n_bars:
+            raise ValueError(f"bar {t0} is outside the {self.n_bars} bars")
+        return self.agent.fused(self.state, self.params, t0)
+
 
 class Carry:
     """The position a path-dependent agent carries from one block to the next.
@@ -206,6 +224,16 @@ class Carry:
     def __init__(self, n_assets: int, n_params: int) -> None:
         self.pos = np.zeros((n_assets, n_params), dtype=np.float32)
         self.next_t = 0
+
+    def at(self, kernel: Any, t0: int) -> np.ndarray:
+        """The position at bar ``t0 - 1`` (replaying as :meth:`run` does); a copy."""
+        self.run(kernel, t0, t0, np.empty((0,) + self.pos.shape, np.float32))
+        return self.pos.copy()
+
+    def set(self, pos: np.ndarray, next_t: int) -> None:
+        """Continue from ``pos``, the position at bar ``next_t - 1`` (a fused replay's end)."""
+        self.pos[...] = pos
+        self.next_t = int(next_t)
 
     def run(self, kernel: Any, t0: int, t1: int, out: np.ndarray) -> np.ndarray:
         """Call ``kernel(t0, t1, carry, out)`` for the block, replaying from 0 if needed."""

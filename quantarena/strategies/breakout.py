@@ -49,10 +49,8 @@ class Breakout(Agent):
             "carry": Carry(bars.n_assets, len(params["window"])),
         }
 
-    def signal(self, state, params, xp, t0, t1):
+    def _kernel(self, state):
         from quantarena.strategies import kernels
-
-        A, P = state["n_assets"], state["wi"].shape[0]
 
         def run(a, b, carry, out):
             kernels.donchian_block(
@@ -69,5 +67,24 @@ class Breakout(Agent):
                 out,
             )
 
-        out = state["carry"].run(run, t0, t1, self.new_block(np, t1 - t0, A, P))
+        return run
+
+    def signal(self, state, params, xp, t0, t1):
+        A, P = state["n_assets"], state["wi"].shape[0]
+        out = state["carry"].run(self._kernel(state), t0, t1, self.new_block(np, t1 - t0, A, P))
         return host_block(xp, self.shape_block(out, A))
+
+    def fused(self, state, params, t0):
+        from quantarena.engine import fused as R
+
+        if "hi_tl" not in state:
+            state["close_tl"] = np.ascontiguousarray(state["close"].T)
+            state["hi_tl"] = R.time_last(state["hi"])
+            state["lo_tl"] = R.time_last(state["lo"])
+        carry = state["carry"]
+        none = np.zeros(state["wi"].shape[0])
+        return R.FusedSignal(
+            R.KIND_DONCHIAN, int(t0), state["close_tl"], state["hi_tl"], state["lo_tl"],
+            state["wi"], state["ei"], none, none, self.max_position, self.long_only,
+            carry.at(self._kernel(state), int(t0)), lambda c, raw, t_end: carry.set(c, t_end),
+        )  # fmt: skip

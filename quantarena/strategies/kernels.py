@@ -17,6 +17,18 @@ import numba as nb
 import numpy as np
 from numba import prange
 
+from quantarena.engine.signal_rules import cross_rule, donchian_rule, voltarget_rule, zscore_rule
+from quantarena.engine.signal_rules import stamp as _rules_stamp
+
+# Numba's on-disk cache is keyed on this file alone, yet the rules are inlined into the
+# kernels below: a change in signal_rules.py must change this file too, hence this stamp.
+_RULES_STAMP = "e88cae8a0474"
+if _rules_stamp() != _RULES_STAMP:  # pragma: no cover - guards future edits
+    raise RuntimeError(
+        f"quantarena/engine/signal_rules.py changed: set _RULES_STAMP = {_rules_stamp()!r} in "
+        "strategies/kernels.py and in engine/kernels_cpu.py (this also invalidates Numba's cache)"
+    )
+
 # ------------------------------------------------------------------------------ indicators
 
 
@@ -235,6 +247,8 @@ def extreme_stack(x, windows, take_max, out):  # pragma: no cover - compiled
 
 
 # ---------------------------------------------------------------------------------- signals
+# Each block kernel applies a rule of :mod:`quantarena.engine.signal_rules` (the same inlined
+# code the engine's fused replay runs), so blocks and fused replays agree bit for bit.
 
 
 @nb.njit(cache=True, parallel=True)
@@ -252,10 +266,7 @@ def cross_block(ma, fi, si, scale, long_only, t0, t1, out):  # pragma: no cover 
         row = ma[t0 + i, a]
         o = out[i, a]
         for p in range(P):
-            f = row[fi[p]]
-            s = row[si[p]]
-            # branch-free: one pair's outcome does not predict its neighbour's
-            o[p] = pos * np.float32(f > s) + neg * np.float32(f < s)
+            o[p] = cross_rule(row[fi[p]], row[si[p]], pos, neg)
 
 
 @nb.njit(cache=True, parallel=True)
@@ -278,18 +289,9 @@ def zscore_block(z, wi, entry, exit_, scale, long_only, t0, t1, carry, out):  # 
         for i in range(n):
             row = z[t0 + i, a]
             for p in range(p0, p1):
-                v = row[wi[p]]
-                cur = carry[a, p]
-                if not np.isfinite(v):
-                    cur = 0.0
-                elif v > entry[p]:
-                    cur = 0.0 if long_only else -1.0
-                elif v < -entry[p]:
-                    cur = 1.0
-                elif abs(v) < exit_[p]:
-                    cur = 0.0
+                cur = zscore_rule(row[wi[p]], carry[a, p], entry[p], exit_[p], long_only)
                 carry[a, p] = cur
-                out[i, a, p] = cur * scale
+                out[i, a, p] = np.float32(cur * scale)
 
 
 @nb.njit(cache=True, parallel=True)
@@ -316,60 +318,35 @@ def donchian_block(close, hi, lo, wi, ei, scale, long_only, t0, t1, carry, out):
             hrow = hi[t, a]
             lrow = lo[t, a]
             for p in range(p0, p1):
-                eh = hrow[wi[p]]
-                el = lrow[wi[p]]
-                xh = hrow[ei[p]]
-                xl = lrow[ei[p]]
-                cur = carry[a, p]
-                if not (np.isfinite(c) and np.isfinite(eh) and np.isfinite(el)):
-                    cur = 0.0
-                elif cur == 0.0:
-                    if c > eh:
-                        cur = 1.0
-                    elif c < el:
-                        cur = -1.0
-                elif cur > 0.0:
-                    if c < el:
-                        cur = -1.0
-                    elif c < xl:
-                        cur = 0.0
-                else:
-                    if c > eh:
-                        cur = 1.0
-                    elif c > xh:
-                        cur = 0.0
-                if long_only and cur < 0.0:
-                    cur = 0.0
+                cur = donchian_rule(c, hrow[wi[p]], lrow[wi[p]], hrow[ei[p]], lrow[ei[p]],
+                                    carry[a, p], long_only)  # fmt: skip
                 carry[a, p] = cur
-                out[i, a, p] = cur * scale
+                out[i, a, p] = np.float32(cur * scale)
 
 
 @nb.njit(cache=True, parallel=True)
-def voltarget_block(ret, vol, li, vi, target, scale, long_only, t0, t1, out):  # pragma: no cover
+def voltarget_block(
+    ret, vol, li, vi, target, band, scale, long_only, t0, t1, carry, out
+):  # pragma: no cover
     """Volatility-targeted trend: out = sign(ret[t, a, li[p]]) * scale *
     min(1, target[p] / vol[t, a, vi[p]]); NaN inputs or a zero return → 0; zero vol → full
-    ``scale``; negative sign → 0 when long_only."""
+    ``scale``; negative sign → 0 when long_only. With ``band[p] > 0`` the previous target
+    (``carry`` (A, P), as in :func:`zscore_block`) is kept while the new one moves by at most
+    ``band * scale`` without changing sign (:func:`~quantarena.engine.signal_rules.voltarget_rule`)."""
     A = ret.shape[1]
     P = li.shape[0]
     n = t1 - t0
-    for k in prange(n * A):
-        i = k // A
-        a = k % A
-        r = ret[t0 + i, a]
-        s = vol[t0 + i, a]
-        o = out[i, a]
-        for p in range(P):
-            x = r[li[p]]
-            v = s[vi[p]]
-            if not (np.isfinite(x) and np.isfinite(v)) or x == 0.0:
-                o[p] = 0.0
-                continue
-            f = 1.0
-            if v > 0.0:
-                f = min(1.0, target[p] / v)
-            if x > 0.0:
-                o[p] = np.float32(scale * f)
-            elif long_only:
-                o[p] = 0.0
-            else:
-                o[p] = np.float32(-scale * f)
+    CH = 64
+    nch = (P + CH - 1) // CH
+    for k in prange(A * nch):
+        a = k // nch
+        p0 = (k % nch) * CH
+        p1 = min(p0 + CH, P)
+        for i in range(n):
+            r = ret[t0 + i, a]
+            s = vol[t0 + i, a]
+            for p in range(p0, p1):
+                w = voltarget_rule(r[li[p]], s[vi[p]], target[p], scale, long_only, carry[a, p],
+                                   band[p])  # fmt: skip
+                carry[a, p] = w
+                out[i, a, p] = w

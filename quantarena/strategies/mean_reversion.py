@@ -50,10 +50,8 @@ class MeanReversion(Agent):
             "carry": Carry(bars.n_assets, wi.shape[0]),
         }
 
-    def signal(self, state, params, xp, t0, t1):
+    def _kernel(self, state):
         from quantarena.strategies import kernels
-
-        A, P = state["n_assets"], state["wi"].shape[0]
 
         def run(a, b, carry, out):
             kernels.zscore_block(
@@ -69,5 +67,21 @@ class MeanReversion(Agent):
                 out,
             )
 
-        out = state["carry"].run(run, t0, t1, self.new_block(np, t1 - t0, A, P))
+        return run
+
+    def signal(self, state, params, xp, t0, t1):
+        A, P = state["n_assets"], state["wi"].shape[0]
+        out = state["carry"].run(self._kernel(state), t0, t1, self.new_block(np, t1 - t0, A, P))
         return host_block(xp, self.shape_block(out, A))
+
+    def fused(self, state, params, t0):
+        from quantarena.engine import fused as R
+
+        if "z_tl" not in state:
+            state["z_tl"] = R.time_last(state["z"])
+        carry = state["carry"]
+        return R.FusedSignal(
+            R.KIND_ZSCORE, int(t0), R.empty_x0(), state["z_tl"], R.empty_x(), state["wi"],
+            state["wi"], state["entry"], state["exit"], self.max_position, self.long_only,
+            carry.at(self._kernel(state), int(t0)), lambda c, raw, t_end: carry.set(c, t_end),
+        )  # fmt: skip

@@ -72,3 +72,16 @@ class Momentum(Agent):
         out = self.new_block(np, t1 - t0, A, fi.shape[0])
         kernels.cross_block(state["ma"], fi, si, self.max_position, self.long_only, t0, t1, out)
         return self.shape_block(out, A)
+
+    def fused(self, state, params, t0):
+        from quantarena.engine import fused as R
+
+        if "ma_tl" not in state:
+            state["ma_tl"] = R.time_last(state["ma"])
+        fi = state["fi"]
+        none = np.zeros(fi.shape[0])
+        return R.FusedSignal(
+            R.KIND_CROSS, int(t0), R.empty_x0(), state["ma_tl"], R.empty_x(), fi, state["si"],
+            none, none, self.max_position, self.long_only,
+            np.zeros((state["n_assets"], fi.shape[0]), np.float32),
+        )  # fmt: skip

@@ -32,6 +32,7 @@ from quantarena.data.calendars import ALWAYS_OPEN
 from quantarena.data.panel import BarPanel
 from quantarena.engine.backend import Backend, get_backend
 from quantarena.engine.costs import Costs
+from quantarena.engine.filters import ExchangeFilters
 from quantarena.engine.simulate import Account, SimResult, simulate
 from quantarena.engine.stops import Stops
 from quantarena.strategies.base import Agent
@@ -67,6 +68,24 @@ class _Window:
             self.memo["row"] = (t1 - 1 + self.offset, blk[-1].copy())
         return blk
 
+    def fused(self) -> Any:
+        """The source's fused rule from row ``offset`` on (None if it has none); at the end of
+        a replay the last row's raw targets are remembered as a served block's would be."""
+        getter = getattr(self.inner, "fused", None)
+        sig = getter(self.offset) if callable(getter) else None
+        if sig is None:
+            return None
+        inner_finish = sig.finish
+
+        def finish(carry: Any, raw: Any, t_end: int) -> None:
+            if inner_finish is not None:
+                inner_finish(carry, raw, t_end)
+            row = raw.copy() if raw.shape[0] > 1 else raw[0].copy()
+            self.memo["row"] = (t_end - 1, row)
+
+        sig.finish = finish
+        return sig
+
 
 class PopulationRun:
     """An agent's population on ``bars``, indicators computed once, replayed over any slice.
@@ -88,6 +107,10 @@ class PopulationRun:
             as ``"XNYS"`` (:mod:`quantarena.data.calendars`); used when ``periods_per_year`` is
             None.
         block: bars per streamed block (results do not depend on it).
+        filters: the exchange's lot size and minimum notional (None: none; see
+            :mod:`quantarena.engine.filters`).
+        fuse: compute a shipped agent's targets inside the engine's replay loop (CPU; the
+            same numbers as replaying its blocks, which ``False`` forces).
     """
 
     def __init__(
@@ -106,6 +129,8 @@ class PopulationRun:
         periods_per_year: float | None = None,
         calendar: str = ALWAYS_OPEN,
         block: int = 4096,
+        fuse: bool = True,
+        filters: ExchangeFilters | None = None,
     ) -> None:
         self.agent = agent
         self.bars = bars
@@ -124,6 +149,8 @@ class PopulationRun:
             periods_per_year=periods_per_year,
             calendar=calendar,
             block=block,
+            fuse=fuse,
+            filters=filters,
         )
         self._memo: dict[str, Any] = {}
 
@@ -199,6 +226,8 @@ def run_population(
     calendar: str = ALWAYS_OPEN,
     block: int = 4096,
     init_cash: float = 1.0,
+    fuse: bool = True,
+    filters: ExchangeFilters | None = None,
 ) -> SimResult:
     """Replay ``agent``'s population ``params`` over ``bars`` (or the slice ``replay`` of
     them, earlier bars feeding the indicators) in one engine call; see :class:`PopulationRun`
@@ -218,6 +247,8 @@ def run_population(
         periods_per_year=periods_per_year,
         calendar=calendar,
         block=block,
+        fuse=fuse,
+        filters=filters,
     )
     return run.replay(
         replay,

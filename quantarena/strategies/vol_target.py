@@ -8,6 +8,13 @@ weight = ``direction * max_position * min(1, target_vol / realised_vol)``. So th
 is wilder. Zero return or an unfilled window → 0; zero volatility → full ``max_position``.
 ``long_only`` turns shorts flat.
 
+Rebalance band: a weight that changes on nearly every bar makes the engine trade on nearly
+every bar, paying costs for tiny adjustments. With ``band > 0`` (a fraction of
+``max_position``) the previous weight is kept while the new one has the same sign and lies
+within ``band * max_position`` of it; a move to flat or across zero always goes through. The
+weight then depends on the path (it is carried across blocks); ``band = 0`` (the default) is
+the plain rule.
+
 One return series per distinct lookback and one volatility series per distinct vol_window.
 """
 
@@ -15,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from quantarena.strategies.base import Agent
-from quantarena.strategies.indicators import is_cupy, lag, log_returns, rolling_stds
+from quantarena.strategies.base import Agent, Carry, host_block
+from quantarena.strategies.indicators import is_cupy, lag, log_returns, rolling_stds, to_numpy
 from quantarena.strategies.params import Float, Int, unique_index
 
 NS_PER_YEAR = 365 * 86400 * 1_000_000_000
@@ -24,7 +31,8 @@ NS_PER_YEAR = 365 * 86400 * 1_000_000_000
 
 class VolTarget(Agent):
     """Trend sign × volatility scaling. Params: ``lookback`` (bars), ``vol_window`` (bars),
-    ``target_vol`` (annualised, 0.5 = 50%)."""
+    ``target_vol`` (annualised, 0.5 = 50%), ``band`` (rebalance band, a fraction of
+    ``max_position``; 0 = trade on every change)."""
 
     name = "vol_target"
     description = "sign of the lookback return, scaled to a target annualised volatility"
@@ -32,8 +40,14 @@ class VolTarget(Agent):
         "lookback": Int(1, 10000, default=60),
         "vol_window": Int(2, 10000, default=60),
         "target_vol": Float(0.01, 5.0, default=0.5),
+        "band": Float(0.0, 1.0, default=0.0),
     }
-    default_grid = {"lookback": "30:240:30", "vol_window": "60,240", "target_vol": "0.25,0.5,1.0"}
+    default_grid = {
+        "lookback": "30:240:30",
+        "vol_window": "60,240",
+        "target_vol": "0.25,0.5,1.0",
+        "band": "0",
+    }
 
     def indicators(self, bars, params, xp=np):
         ls, li = unique_index(params["lookback"])
@@ -48,13 +62,40 @@ class VolTarget(Agent):
             "li": li,
             "vi": vi,
             "target": np.asarray(params["target_vol"], np.float64),
+            "band": np.asarray(params["band"], np.float64),
             "n_assets": bars.n_assets,
+            "carry": Carry(bars.n_assets, li.shape[0]),
         }
+
+    def _kernel(self, state):
+        from quantarena.strategies import kernels
+
+        if "ret_h" not in state:  # host copies (the indicators may live on a GPU)
+            state["ret_h"] = np.ascontiguousarray(to_numpy(state["ret"]), dtype=np.float64)
+            state["vol_h"] = np.ascontiguousarray(to_numpy(state["vol"]), dtype=np.float64)
+
+        def run(a, b, carry, out):
+            kernels.voltarget_block(
+                state["ret_h"],
+                state["vol_h"],
+                state["li"],
+                state["vi"],
+                state["target"],
+                state["band"],
+                self.max_position,
+                self.long_only,
+                a,
+                b,
+                carry,
+                out,
+            )
+
+        return run
 
     def signal(self, state, params, xp, t0, t1):
         A = state["n_assets"]
         li, vi, target = state["li"], state["vi"], state["target"]
-        if is_cupy(xp):
+        if is_cupy(xp) and not np.any(state["band"] > 0):
             r = state["ret"][t0:t1][:, :, xp.asarray(li)]
             v = state["vol"][t0:t1][:, :, xp.asarray(vi)]
             tgt = xp.asarray(target)
@@ -64,19 +105,20 @@ class VolTarget(Agent):
                 sgn = xp.maximum(sgn, 0.0)
             out = xp.where(xp.isfinite(r) & xp.isfinite(v), sgn * f * self.max_position, 0.0)
             return self.shape_block(out.astype(xp.float32), A)
-        from quantarena.strategies import kernels
-
         out = self.new_block(np, t1 - t0, A, li.shape[0])
-        kernels.voltarget_block(
-            state["ret"],
-            state["vol"],
-            li,
-            vi,
-            target,
-            self.max_position,
-            self.long_only,
-            t0,
-            t1,
-            out,
-        )
-        return self.shape_block(out, A)
+        out = state["carry"].run(self._kernel(state), t0, t1, out)
+        return host_block(xp, self.shape_block(out, A))
+
+    def fused(self, state, params, t0):
+        from quantarena.engine import fused as R
+
+        if "ret_tl" not in state:
+            state["ret_tl"] = R.time_last(to_numpy(state["ret"]))
+            state["vol_tl"] = R.time_last(to_numpy(state["vol"]))
+        carry = state["carry"]
+        return R.FusedSignal(
+            R.KIND_VOLTARGET, int(t0), R.empty_x0(), state["ret_tl"], state["vol_tl"],
+            state["li"], state["vi"], state["target"], state["band"], self.max_position,
+            self.long_only, carry.at(self._kernel(state), int(t0)),
+            lambda c, raw, t_end: carry.set(c, t_end),
+        )  # fmt: skip
