@@ -168,8 +168,15 @@ def run_command(
     output_dir: Path = typer.Option(
         None, "--output-dir", help="Override tracking.output_dir (plots, tables, store)."
     ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue from the last checkpoint (tracking.checkpoint) into the same MLflow "
+        "runs; the config may differ only in tracking, ray and agents[].gpu_fraction.",
+    ),
 ) -> None:
-    """Run the tournament in CONFIG: walk-forward rounds, leaderboard, capital, MLflow."""
+    """Run the tournament in CONFIG: walk-forward rounds, leaderboard, capital, MLflow.
+    A checkpoint is saved after every round; --resume continues an interrupted run."""
     from quantarena.config import TournamentConfig
 
     console = _console(quiet=json_out)
@@ -181,7 +188,7 @@ def run_command(
     with compiling_status(not json_out), round_progress(console, cfg.name) as progress:
         with user_errors():
             run = driver.run_on_ray if ray else driver.run_in_process
-            summary = run(cfg, progress=progress, log_mlflow=mlflow, backend=backend)
+            summary = run(cfg, progress=progress, log_mlflow=mlflow, backend=backend, resume=resume)
     if json_out:
         typer.echo(json.dumps(summary, default=str, indent=2))
         return

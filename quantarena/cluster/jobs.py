@@ -306,6 +306,30 @@ def _check_job_paths(
         )
 
 
+def keep_results_here(config_path: str | Path, address: str) -> tuple[str | None, str | None]:
+    """For a cluster on this machine (``address`` at 127.0.0.1 / localhost) and a config whose
+    tracking URI is the default relative SQLite file: ``(absolute sqlite URI, absolute output
+    dir)`` in the current folder, so the job's results land where the submitting user reads
+    them (not in the job's temporary working dir). ``(None, None)`` otherwise."""
+    from urllib.parse import urlparse
+
+    from quantarena.config import TournamentConfig
+
+    host = urlparse(address if "://" in address else f"http://{address}").hostname or ""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return None, None
+    cfg = TournamentConfig.from_yaml(Path(config_path))
+    t = cfg.tracking
+    uri = t.mlflow_uri or ""
+    if not uri.startswith("sqlite:///") or uri.startswith("sqlite:////"):
+        return None, None
+    out = Path(t.output_dir)
+    out = out if out.is_absolute() else (Path.cwd() / out).resolve()
+    db = Path(uri[len("sqlite:///") :])
+    db = db if db.is_absolute() else (Path.cwd() / db).resolve()
+    return f"sqlite:///{db.as_posix()}", str(out)
+
+
 def submit(
     config_path: str | Path,
     *,
