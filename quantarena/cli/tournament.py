@@ -46,6 +46,12 @@ def submit_command(
     resume: bool = typer.Option(
         False, "--resume", help="Continue the tournament from its last checkpoint."
     ),
+    allow_absolute_paths: bool = typer.Option(
+        False,
+        "--allow-absolute-paths",
+        help="Let the config read data at absolute paths on the cluster (default: only "
+        "inside the job's working dir).",
+    ),
 ) -> None:
     """Validate CONFIG here, then submit it to a Ray cluster as a job.
 
@@ -89,6 +95,7 @@ def submit_command(
                 on_submit=announce,
                 entrypoint=jobs.TOURNAMENT_ENTRYPOINT + extra if extra else None,
                 mlflow_uri_override=mlflow_uri,
+                allow_absolute=allow_absolute_paths,
             )
         except (jobs.JobFailedError, TimeoutError) as exc:
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)

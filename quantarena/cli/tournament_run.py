@@ -183,6 +183,7 @@ def run_command(
     with user_errors():
         cfg = TournamentConfig.from_yaml(config, check_paths=True)
         cfg = with_tracking(cfg, mlflow_uri=mlflow_uri, output_dir=output_dir)
+        _confine_in_job(config, cfg)
     from quantarena.actors import driver
 
     with compiling_status(not json_out), round_progress(console, cfg.name) as progress:
@@ -193,6 +194,27 @@ def run_command(
         typer.echo(json.dumps(summary, default=str, indent=2))
         return
     show_summary(console, summary, cfg.allocation.method)
+
+
+def _confine_in_job(config: Path, cfg: Any) -> None:
+    """In a job submitted without --allow-absolute-paths: the config and its data must lie
+    inside the job's working dir (the current folder)."""
+    import os
+
+    from quantarena.cluster.jobs import CONFINE_ENV, confined_paths
+    from quantarena.config import ConfigError
+
+    if os.environ.get(CONFINE_ENV) != "1":
+        return
+    root = Path.cwd().resolve()
+    try:
+        config.resolve().relative_to(root)
+    except ValueError:
+        raise ConfigError(
+            f"{config}: the config is outside the job's working dir {root} — submit it "
+            "from inside the repository"
+        ) from None
+    confined_paths(cfg, str(config), root)
 
 
 def with_tracking(

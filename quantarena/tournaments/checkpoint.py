@@ -56,7 +56,8 @@ class Checkpoint:
 
     Attributes:
         config_hash: :func:`config_fingerprint` of the config that ran.
-        config: :func:`resumable_view` of that config (to name a difference).
+        config: :func:`resumable_view` of that config, secrets masked (to name a
+            difference).
         rounds_done: rounds finished (the next round to play is ``rounds[rounds_done]``).
         results: per finished round, agent → RoundResult (track record and warm start).
         weights: per finished round, method → agent → capital weight used.
@@ -128,7 +129,9 @@ def check_resumable(cfg_dict: dict[str, Any], ckpt: Checkpoint, where: str = "")
         )
     if config_fingerprint(cfg_dict) == ckpt.config_hash:
         return
-    diff = _first_difference(resumable_view(cfg_dict), ckpt.config) or "the config"
+    from quantarena.redact import redact
+
+    diff = _first_difference(redact(resumable_view(cfg_dict)), ckpt.config) or "the config"
     raise ValueError(
         f"{where or 'checkpoint'}: the config differs from the checkpointed run in {diff}; "
         "only tracking, ray and agents[].gpu_fraction may change on --resume — restore the "
@@ -213,8 +216,10 @@ class Checkpointer:
         self.target = target
         self.run_ids = run_ids
         self.before_save = before_save
-        self.ckpt = start or Checkpoint(
-            config_hash=config_fingerprint(cfg_dict), config=resumable_view(cfg_dict)
+        from quantarena.redact import redact
+
+        self.ckpt = start or Checkpoint(  # the config as a reader may see it: secrets masked
+            config_hash=config_fingerprint(cfg_dict), config=redact(resumable_view(cfg_dict))
         )
 
     def on_round(self, report: Any) -> None:

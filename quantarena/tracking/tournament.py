@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from quantarena.numfmt import fmt_cell
+from quantarena.redact import redacted
 from quantarena.tracking.artifacts import (
     HEADERS,
     plot_drawdowns,
@@ -31,7 +32,6 @@ from quantarena.tracking.artifacts import (
     save_table_html,
 )
 from quantarena.tracking.mlflow_logger import TournamentLogger
-from quantarena.tracking.redact import redacted
 
 __all__ = [
     "LEADERBOARD_COLUMNS",
