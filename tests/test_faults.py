@@ -365,3 +365,37 @@ def test_mlflow_down_for_a_while_loses_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(log.client._client, "log_batch", real)
     log.finish()
     assert _metric_points(uri, run) == {"m": [0, 1]}
+
+
+def test_tournament_survives_an_mlflow_outage(tmp_path, undisturbed, monkeypatch):
+    """The store refuses 16 calls in a row mid-run (past the retries of two calls): the
+    tournament completes with the same numbers, and every round's metrics reach MLflow."""
+    from mlflow import MlflowClient
+
+    from quantarena.tracking import mlflow_logger
+
+    monkeypatch.setattr(mlflow_logger.time, "sleep", lambda s: None)  # backoff without waiting
+    real = MlflowClient.log_batch
+    calls = {"n": 0}
+
+    def flaky(self, *a, **k):
+        calls["n"] += 1
+        if 10 <= calls["n"] < 26:
+            raise ConnectionError("MLflow server down")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", flaky)
+    with pytest.warns(RuntimeWarning, match="MLflow unreachable"):
+        summary = _run(_cfg(config_dict(tmp_path / "run")))
+    assert calls["n"] > 26 and "mlflow_error" not in summary
+    assert len(summary["mlflow_warnings"]) >= 2
+    out = Path(summary["output_dir"])
+    pd.testing.assert_frame_equal(_board(out), _board(undisturbed[1]))
+    from quantarena.cli.tournament_run import absolute_uri
+
+    c = MlflowClient(tracking_uri=absolute_uri(summary["mlflow_uri"], out))
+    parent = c.get_run(summary["run_id"])
+    runs = c.search_runs([parent.info.experiment_id])
+    trend = next(r for r in runs if r.data.tags.get("quantarena.agent") == "trend")
+    assert _metric_points(c.tracking_uri, trend.info.run_id)["oos_sharpe"] == [0, 1, 2]
+    assert parent.info.status == "FINISHED"

@@ -206,3 +206,23 @@ def test_keep_results_here_on_a_local_cluster(tmp_path, monkeypatch):
     assert uri == f"sqlite:///{tmp_path.resolve()}/runs/quick/mlflow.db"
     assert out == str(tmp_path.resolve() / "runs" / "quick")
     assert keep_results_here(cfg, "http://10.1.2.3:8265") == (None, None)
+
+
+def test_submit_never_prints_the_token(tmp_path, monkeypatch):
+    import socket
+
+    from typer.testing import CliRunner
+
+    from quantarena.cli import app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("RAY_AUTH_TOKEN", PLANTED)
+    res = CliRunner().invoke(
+        app, ["submit", str(ROOT / "configs" / "quick.yaml"), "--address",
+              f"http://127.0.0.1:{port}", "--mlflow-uri", f"sqlite:///{tmp_path}/m.db"],
+    )  # fmt: skip
+    assert res.exit_code != 0
+    assert "no Ray Jobs API answers there" in res.output
+    assert PLANTED not in res.output

@@ -71,7 +71,7 @@ def retrying(
     *args: Any,
     retry_s: float = 60.0,
     first_wait_s: float = 0.5,
-    sleep: Any = time.sleep,
+    sleep: Any = None,
     **kwargs: Any,
 ) -> Any:
     """``fn(*args, **kwargs)``, retried with exponential backoff (``first_wait_s``, doubling,
@@ -79,6 +79,7 @@ def retrying(
     are not spent; the last error is raised then. Errors of the request itself
     (:data:`_PERMANENT` MLflow codes, ``TypeError``/``ValueError``/``KeyError``) are raised at
     once."""
+    sleep = sleep or time.sleep
     waited = 0.0
     wait = first_wait_s
     while True:
