@@ -399,3 +399,25 @@ def test_tournament_survives_an_mlflow_outage(tmp_path, undisturbed, monkeypatch
     trend = next(r for r in runs if r.data.tags.get("quantarena.agent") == "trend")
     assert _metric_points(c.tracking_uri, trend.info.run_id)["oos_sharpe"] == [0, 1, 2]
     assert parent.info.status == "FINISHED"
+
+
+def test_cli_resume_refusal_is_one_line_and_failed_rounds_are_shown(tmp_path, undisturbed):
+    from typer.testing import CliRunner
+
+    from quantarena.cli import app
+    from quantarena.cli.tournament_run import leaderboard_table
+
+    _, ref_out = undisturbed
+    d = config_dict(ref_out)
+    d["costs"]["fee_bps"] = 7
+    path = tmp_path / "cfg.yaml"
+    path.write_text(_cfg(d).to_yaml())
+    res = CliRunner().invoke(app, ["tournament", "run", str(path), "--no-ray", "--resume"])
+    assert res.exit_code == 2
+    err = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("error: ") and "costs.fee_bps (5.0 → 7.0)" in err[0]
+    rows = [{"agent": "a", "failed_rounds": 0}, {"agent": "b", "failed_rounds": 2.0}]
+    assert (
+        "failed rounds (scored flat; tracebacks in MLflow): b 2"
+        in leaderboard_table(rows, "t").caption
+    )

@@ -85,9 +85,27 @@ def leaderboard_table(rows: list[dict[str, Any]], title: str) -> Table:
             fmt_cell("next_weight", r.get("next_weight")),
             gates,
         )
+    failed = [r for r in rows if (_count(r.get("failed_rounds")) or 0) > 0]
+    notes = []
     if any("held_back_by" in r for r in rows):
-        t.caption = "gate* = binding: an agent failing it gets no capital (gates.binding)"
+        notes.append("gate* = binding: an agent failing it gets no capital (gates.binding)")
+    if failed:
+        notes.append(
+            "failed rounds (scored flat; tracebacks in MLflow): "
+            + ", ".join(f"{r.get('agent')} {_count(r.get('failed_rounds'))}" for r in failed)
+        )
+    if notes:
+        t.caption = "\n".join(notes)
     return t
+
+
+def _count(v: Any) -> int | None:
+    """A count cell (None for missing / NaN)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return int(f) if f == f else None
 
 
 def _text(v: Any) -> str:
@@ -184,6 +202,10 @@ def run_command(
         cfg = TournamentConfig.from_yaml(config, check_paths=True)
         cfg = with_tracking(cfg, mlflow_uri=mlflow_uri, output_dir=output_dir)
         _confine_in_job(config, cfg)
+        if resume:  # a mismatch is refused before anything starts
+            from quantarena.tournaments.checkpoint import open_resume
+
+            open_resume(cfg, resume)
     from quantarena.actors import driver
 
     with compiling_status(not json_out), round_progress(console, cfg.name) as progress:
