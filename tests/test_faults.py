@@ -64,14 +64,22 @@ def _cfg(d: dict):
 
 
 def test_checkpoint_round_trips_atomically_local_and_fsspec(tmp_path):
-    ck = Checkpoint(config_hash="h", config={"a": 1}, rounds_done=2, results=[{"x": 1}] * 2)
+    ck = Checkpoint(config_hash="h", config={"a": 1}, rounds_done=2,
+                    results=[{"x": 1}, {"x": 2}], weights=[{"kelly": {}}] * 2)  # fmt: skip
     target = tmp_path / "sub" / "ck.pkl"
     save_checkpoint(ck, target)
     assert load_checkpoint(target) == ck
-    assert [p.name for p in target.parent.iterdir()] == ["ck.pkl"]  # no temp file left
+    assert sorted(p.name for p in target.parent.iterdir()) == ["ck.pkl", "ck.pkl.rounds"]
+    assert sorted(p.name for p in (target.parent / "ck.pkl.rounds").iterdir()) == [
+        "round-00000.pkl", "round-00001.pkl"]  # no temp file left  # fmt: skip
+    ck.results.append({"x": 3})
+    ck.weights.append({})
     ck.rounds_done = 3
+    (target.parent / "ck.pkl.rounds" / "round-00000.pkl").write_bytes(b"not rewritten")
+    save_checkpoint(ck, target, rounds=[2])  # one round written per checkpoint
+    assert (target.parent / "ck.pkl.rounds" / "round-00000.pkl").read_bytes() == b"not rewritten"
     save_checkpoint(ck, "memory://faults-test/ck.pkl")
-    assert load_checkpoint("memory://faults-test/ck.pkl").rounds_done == 3
+    assert load_checkpoint("memory://faults-test/ck.pkl") == ck
     assert load_checkpoint(tmp_path / "none.pkl") is None
 
 
@@ -86,7 +94,7 @@ def test_failed_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         save_checkpoint(Checkpoint(config_hash="new", config={}), target)
     assert load_checkpoint(target).config_hash == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["ck.pkl"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pkl"]  # no temp file left
 
 
 def test_resume_refuses_a_changed_config_in_one_line(tmp_path):

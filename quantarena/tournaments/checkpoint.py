@@ -6,7 +6,9 @@ finished round's :class:`~quantarena.tournaments.rounds.RoundResult` per agent (
 records, the capital weights and the gates are recomputed from them exactly; each agent's
 last result carries its account and warm-start state), the weights used, the MLflow run ids
 — atomically: to a temporary file beside the target, then renamed over it, so a reader sees
-the old checkpoint or the new one, never half of one. The target is a local path or any
+the old checkpoint or the new one, never half of one. Each round's results live in a file of
+their own (:func:`round_file`), written once when the round ends; the head file, written
+last, says how many rounds count. The target is a local path or any
 fsspec URI (``s3://``, ``gs://``, ``memory://``, ...).
 
 Randomness: populations are drawn from ``cfg.seed`` and the agent's position, tuning seeds
@@ -25,7 +27,8 @@ import json
 import os
 import pickle
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,7 @@ __all__ = [
     "config_fingerprint",
     "load_checkpoint",
     "open_resume",
+    "round_file",
     "resumable_view",
     "save_checkpoint",
 ]
@@ -143,14 +147,16 @@ def _is_uri(target: str | Path) -> bool:
     return "://" in str(target) and not str(target).startswith("file://")
 
 
-def save_checkpoint(ckpt: Checkpoint, target: str | Path) -> None:
-    """Write ``ckpt`` to ``target`` (a file path or fsspec URI) atomically: a temporary file
-    beside it, flushed to disk, then renamed over ``target``."""
-    data = pickle.dumps(ckpt, protocol=pickle.HIGHEST_PROTOCOL)
+def _write_atomic(target: str | Path, data: bytes) -> None:
+    """``data`` to ``target`` (path or fsspec URI): a temporary file beside it (flushed to
+    disk for a local path), then renamed over it."""
     if _is_uri(target):
         import fsspec
 
         fs, path = fsspec.core.url_to_fs(str(target))
+        parent = path.rsplit("/", 1)[0] if "/" in path else ""
+        if parent:
+            fs.makedirs(parent, exist_ok=True)
         tmp = f"{path}.tmp-{os.getpid()}"
         with fs.open(tmp, "wb") as f:
             f.write(data)
@@ -170,8 +176,8 @@ def save_checkpoint(ckpt: Checkpoint, target: str | Path) -> None:
         raise
 
 
-def load_checkpoint(target: str | Path) -> Checkpoint | None:
-    """The checkpoint at ``target`` (None when there is none)."""
+def _read(target: str | Path) -> bytes | None:
+    """The bytes at ``target`` (None when there is no such file)."""
     if _is_uri(target):
         import fsspec
 
@@ -179,17 +185,58 @@ def load_checkpoint(target: str | Path) -> Checkpoint | None:
         if not fs.exists(path):
             return None
         with fs.open(path, "rb") as f:
-            obj = pickle.loads(f.read())  # noqa: S301 - our own file
-    else:
-        p = Path(str(target).removeprefix("file://"))
-        if not p.is_file():
-            return None
-        obj = pickle.loads(p.read_bytes())  # noqa: S301 - our own file
-    if not isinstance(obj, Checkpoint):
+            return bytes(f.read())
+    p = Path(str(target).removeprefix("file://"))
+    return p.read_bytes() if p.is_file() else None
+
+
+def round_file(target: str | Path, k: int) -> str:
+    """Where round ``k``'s results of the checkpoint ``target`` are kept:
+    ``<target>.rounds/round-<k>.pkl``."""
+    return f"{target}.rounds/round-{k:05d}.pkl"
+
+
+def save_checkpoint(
+    ckpt: Checkpoint, target: str | Path, rounds: Sequence[int] | None = None
+) -> None:
+    """Write ``ckpt`` to ``target`` (a file path or fsspec URI).
+
+    Each finished round's results go to a file of their own (:func:`round_file`), so a
+    checkpoint after round ``k`` writes one round, not all ``k`` again; ``rounds`` names the
+    rounds to (re)write (None: every round). The head file (``target``: config, rounds done,
+    run ids) is written last. Every file is written atomically (a temporary file, renamed
+    over the old one): a reader sees the previous checkpoint or the new one, never a part.
+    """
+    todo = range(len(ckpt.results)) if rounds is None else rounds
+    for k in todo:
+        blob = pickle.dumps((ckpt.results[k], ckpt.weights[k]), protocol=pickle.HIGHEST_PROTOCOL)
+        _write_atomic(round_file(target, k), blob)
+    head = replace(ckpt, results=[], weights=[])
+    _write_atomic(target, pickle.dumps(head, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def load_checkpoint(target: str | Path) -> Checkpoint | None:
+    """The checkpoint at ``target`` with its rounds (None when there is none)."""
+    data = _read(target)
+    if data is None:
+        return None
+    head = pickle.loads(data)  # noqa: S301 - our own file
+    if not isinstance(head, Checkpoint):
         raise ValueError(
             f"{target}: not a quantarena checkpoint — delete it or run without --resume"
         )
-    return obj
+    results, weights = [], []
+    for k in range(head.rounds_done):
+        blob = _read(round_file(target, k))
+        if blob is None:
+            raise ValueError(
+                f"{round_file(target, k)}: missing round of the checkpoint — restore it or "
+                "run without --resume"
+            )
+        r, w = pickle.loads(blob)  # noqa: S301 - our own file
+        results.append(r)
+        weights.append(w)
+    return replace(head, results=results, weights=weights)
 
 
 class Checkpointer:
@@ -236,14 +283,12 @@ class Checkpointer:
         if self.before_save is not None:
             self.before_save()
         c.run_ids = dict(self.run_ids())
-        save_checkpoint(c, self.target)
+        save_checkpoint(c, self.target, rounds=[c.rounds_done - 1])
 
 
 def _slim(res: Any) -> Any:
     """A RoundResult without what a resume does not need (the trained model object and
     timings): the records, the account and the warm start stay."""
-    from dataclasses import replace
-
     if getattr(res, "model", None) is None:
         return res
     return replace(res, model=None)
