@@ -271,7 +271,9 @@ class Checkpointer:
 
     def on_round(self, report: Any) -> None:
         """Add ``report``'s round (a :class:`~quantarena.tournaments.director.RoundReport`)
-        and write the checkpoint."""
+        and write the checkpoint (a replayed round of a resumed run is in it already)."""
+        if getattr(report, "replayed", False):
+            return
         c = self.ckpt
         results = {a: _slim(r) for a, r in report.results.items()}
         c.results.append(results)

@@ -111,6 +111,7 @@ class RoundReport:
     leaderboard: pd.DataFrame  # this round's OOS leaderboard
     cumulative: pd.DataFrame  # the record so far, one row per agent
     gates: dict[str, GateStatus]
+    replayed: bool = False  # a round of a resumed run's checkpoint, not played again
 
 
 @dataclass
@@ -341,9 +342,10 @@ def run_tournament(
             leaderboard=board,
             cumulative=cumulative,
             gates=gate_status,
+            replayed=replayed,
         )
         reports.append(rep)
-        if on_round is not None and not replayed:
+        if on_round is not None:
             on_round(rep)
 
     if not reports:

@@ -75,18 +75,20 @@ def retrying(
     **kwargs: Any,
 ) -> Any:
     """``fn(*args, **kwargs)``, retried with exponential backoff (``first_wait_s``, doubling,
-    at most 30 s a wait) while it raises a transient error and ``retry_s`` seconds of waiting
-    are not spent; the last error is raised then. Errors of the request itself
-    (:data:`_PERMANENT` MLflow codes, ``TypeError``/``ValueError``/``KeyError``) are raised at
-    once."""
+    at most 30 s a wait) while it raises a transient error, until ``retry_s`` seconds are
+    spent (waiting, or in all since the first call: an HTTP client's own retries count too);
+    the last error is raised then. Errors of the request itself (:data:`_PERMANENT` MLflow
+    codes, ``TypeError``/``ValueError``/``KeyError``) are raised at once."""
     sleep = sleep or time.sleep
+    t0 = time.monotonic()
     waited = 0.0
     wait = first_wait_s
     while True:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            if _permanent(exc) or waited + wait > retry_s:
+            spent = max(waited, time.monotonic() - t0)
+            if _permanent(exc) or spent + wait > retry_s:
                 raise
             sleep(wait)
             waited += wait
@@ -220,7 +222,9 @@ class TournamentLogger:
         self.parent_run_id: str | None = None
         self._agents: dict[str, str] = {}
         self._pending: dict[str, list[Any]] = {}
-        self._logged: set[tuple[str, str, int]] = set()  # (run, key, step) held (resume)
+        # metric points (run, key, step) the store holds / the buffer holds: none twice
+        self._logged: set[tuple[str, str, int]] = set()
+        self._queued: set[tuple[str, str, int]] = set()
         self._finished = False
 
     @classmethod
@@ -323,8 +327,11 @@ class TournamentLogger:
         batch = []
         for key, value in metrics.items():
             f = _finite(value)
-            if f is not None and (run, str(key), int(round_idx)) not in self._logged:
+            point = (run, str(key), int(round_idx))
+            if f is not None and point not in self._logged and point not in self._queued:
                 batch.append(Metric(key=str(key), value=f, timestamp=ts, step=int(round_idx)))
+                if self.buffer:
+                    self._queued.add(point)
         if not batch:
             return
         if self.buffer:
@@ -352,6 +359,7 @@ class TournamentLogger:
                 raise
             for m in chunk:
                 self._logged.add((run, m.key, int(m.step)))
+                self._queued.discard((run, m.key, int(m.step)))
 
     def log_params(
         self, agent: str | None, params: Mapping[str, Any], *, round_idx: int | None = None
@@ -381,6 +389,7 @@ class TournamentLogger:
             self.client.log_batch(run, metrics=[], tags=chunk, synchronous=True)
         for chunk in _chunks(metrics, _MAX_METRICS):
             self.client.log_batch(run, metrics=chunk, synchronous=True)
+            self._logged.update((run, m.key, int(m.step)) for m in chunk)
 
     def set_tags(self, agent: str | None, tags: Mapping[str, Any]) -> None:
         """Set tags on ``agent``'s run (None: the parent run), in one batch."""

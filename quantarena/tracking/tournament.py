@@ -123,6 +123,9 @@ class TournamentRecorder:
         self._last_flush = time.monotonic()
         self.registered: dict[str, int] = {}
         self.mlflow_errors: list[str] = []
+        self.cooldown_s = 60.0  # after MLflow gave up: rounds wait this long before a retry
+        self._down_until = 0.0
+        self._backlog: list[Any] = []  # round reports not (fully) logged yet, in order
         if enabled:
             self.log = TournamentLogger.from_config(cfg, buffer=True)
             if resume:
@@ -141,15 +144,36 @@ class TournamentRecorder:
     def _degraded(self, exc: BaseException) -> None:
         import warnings
 
-        msg = f"MLflow unreachable ({type(exc).__name__}: {exc}); metrics kept to retry"
+        from quantarena.redact import redact_text
+
+        msg = redact_text(
+            f"MLflow unreachable ({type(exc).__name__}: {str(exc).strip()[:300]}); "
+            "metrics kept to retry"
+        )
         self.mlflow_errors.append(msg)
+        self._down_until = time.monotonic() + self.cooldown_s
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+    def _drain(self) -> bool:
+        """Log the backlog of round reports in order; False (the rest kept) when MLflow is
+        still unreachable. A report half-logged before is logged again without duplicates
+        (the logger skips metric points it holds or buffers)."""
+        while self._backlog:
+            try:
+                self._on_round(self._backlog[0])
+            except Exception as exc:
+                self._degraded(exc)
+                return False
+            self._backlog.pop(0)
+        return True
 
     def flush(self) -> bool:
         """Write buffered metrics now (before a checkpoint); False when MLflow is unreachable
         (they stay buffered)."""
         if self.log is None:
             return True
+        if time.monotonic() < self._down_until or not self._drain():
+            return False
         try:
             self.log.flush()
         except Exception as exc:
@@ -162,13 +186,14 @@ class TournamentRecorder:
     def on_round(self, report: Any) -> None:
         """Log one :class:`~quantarena.tournaments.director.RoundReport` (a failed agent-round
         adds its traceback as ``failures/round-<k>.txt`` and tag ``failed.round-<k>`` on the
-        agent's run)."""
+        agent's run). A replayed round of a resumed run logs only what its runs lack (e.g.
+        metrics kept back while MLflow was down when the run stopped)."""
         if self.log is None:
             return
-        try:
-            self._on_round(report)
-        except Exception as exc:
-            self._degraded(exc)
+        self._backlog.append(report)
+        if time.monotonic() < self._down_until:
+            return  # MLflow gave up recently: keep the round for later, do not stall the run
+        self._drain()
 
     def _on_round(self, report: Any) -> None:
         assert self.log is not None
@@ -183,7 +208,7 @@ class TournamentRecorder:
             if getattr(res, "failed", None):
                 self.log.log_text(res.failed, f"failures/round-{k}.txt", agent=agent)
                 self.log.set_tags(agent, {f"failed.round-{k}": res.failed.strip()[-500:]})
-            if getattr(res, "model", None) is not None:
+            if getattr(res, "model", None) is not None and not report.replayed:
                 self._log_model(agent, k, res)
         port = {f"{m}_{key}": v for m, d in report.portfolio.items() for key, v in d.items()}
         self.log.log_round(None, k, port)
@@ -191,7 +216,8 @@ class TournamentRecorder:
         # long tournament without one database round trip per agent per round
         now = time.monotonic()
         if now - self._last_flush >= self.flush_every_s:
-            self.flush()
+            self.log.flush()  # an error goes to _drain, which keeps the report
+            self._last_flush = now
 
     def _log_model(self, agent: str, k: int, res: Any) -> None:
         """A learning agent's model of round ``k`` (with its signature and the round's OOS
@@ -262,6 +288,8 @@ class TournamentRecorder:
 
         if self.log is not None:
             try:
+                if not self._drain():
+                    raise RuntimeError("the rounds' metrics could not be logged")
                 self._finish_mlflow(result, board, pm, figs, summary)
             except Exception as exc:  # the files above hold every result
                 self._degraded(exc)
