@@ -226,3 +226,17 @@ def test_submit_never_prints_the_token(tmp_path, monkeypatch):
     assert res.exit_code != 0
     assert "no Ray Jobs API answers there" in res.output
     assert PLANTED not in res.output
+
+
+def test_redacted_config_masks_a_tracking_password_and_stays_valid(tmp_path):
+    from quantarena.config import TournamentConfig
+    from test_faults import config_dict
+
+    d = config_dict(tmp_path)
+    d["tracking"]["mlflow_uri"] = f"http://qa:{PLANTED}@mlflow.internal:5000"
+    cfg = TournamentConfig.from_dict(d)
+    clean = redacted(cfg)
+    assert isinstance(clean, TournamentConfig)
+    assert clean.tracking.mlflow_uri == f"http://qa:{MASK}@mlflow.internal:5000"
+    assert PLANTED not in clean.to_yaml() and PLANTED in cfg.to_yaml()
+    assert redacted(TournamentConfig.from_dict(config_dict(tmp_path))) is not None

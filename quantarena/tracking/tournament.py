@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from quantarena.numfmt import fmt_cell
-from quantarena.redact import redacted
+from quantarena.redact import redact_text, redacted
 from quantarena.tracking.artifacts import (
     HEADERS,
     plot_drawdowns,
@@ -143,8 +143,6 @@ class TournamentRecorder:
 
     def _degraded(self, exc: BaseException) -> None:
         import warnings
-
-        from quantarena.redact import redact_text
 
         msg = redact_text(
             f"MLflow unreachable ({type(exc).__name__}: {str(exc).strip()[:300]}); "
@@ -279,7 +277,7 @@ class TournamentRecorder:
             "rounds": len(result.reports),
             "agents": result.agents,
             "output_dir": str(out.resolve()),
-            "mlflow_uri": self.cfg.tracking.mlflow_uri if self.log else None,
+            "mlflow_uri": redact_text(self.cfg.tracking.mlflow_uri) if self.log else None,
             "run_id": self.run_id,
             "costs": self.cfg.costs.to_costs().describe(),
             "portfolio": {m: {k: float(v) for k, v in row.items()} for m, row in pm.iterrows()},
