@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from quantarena.redact import MASK, redact, redact_text
+from quantarena.redact import MASK, redact, redact_text, redacted
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANTED = "pl4nted-S3CRET-" + uuid.uuid4().hex
@@ -229,8 +229,9 @@ def test_submit_never_prints_the_token(tmp_path, monkeypatch):
 
 
 def test_redacted_config_masks_a_tracking_password_and_stays_valid(tmp_path):
-    from quantarena.config import TournamentConfig
     from test_faults import config_dict
+
+    from quantarena.config import TournamentConfig
 
     d = config_dict(tmp_path)
     d["tracking"]["mlflow_uri"] = f"http://qa:{PLANTED}@mlflow.internal:5000"
