@@ -30,7 +30,8 @@ def run_on_ray(
     """
     from quantarena.tournaments.checkpoint import open_resume
 
-    open_resume(cfg, resume)  # a config mismatch fails before anything starts
+    if cfg.ray.address is None:  # the director's filesystem is this one: check it first
+        open_resume(cfg, resume)
     import ray
 
     from quantarena.actors.director import DirectorActor

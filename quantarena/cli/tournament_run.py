@@ -202,7 +202,7 @@ def run_command(
         cfg = TournamentConfig.from_yaml(config, check_paths=True)
         cfg = with_tracking(cfg, mlflow_uri=mlflow_uri, output_dir=output_dir)
         _confine_in_job(config, cfg)
-        if resume:  # a mismatch is refused before anything starts
+        if resume and (not ray or cfg.ray.address is None):  # refused before anything starts
             from quantarena.tournaments.checkpoint import open_resume
 
             open_resume(cfg, resume)
