@@ -474,3 +474,29 @@ def test_resume_fills_in_metrics_mlflow_missed_before_the_stop(tmp_path, monkeyp
     points = _metric_points(uri, ck.run_ids["trend"])
     assert points["oos_sharpe"] == [0, 1, 2] and points["weight"] == [0, 1, 2]
     assert _metric_points(uri, ck.run_ids["parent"])["equal_total_return"] == [0, 1, 2]
+
+
+def test_submit_resume_and_results_kept_reach_the_job_command(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from quantarena.cli import app
+    from quantarena.cluster import jobs
+
+    seen = {}
+
+    def fake_submit(config, **kw):
+        seen.update(kw)
+        return "raysubmit_x"
+
+    monkeypatch.setattr(jobs, "submit", fake_submit)
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(
+        app, ["submit", str(ROOT / "configs/quick.yaml"), "--address", "http://127.0.0.1:8265",
+              "--resume"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    cmd = seen["entrypoint"]
+    assert cmd.endswith(" --resume")
+    here = tmp_path.resolve()
+    assert f"--mlflow-uri sqlite:///{here}/runs/quick/mlflow.db" in cmd
+    assert f"--output-dir {here}/runs/quick" in cmd
