@@ -27,3 +27,11 @@ class FailingBuyHold(BuyHold):
                 marker.write_text("failed once")
                 raise RuntimeError("planted failure: agent broke once")
         return super().indicators(bars, params, xp)
+
+
+def register() -> None:
+    """Register :class:`FailingBuyHold` (a Ray ``worker_process_setup_hook``)."""
+    from quantarena.strategies import registry
+
+    registry._load_builtins()
+    registry._REGISTRY.setdefault(FailingBuyHold.name, FailingBuyHold)
