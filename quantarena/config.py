@@ -535,11 +535,14 @@ class TrackingConfig(_Section):
     """Where results go. ``output_dir`` (default ``runs/<name>``) holds plots and tables;
     ``mlflow_uri`` (default ``sqlite:///<output_dir>/mlflow.db``) is the MLflow tracking URI —
     a SQLite file, ``http://host:5000`` for a tracking server, or any URI MLflow accepts;
-    ``experiment`` defaults to the tournament name."""
+    ``experiment`` defaults to the tournament name; ``checkpoint`` (default
+    ``<output_dir>/checkpoint.pkl``) is where the director saves its state after every round,
+    a path or any fsspec URI (``s3://bucket/run.pkl``), for ``tournament run --resume``."""
 
     mlflow_uri: str | None = None
     experiment: str | None = None
     output_dir: Path | None = None
+    checkpoint: str | None = None
 
     @field_validator("mlflow_uri", "experiment")
     @classmethod
@@ -556,7 +559,11 @@ class RayConfig(_Section):
     ``runtime_env`` is merged into the runtime environment of submitted jobs;
     ``include_dashboard`` starts the dashboard with a local Ray; ``max_running_agents`` caps
     the agent-rounds computing at once (default: the cluster's CPUs when agents run on CPUs —
-    more would only time-share the cores — and every agent when they run on GPUs)."""
+    more would only time-share the cores — and every agent when they run on GPUs).
+    Faults: an agent actor that dies is restarted up to ``max_restarts`` times and its
+    interrupted call retried up to ``max_task_retries`` times (Ray's actor options); an
+    agent-round that raises is run again up to ``round_retries`` times, then scored flat
+    for that round (``failed_rounds`` in the leaderboard, its traceback in MLflow)."""
 
     address: str | None = None
     num_cpus: PositiveInt | None = None
@@ -564,6 +571,9 @@ class RayConfig(_Section):
     runtime_env: dict[str, Any] | None = None
     include_dashboard: bool = False
     max_running_agents: PositiveInt | None = None
+    max_restarts: int = Field(default=3, ge=-1)
+    max_task_retries: int = Field(default=3, ge=-1)
+    round_retries: NonNegInt = 2
 
 
 class TournamentConfig(_Section):
@@ -611,6 +621,7 @@ class TournamentConfig(_Section):
                 output_dir=out,
                 mlflow_uri=t.mlflow_uri or f"sqlite:///{out.as_posix()}/mlflow.db",
                 experiment=t.experiment or self.name,
+                checkpoint=t.checkpoint,
             )
         return self
 

@@ -38,6 +38,7 @@ KINDS: dict[str, str] = {
     "pbo": "prob",
     "n_trades": "int",
     "rounds_won": "int",
+    "failed_rounds": "int",
     "rank": "int",
     "rounds": "int",
 }

@@ -83,7 +83,8 @@ def test_cli_submits_waits_and_the_job_logs_to_mlflow(
     assert f"dashboard: {head.dashboard_url}/#/jobs/{job_id}" in res.output
     assert f"logged 2 agents of quick to {uri}" in res.output  # the job's own log, followed
     assert f"job {job_id} SUCCEEDED" in res.output
-    assert "warning: tracking.mlflow_uri sqlite:///runs/quick/mlflow.db is relative" in res.output
+    # on a cluster at 127.0.0.1 the job's results are kept here (absolute URI): no warning
+    assert "is relative" not in res.output
     assert job_status(job_id, address=head.dashboard_url) == "SUCCEEDED"
 
     client = MlflowClient(tracking_uri=uri)
@@ -142,7 +143,7 @@ def test_wrong_token_is_one_line_error(head: LocalHead, monkeypatch, tmp_path: P
     )
     assert res.exit_code == 2
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert len(lines) == 2  # the relative-URI warning, then the one-line error
+    assert len(lines) == 1  # the one-line error
     assert lines[-1].startswith("error: ") and "rejected the token" in lines[-1]
 
 
@@ -248,3 +249,44 @@ def test_real_tournament_job_succeeds_and_logs_mlflow_runs(
     hist = client.get_metric_history(children["trend"].info.run_id, "oos_sharpe")
     assert sorted(m.step for m in hist) == list(range(n_rounds))
     assert (out / "leaderboard.csv").exists() and (out / "weights.png").exists()
+
+
+def test_submitted_tournament_spreads_agents_over_two_nodes(
+    head: LocalHead, right_token, monkeypatch, tmp_path: Path
+) -> None:
+    """A worker node joins the head (two nodes on this machine): a `submit`ted tournament
+    places its agents on both, the data reaching them through the object store, and gives
+    the numbers of the same tournament run in this process."""
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from quantarena.actors.driver import run_in_process
+    from quantarena.cli.tournament_run import with_tracking
+    from quantarena.cluster import jobs
+    from quantarena.config import TournamentConfig
+
+    head.add_worker(num_cpus=1)
+    monkeypatch.setattr(jobs, "TOURNAMENT_ENTRYPOINT", jobs.TOURNAMENT_ENTRYPOINT + " --json")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        _app(),
+        ["submit", str(ROOT / "configs" / "quick.yaml"), "--address", head.dashboard_url,
+         "--wait", "--timeout", "400", "--mlflow-uri", f"sqlite:///{tmp_path / 'm.db'}",
+         "--output-dir", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    text = res.output
+    start = text.index('\n{\n  "name"') + 1
+    summary = json.loads(text[start : text.index("\n}\n", start) + 2])
+    nodes = {i["agent"]: i["node_id"] for i in summary["agents_info"]}
+    assert len(set(nodes.values())) == 2, nodes  # one agent per node
+    monkeypatch.chdir(ROOT)  # the config's data path is relative to the repository
+    cfg = with_tracking(
+        TournamentConfig.from_yaml(ROOT / "configs" / "quick.yaml"), output_dir=tmp_path / "local"
+    )
+    local = run_in_process(cfg, log_mlflow=False)
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(summary["leaderboard"]), pd.DataFrame(local["leaderboard"])
+    )

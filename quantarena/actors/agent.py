@@ -87,14 +87,17 @@ class AgentActor:
             "memory_caps": self.memory_caps,
         }
 
-    def run_round(self, rnd: Round) -> RoundResult:
-        """Pick parameters in sample and trade the round out of sample."""
+    def run_round(self, rnd: Round, previous: RoundResult | None = None) -> RoundResult:
+        """Pick parameters in sample and trade the round out of sample, continuing from
+        ``previous`` (the agent's result of the round before; the director passes it, so a
+        restarted actor needs no state of its own) or, when not given, from the result this
+        actor last returned."""
         res = run_agent_round(
             self.panel,
             self.entry,
             rnd,
             self.costs,
-            previous=self.previous,
+            previous=previous if previous is not None else self.previous,
             backend=self.backend.name,
             periods_per_year=self.periods_per_year,
         )

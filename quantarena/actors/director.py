@@ -85,18 +85,30 @@ class DirectorActor:
         with self._lock:
             self._progress.update(kw)
 
-    def run(self, log_mlflow: bool = True) -> dict[str, Any]:
-        """Run every round; returns the summary (leaderboard rows, paths, timings)."""
+    def run(self, log_mlflow: bool = True, resume: bool = False) -> dict[str, Any]:
+        """Run every round (``resume``: the rounds after the checkpoint's); returns the
+        summary (leaderboard rows, paths, timings).
+
+        Faults: agent actors restart (``ray.max_restarts``) and Ray retries their interrupted
+        call (``ray.max_task_retries``); every call carries the agent's previous result, so a
+        restarted actor continues exactly. An agent-round that raises is started again up to
+        ``ray.round_retries`` times, then scored flat (:func:`failed_result`). A checkpoint
+        is written after every round."""
         from quantarena.cluster.runtime import agent_resources
+        from quantarena.tournaments.checkpoint import Checkpointer, checkpoint_target, open_resume
+        from quantarena.tournaments.pipeline import AgentRoundError
+        from quantarena.tournaments.rounds import failed_result
         from quantarena.tournaments.setup import play, prepare
         from quantarena.tracking.tournament import TournamentRecorder, leaderboard_view
 
         cfg = self.cfg
         t_start = time.perf_counter()
+        start = open_resume(cfg, resume)
+        done = start.results if start is not None else []
         panel = ray.get(self.panel_ref)
         inputs = prepare(cfg, panel=panel, audit=False)  # the driver audited the entrants
         del panel
-        self._set(total=len(inputs.rounds), stage="starting agents")
+        self._set(total=len(inputs.rounds), done=len(done), stage="starting agents")
         asks = [agent_resources(a.gpu_fraction) for a in cfg.agents]
         cluster = ray.cluster_resources()
         check_fits(asks, cluster)
@@ -109,7 +121,11 @@ class DirectorActor:
             # SPREAD: on a cluster, agents go to different nodes (not packed onto the first
             # one that fits their fractions); on one node it changes nothing
             actors[e.name] = AgentActor.options(
-                name=f"agent:{e.name}", scheduling_strategy="SPREAD", **ask
+                name=f"agent:{e.name}",
+                scheduling_strategy="SPREAD",
+                max_restarts=cfg.ray.max_restarts,
+                max_task_retries=cfg.ray.max_task_retries,
+                **ask,
             ).remote(
                 self.panel_ref,
                 e,
@@ -142,19 +158,43 @@ class DirectorActor:
 
         def wait_any(refs: list[Any]) -> tuple[Any, Any]:
             (ref,), _ = ray.wait(refs, num_returns=1)
-            return ref, ray.get(ref)
+            try:
+                return ref, ray.get(ref)
+            except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as exc:
+                return ref, AgentRoundError(str(exc))
 
-        pipeline = RoundPipeline(
+        entries = {e.name: e for e in inputs.entries}
+        ts = inputs.panel.ts
+
+        def on_failed(name: str, rnd: Any, error: str, previous: Any) -> Any:
+            return failed_result(ts, entries[name], rnd, error, previous)
+
+        pipeline: RoundPipeline = RoundPipeline(
             list(actors),
-            inputs.rounds,
-            lambda name, rnd: actors[name].run_round.remote(rnd),
+            inputs.rounds[len(done) :],
+            lambda name, rnd: actors[name].run_round.remote(rnd, pipeline.latest.get(name)),
             wait_any,
             slot_map,
             groups=groups,
+            retries=cfg.ray.round_retries,
+            on_failed=on_failed,
+            initial=dict(done[-1]) if done else None,
         )
         pipeline.start()  # agents work while MLflow sets up (its first call takes seconds)
         try:
-            rec = TournamentRecorder(cfg, {a.name: a.kind for a in cfg.agents}, enabled=log_mlflow)
+            rec = TournamentRecorder(
+                cfg,
+                {a.name: a.kind for a in cfg.agents},
+                enabled=log_mlflow,
+                resume=(start.run_ids or None) if start is not None else None,
+            )
+            ckpt = Checkpointer(
+                checkpoint_target(cfg),
+                cfg.model_dump(mode="json"),
+                rec.run_ids,
+                start=start,
+                before_save=rec.flush,
+            )
         except BaseException:
             for a in actors.values():
                 ray.kill(a)
@@ -175,6 +215,7 @@ class DirectorActor:
         def on_round(report: Any) -> None:
             t0 = time.perf_counter()
             rec.on_round(report)
+            ckpt.on_round(report)
             timings["tracking"] += time.perf_counter() - t0
             best = report.cumulative.sort_values("sharpe", ascending=False).index[0]
             self._set(
@@ -186,7 +227,7 @@ class DirectorActor:
         try:
             self._set(stage="round 1")
             t0 = time.perf_counter()
-            result = play(inputs, cfg, evaluate, on_round)
+            result = play(inputs, cfg, evaluate, on_round, done=done)
             timings["selection"] = max(
                 time.perf_counter() - t0 - timings["wait"] - timings["tracking"], 0.0
             )

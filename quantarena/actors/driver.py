@@ -20,12 +20,18 @@ def run_on_ray(
     log_mlflow: bool = True,
     backend: str = "auto",
     poll_s: float = 0.5,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Run ``cfg`` as a director actor with one agent actor per entrant; returns the summary.
 
     ``progress(done, total, stage)`` is called as rounds finish. Actors are named
     ``director:<tournament>`` and ``agent:<name>`` so the Ray dashboard reads well.
+    ``resume``: continue from the checkpoint (checked here, before Ray starts).
     """
+    from quantarena.tournaments.checkpoint import open_resume
+
+    if cfg.ray.address is None:  # the director's filesystem is this one: check it first
+        open_resume(cfg, resume)
     import ray
 
     from quantarena.actors.director import DirectorActor
@@ -45,7 +51,7 @@ def run_on_ray(
         cfg.model_dump(mode="json"), [panel_ref], backend
     )
     try:
-        fut = director.run.remote(log_mlflow)
+        fut = director.run.remote(log_mlflow, resume)
         last = None
         while True:
             ready, _ = ray.wait([fut], timeout=poll_s)
@@ -76,44 +82,71 @@ def run_in_process(
     progress: ProgressFn | None = None,
     log_mlflow: bool = True,
     backend: str = "auto",
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """The same tournament without Ray: agents evaluated one after another in this process."""
-    from quantarena.tournaments.rounds import run_agent_round
+    """The same tournament without Ray: agents evaluated one after another in this process.
+    Checkpoints, ``resume`` and failed agent-rounds (``ray.round_retries`` retries, then
+    scored flat) behave as on Ray."""
+    import traceback
+
+    from quantarena.tournaments.checkpoint import Checkpointer, checkpoint_target, open_resume
+    from quantarena.tournaments.rounds import failed_result, run_agent_round
     from quantarena.tournaments.setup import play, prepare
     from quantarena.tracking.tournament import TournamentRecorder, leaderboard_view
 
     t0 = time.perf_counter()
+    start = open_resume(cfg, resume)
+    done = start.results if start is not None else []
     inputs = prepare(cfg)
-    rec = TournamentRecorder(cfg, {a.name: a.kind for a in cfg.agents}, enabled=log_mlflow)
+    rec = TournamentRecorder(
+        cfg,
+        {a.name: a.kind for a in cfg.agents},
+        enabled=log_mlflow,
+        resume=(start.run_ids or None) if start is not None else None,
+    )
+    ckpt = Checkpointer(
+        checkpoint_target(cfg),
+        cfg.model_dump(mode="json"),
+        rec.run_ids,
+        start=start,
+        before_save=rec.flush,
+    )
     total = len(inputs.rounds)
     if progress:
-        progress(0, total, "round 1")
+        progress(len(done), total, f"round {len(done) + 1}")
 
-    previous: dict[str, Any] = {}
+    previous: dict[str, Any] = dict(done[-1]) if done else {}
+
+    def one(e: Any, rnd: Any) -> Any:
+        err = ""
+        for _ in range(cfg.ray.round_retries + 1):
+            try:
+                return run_agent_round(
+                    inputs.panel,
+                    e,
+                    rnd,
+                    inputs.costs,
+                    previous=previous.get(e.name),
+                    backend=backend,
+                    periods_per_year=inputs.periods_per_year,
+                )
+            except Exception:
+                err = traceback.format_exc()
+        return failed_result(inputs.panel.ts, e, rnd, err, previous.get(e.name))
 
     def evaluate(rnd: Any) -> dict[str, Any]:
-        out = {
-            e.name: run_agent_round(
-                inputs.panel,
-                e,
-                rnd,
-                inputs.costs,
-                previous=previous.get(e.name),
-                backend=backend,
-                periods_per_year=inputs.periods_per_year,
-            )
-            for e in inputs.entries
-        }
+        out = {e.name: one(e, rnd) for e in inputs.entries}
         previous.update(out)
         return out
 
     def on_round(rep: Any) -> None:
         rec.on_round(rep)
+        ckpt.on_round(rep)
         if progress:
             progress(rep.round.index + 1, total, f"round {rep.round.index + 1}")
 
     try:
-        result = play(inputs, cfg, evaluate, on_round)
+        result = play(inputs, cfg, evaluate, on_round, done=done)
         summary = rec.finish(result, inputs.periods_per_year)
     except BaseException:
         rec.fail()

@@ -43,14 +43,29 @@ def submit_command(
     output_dir: str | None = typer.Option(
         None, "--output-dir", help="Absolute folder on the cluster for plots and tables."
     ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the tournament from its last checkpoint."
+    ),
+    allow_absolute_paths: bool = typer.Option(
+        False,
+        "--allow-absolute-paths",
+        help="Let the config read data at absolute paths on the cluster (default: only "
+        "inside the job's working dir).",
+    ),
 ) -> None:
     """Validate CONFIG here, then submit it to a Ray cluster as a job.
 
     The job runs `python -m quantarena tournament run CONFIG` in a copy of this repository
     (without .venv, .git, runs/, stores). With token auth on the cluster, the token is read
-    from RAY_AUTH_TOKEN, the file named by RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token.
+    from RAY_AUTH_TOKEN, the file named by RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token (it is
+    never printed). On a cluster at 127.0.0.1 the job's results stay here: a relative
+    SQLite tracking URI and output dir become absolute paths in this folder.
     """
     from quantarena.cluster import jobs
+
+    if not mlflow_uri and not output_dir:
+        with user_errors():
+            mlflow_uri, output_dir = jobs.keep_results_here(config, address)
 
     out = Console(highlight=False, soft_wrap=True)
 
@@ -67,6 +82,8 @@ def submit_command(
         extra += f" --mlflow-uri {shlex.quote(mlflow_uri)}"
     if output_dir:
         extra += f" --output-dir {shlex.quote(output_dir)}"
+    if resume:
+        extra += " --resume"
     with user_errors():
         try:
             job_id = jobs.submit(
@@ -78,6 +95,7 @@ def submit_command(
                 on_submit=announce,
                 entrypoint=jobs.TOURNAMENT_ENTRYPOINT + extra if extra else None,
                 mlflow_uri_override=mlflow_uri,
+                allow_absolute=allow_absolute_paths,
             )
         except (jobs.JobFailedError, TimeoutError) as exc:
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)

@@ -85,9 +85,27 @@ def leaderboard_table(rows: list[dict[str, Any]], title: str) -> Table:
             fmt_cell("next_weight", r.get("next_weight")),
             gates,
         )
+    failed = [r for r in rows if (_count(r.get("failed_rounds")) or 0) > 0]
+    notes = []
     if any("held_back_by" in r for r in rows):
-        t.caption = "gate* = binding: an agent failing it gets no capital (gates.binding)"
+        notes.append("gate* = binding: an agent failing it gets no capital (gates.binding)")
+    if failed:
+        notes.append(
+            "failed rounds (scored flat; tracebacks in MLflow): "
+            + ", ".join(f"{r.get('agent')} {_count(r.get('failed_rounds'))}" for r in failed)
+        )
+    if notes:
+        t.caption = "\n".join(notes)
     return t
+
+
+def _count(v: Any) -> int | None:
+    """A count cell (None for missing / NaN)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return int(f) if f == f else None
 
 
 def _text(v: Any) -> str:
@@ -168,14 +186,26 @@ def run_command(
     output_dir: Path = typer.Option(
         None, "--output-dir", help="Override tracking.output_dir (plots, tables, store)."
     ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue from the last checkpoint (tracking.checkpoint) into the same MLflow "
+        "runs; the config may differ only in tracking, ray and agents[].gpu_fraction.",
+    ),
 ) -> None:
-    """Run the tournament in CONFIG: walk-forward rounds, leaderboard, capital, MLflow."""
+    """Run the tournament in CONFIG: walk-forward rounds, leaderboard, capital, MLflow.
+    A checkpoint is saved after every round; --resume continues an interrupted run."""
     from quantarena.config import TournamentConfig
 
     console = _console(quiet=json_out)
     with user_errors():
         cfg = TournamentConfig.from_yaml(config, check_paths=True)
         cfg = with_tracking(cfg, mlflow_uri=mlflow_uri, output_dir=output_dir)
+        _confine_in_job(config, cfg)
+        if resume and (not ray or cfg.ray.address is None):  # refused before anything starts
+            from quantarena.tournaments.checkpoint import open_resume
+
+            open_resume(cfg, resume)
         if not ray:  # in this process: fail before the rounds when --backend cannot run here
             from quantarena.engine.backend import get_backend
 
@@ -185,11 +215,32 @@ def run_command(
     with compiling_status(not json_out), round_progress(console, cfg.name) as progress:
         with user_errors():
             run = driver.run_on_ray if ray else driver.run_in_process
-            summary = run(cfg, progress=progress, log_mlflow=mlflow, backend=backend)
+            summary = run(cfg, progress=progress, log_mlflow=mlflow, backend=backend, resume=resume)
     if json_out:
         typer.echo(json.dumps(summary, default=str, indent=2))
         return
     show_summary(console, summary, cfg.allocation.method)
+
+
+def _confine_in_job(config: Path, cfg: Any) -> None:
+    """In a job submitted without --allow-absolute-paths: the config and its data must lie
+    inside the job's working dir (the current folder)."""
+    import os
+
+    from quantarena.cluster.jobs import CONFINE_ENV, confined_paths
+    from quantarena.config import ConfigError
+
+    if os.environ.get(CONFINE_ENV) != "1":
+        return
+    root = Path.cwd().resolve()
+    try:
+        config.resolve().relative_to(root)
+    except ValueError:
+        raise ConfigError(
+            f"{config}: the config is outside the job's working dir {root} — submit it "
+            "from inside the repository"
+        ) from None
+    confined_paths(cfg, str(config), root)
 
 
 def with_tracking(

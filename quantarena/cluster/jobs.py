@@ -280,8 +280,46 @@ def _config_in_working_dir(config_path: Path, working_dir: Path) -> str:
     return rel.as_posix()
 
 
+#: set in a submitted job's environment unless absolute paths are allowed: ``tournament
+#: run`` then refuses config and data paths outside its working dir
+CONFINE_ENV = "QUANTARENA_CONFINE_PATHS"
+
+
+def confined_paths(cfg: Any, source: str, root: Path, *, allow_absolute: bool = False) -> None:
+    """Refuse (``ConfigError``, one line) a config's data paths outside ``root``: a relative
+    path that climbs out (``../``, a symlink), and any absolute path unless
+    ``allow_absolute``."""
+    from quantarena.config import ConfigError
+
+    data = cfg.data
+    paths = [("data.store", data.store)] if data.store is not None else []
+    paths += [(f"data.files.{i}.path", f.path) for i, f in enumerate(data.files or [])]
+    base = root.resolve()
+    for key, p in paths:
+        p = Path(p)
+        if p.is_absolute():
+            if allow_absolute:
+                continue
+            raise ConfigError(
+                f"{source}: {key}: {p} is outside the job's working dir — pass "
+                "--allow-absolute-paths to read a path on the cluster"
+            )
+        try:
+            (base / p).resolve().relative_to(base)
+        except ValueError:
+            raise ConfigError(
+                f"{source}: {key}: {p} leads outside the job's working dir {base} — keep "
+                "data inside it"
+            ) from None
+
+
 def _check_job_paths(
-    cfg: Any, source: str, working_dir: Path, log: LogSink, uri_override: str | None = None
+    cfg: Any,
+    source: str,
+    working_dir: Path,
+    log: LogSink,
+    uri_override: str | None = None,
+    allow_absolute: bool = False,
 ) -> None:
     from quantarena.config import ConfigError
 
@@ -289,8 +327,9 @@ def _check_job_paths(
     if data.store is not None and not data.store.is_absolute():
         raise ConfigError(
             f"{source}: data.store: stores are not uploaded with a job — give the store's "
-            "absolute path on the cluster"
+            "absolute path on the cluster (with --allow-absolute-paths)"
         )
+    confined_paths(cfg, source, working_dir, allow_absolute=allow_absolute)
     for i, f in enumerate(data.files or []):
         if not f.path.is_absolute() and not (working_dir / f.path).exists():
             raise ConfigError(
@@ -306,6 +345,30 @@ def _check_job_paths(
         )
 
 
+def keep_results_here(config_path: str | Path, address: str) -> tuple[str | None, str | None]:
+    """For a cluster on this machine (``address`` at 127.0.0.1 / localhost) and a config whose
+    tracking URI is the default relative SQLite file: ``(absolute sqlite URI, absolute output
+    dir)`` in the current folder, so the job's results land where the submitting user reads
+    them (not in the job's temporary working dir). ``(None, None)`` otherwise."""
+    from urllib.parse import urlparse
+
+    from quantarena.config import TournamentConfig
+
+    host = urlparse(address if "://" in address else f"http://{address}").hostname or ""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return None, None
+    cfg = TournamentConfig.from_yaml(Path(config_path))
+    t = cfg.tracking
+    uri = t.mlflow_uri or ""
+    if not uri.startswith("sqlite:///") or uri.startswith("sqlite:////"):
+        return None, None
+    out = Path(t.output_dir)
+    out = out if out.is_absolute() else (Path.cwd() / out).resolve()
+    db = Path(uri[len("sqlite:///") :])
+    db = db if db.is_absolute() else (Path.cwd() / db).resolve()
+    return f"sqlite:///{db.as_posix()}", str(out)
+
+
 def submit(
     config_path: str | Path,
     *,
@@ -318,6 +381,7 @@ def submit(
     timeout_s: float | None = None,
     on_submit: Callable[[str], None] | None = None,
     mlflow_uri_override: str | None = None,
+    allow_absolute: bool = False,
 ) -> str:
     """Validate a tournament config here, then submit it as a Ray job; return the job id.
 
@@ -328,6 +392,8 @@ def submit(
     :class:`~quantarena.cluster.auth.ClusterAuthError` or :class:`ClusterUnreachableError`
     with one-line messages. ``mlflow_uri_override``: the tracking URI the entrypoint was told
     to use instead of the config's (only checked here, e.g. for a relative SQLite path).
+    ``allow_absolute``: let the config name absolute data paths on the cluster (else data
+    must lie inside the working dir, checked here and again by the job, :data:`CONFINE_ENV`).
     """
     from quantarena.config import TournamentConfig
 
@@ -336,8 +402,8 @@ def submit(
     base = dict(cfg.ray.runtime_env or {})
     wd = Path(working_dir if working_dir is not None else base.get("working_dir", repo_root()))
     rel = _config_in_working_dir(path, wd)
-    _check_job_paths(cfg, str(path), wd, log, mlflow_uri_override)
-    env = job_runtime_env(wd, base=base)
+    _check_job_paths(cfg, str(path), wd, log, mlflow_uri_override, allow_absolute)
+    env = job_runtime_env(wd, base=base, env_vars=None if allow_absolute else {CONFINE_ENV: "1"})
     template = TOURNAMENT_ENTRYPOINT if entrypoint is None else entrypoint
     command = template.format(config=shlex.quote(rel))
     return submit_entrypoint(

@@ -106,6 +106,7 @@ class LocalHead:
         self.extra_env = dict(env or {})
         self.start_timeout_s = start_timeout_s
         self.proc: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
         self.port = 0
         self.dashboard_port = 0
         self.log_path: Path | None = None
@@ -193,6 +194,61 @@ class LocalHead:
             raise
         return self
 
+    def add_worker(self, num_cpus: int = 1, timeout_s: float = 90.0) -> None:
+        """Join a worker node (``ray start --address``, its own session, same auth) to this
+        head: a second node on this machine for multi-node tests. Stopped with the head."""
+
+        if self.proc is None:
+            raise RuntimeError("start the head first")
+        before = self._alive_nodes()
+        cmd = [
+            _ray_executable(),
+            "start",
+            f"--address={self.address}",
+            "--block",
+            "--disable-usage-stats",
+            "--node-ip-address=127.0.0.1",
+            f"--num-cpus={num_cpus}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+        ]
+        assert self.temp_dir is not None
+        log = open(self.temp_dir / f"worker-{len(self.workers)}.log", "wb")  # noqa: SIM115
+        self.workers.append(
+            subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.environment(),
+                cwd=self.temp_dir,
+                start_new_session=True,
+            )
+        )
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._alive_nodes() > before:
+                return
+            if self.workers[-1].poll() is not None:
+                break
+            time.sleep(0.5)
+        raise RuntimeError(f"the worker node did not join within {timeout_s:.0f} s")
+
+    def _alive_nodes(self) -> int:
+        """Alive nodes, from the dashboard's node list."""
+        import json
+        import urllib.request
+
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        req = urllib.request.Request(f"{self.dashboard_url}/nodes?view=summary", headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                data = json.loads(resp.read())
+        except (OSError, ValueError):
+            return 0
+        rows = data.get("data", {}).get("summary", [])
+        return sum(1 for r in rows if r.get("raylet", {}).get("state") == "ALIVE")
+
     def _wait_ready(self) -> None:
         import urllib.error
         import urllib.request
@@ -236,28 +292,31 @@ class LocalHead:
         return " | ".join(lines[-n:])
 
     def _own_procs(self) -> dict[int, Any]:
-        """Live processes that belong to this head (its session, and descendants), as
-        ``psutil.Process`` objects: they remember their start time, so a pid reused by an
-        unrelated process later is never signalled."""
+        """Live processes that belong to this head and its workers (their sessions, and
+        descendants), as ``psutil.Process`` objects: they remember their start time, so a
+        pid reused by an unrelated process later is never signalled."""
         if self.proc is None:
             return {}
         import psutil
 
-        sid = self.proc.pid  # start_new_session=True: the session id is the leader's pid
+        leaders = [self.proc, *self.workers]
+        sids = {p.pid for p in leaders}  # start_new_session=True: session id = leader's pid
         procs: dict[int, Any] = {}
-        try:
-            for p in psutil.Process(self.proc.pid).children(recursive=True):
-                procs[p.pid] = p
-        except psutil.Error:
-            pass
+        for leader in leaders:
+            try:
+                for p in psutil.Process(leader.pid).children(recursive=True):
+                    procs[p.pid] = p
+            except psutil.Error:
+                pass
         for p in psutil.process_iter():
             try:
-                if p.pid not in procs and os.getsid(p.pid) == sid:
+                if p.pid not in procs and os.getsid(p.pid) in sids:
                     procs[p.pid] = p
             except (OSError, psutil.Error):
                 continue
         procs.pop(os.getpid(), None)
-        procs.pop(self.proc.pid, None)
+        for leader in leaders:
+            procs.pop(leader.pid, None)
         return procs
 
     def stop(self, timeout_s: float = 40.0) -> None:
@@ -267,6 +326,16 @@ class LocalHead:
         import psutil
 
         procs = self._own_procs()
+        for w in self.workers:  # workers first: they leave the head cleanly
+            if w.poll() is None:
+                w.send_signal(signal.SIGTERM)
+        for w in self.workers:
+            try:
+                w.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait(timeout=10)
+        self.workers = []
         if self.proc.poll() is None:
             try:
                 self.proc.send_signal(signal.SIGTERM)

@@ -111,6 +111,7 @@ class RoundReport:
     leaderboard: pd.DataFrame  # this round's OOS leaderboard
     cumulative: pd.DataFrame  # the record so far, one row per agent
     gates: dict[str, GateStatus]
+    replayed: bool = False  # a round of a resumed run's checkpoint, not played again
 
 
 @dataclass
@@ -247,6 +248,7 @@ def run_tournament(
     score: str = "dsr",
     paper_days: dict[str, float] | None = None,
     on_round: Callable[[RoundReport], None] | None = None,
+    done: Sequence[dict[str, RoundResult]] = (),
 ) -> TournamentResult:
     """Run the walk-forward rounds and allocate capital out of sample.
 
@@ -259,6 +261,9 @@ def run_tournament(
         score: leaderboard score (see :func:`quantarena.tournaments.ranking.rank_agents`).
         paper_days: days of paper trading per agent (``None``: not yet available).
         on_round: called with a :class:`RoundReport` after each round.
+        done: the results of the first ``len(done)`` rounds, already played (a resumed
+            run's checkpoint): they are replayed into the records without calling
+            ``evaluate`` or ``on_round``, so the rest continues exactly as if never stopped.
     """
     cfg = allocation or AllocationConfig()
     gate_cfg = gates or GateConfig()
@@ -279,9 +284,13 @@ def run_tournament(
     cumulative = pd.DataFrame()
     tracks = {a: TrackRecord() for a in agents}  # agent_record(history), O(round) each round
 
-    for rnd in rounds:
+    if len(done) > len(rounds):
+        raise ValueError(f"{len(done)} rounds done but the schedule has {len(rounds)}")
+    failed = dict.fromkeys(agents, 0)
+    for i, rnd in enumerate(rounds):
         w = _weights_for(history, agents, eligible, cfg)
-        results = evaluate(rnd)
+        replayed = i < len(done)
+        results = done[i] if replayed else evaluate(rnd)
         missing = [a for a in agents if a not in results]
         if missing:
             raise RuntimeError(f"round {rnd.index}: no result from {', '.join(missing)}")
@@ -306,6 +315,7 @@ def run_tournament(
         per_round_boards.append(board)
         for a in agents:
             tracks[a].add(results[a], periods_per_year)
+            failed[a] += getattr(results[a], "failed", None) is not None
         record = {a: tracks[a].stats(periods_per_year) for a in agents}
         stats = {a: {**record[a], "paper_days": (paper_days or {}).get(a)} for a in agents}
         gate_status = evaluate_gates(stats, gate_cfg)
@@ -323,6 +333,7 @@ def run_tournament(
             ", ".join(g for g in gate_status[a].failed if g in cfg.gated_by) for a in agents
         ]
         cumulative["weight"] = [float(x) for x in w[cfg.method]]
+        cumulative["failed_rounds"] = [failed[a] for a in agents]
         rep = RoundReport(
             round=rnd,
             results=results,
@@ -331,6 +342,7 @@ def run_tournament(
             leaderboard=board,
             cumulative=cumulative,
             gates=gate_status,
+            replayed=replayed,
         )
         reports.append(rep)
         if on_round is not None:

@@ -27,7 +27,19 @@ from typing import Any
 
 from quantarena.tournaments.schedule import Round
 
-__all__ = ["RoundPipeline"]
+__all__ = ["AgentRoundError", "RoundPipeline"]
+
+
+class AgentRoundError:
+    """What ``wait_any`` returns in place of a result when an agent-round raised
+    (``error``: its traceback text). The pipeline retries it, then asks ``on_failed``."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+    def __repr__(self) -> str:
+        last = self.error.strip().splitlines()[-1:] or [""]
+        return f"AgentRoundError({last[0]!r})"
 
 
 class RoundPipeline:
@@ -43,9 +55,18 @@ class RoundPipeline:
         groups: agent → group (e.g. the node an agent actor was placed on); ``None``: one group.
         lookahead: how many rounds past the one the director asks for may be started
             (``None``: any; results are small, a few arrays per agent-round).
+        retries: how many times a failed agent-round (``wait_any`` gave an
+            :class:`AgentRoundError`) is started again before it counts as failed.
+        on_failed: ``on_failed(agent, round, error, previous) -> result`` stands in for an
+            agent-round that failed past its retries (e.g. a flat result); ``None``: raise
+            ``RuntimeError`` with the error.
+        initial: agent → its result of the round before ``rounds[0]`` (a resumed run).
 
     Attributes:
         max_running: the most agent-rounds that ran at once (for tests and logs).
+        latest: agent → its latest finished result (the state its next round continues
+            from: ``submit`` may pass it on, so a restarted worker needs nothing of its own).
+        retried: ``(agent, round index)`` of every retry started, in order.
     """
 
     def __init__(
@@ -57,6 +78,10 @@ class RoundPipeline:
         slots: int | Mapping[str, int],
         lookahead: int | None = None,
         groups: Mapping[str, str] | None = None,
+        *,
+        retries: int = 0,
+        on_failed: Callable[[str, Round, str, Any], Any] | None = None,
+        initial: Mapping[str, Any] | None = None,
     ) -> None:
         if groups is None:
             groups = dict.fromkeys(agents, "")
@@ -85,6 +110,13 @@ class RoundPipeline:
         self._done: dict[int, dict[str, Any]] = {}
         self._asked = 0  # position of the round the director waits for
         self.max_running = 0
+        if int(retries) < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        self.retries = int(retries)
+        self.on_failed = on_failed
+        self.latest: dict[str, Any] = dict(initial or {})
+        self.retried: list[tuple[str, int]] = []
+        self._attempts: dict[tuple[str, int], int] = {}
 
     def _start_more(self) -> None:
         """Start agent-rounds, earliest round first, while slots are free."""
@@ -130,9 +162,28 @@ class RoundPipeline:
                 raise RuntimeError(f"round {rnd.index}: nothing running and results missing")
             handle, value = self.wait_any(list(self._running))
             a, pos = self._running.pop(handle)
+            if isinstance(value, AgentRoundError):
+                value = self._failed(a, pos, value)
+                if value is None:  # started again
+                    continue
+            self.latest[a] = value
             self._done.setdefault(pos, {})[a] = value
         self._start_more()  # keep the slots busy while the director works on round k
         return self._done.pop(k)
+
+    def _failed(self, agent: str, pos: int, err: AgentRoundError) -> Any:
+        """Start a failed agent-round again (returns None) or, past the retries, its
+        stand-in result."""
+        rnd = self.rounds[pos]
+        n = self._attempts.get((agent, pos), 0)
+        if n < self.retries:
+            self._attempts[(agent, pos)] = n + 1
+            self.retried.append((agent, rnd.index))
+            self._running[self.submit(agent, rnd)] = (agent, pos)
+            return None
+        if self.on_failed is None:
+            raise RuntimeError(f"agent {agent}, round {rnd.index} failed:\n{err.error}")
+        return self.on_failed(agent, rnd, err.error, self.latest.get(agent))
 
     def cancel(self) -> list[Any]:
         """Handles still running (for the caller to cancel or kill)."""

@@ -55,6 +55,7 @@ __all__ = [
     "daily_returns",
     "evaluate_round",
     "evaluate_round_tuned",
+    "failed_result",
     "population_dsr",
     "select_best",
 ]
@@ -127,6 +128,8 @@ class RoundResult:
             Empty for a fixed population.
         account: the chosen set's account at the close of the last OOS bar (cash, positions,
             open trades): the next round's OOS replay starts from it.
+        failed: the traceback of the error that stopped this agent-round after its retries
+            (None: it ran); a failed round is scored flat (:func:`failed_result`).
     """
 
     agent: str
@@ -144,6 +147,7 @@ class RoundResult:
     top_params: list[dict[str, Any]] = field(default_factory=list)
     model: Any = None
     account: Account | None = None
+    failed: str | None = None
 
 
 def select_best(metrics: dict[str, np.ndarray], objective: str = "sharpe") -> int:
@@ -520,4 +524,48 @@ def run_agent_round(
         start=start,
         backend=backend,
         periods_per_year=periods_per_year,
+    )
+
+
+def failed_result(
+    ts: np.ndarray,
+    entry: AgentEntry,
+    rnd: Round,
+    error: str,
+    previous: RoundResult | None = None,
+) -> RoundResult:
+    """The result of an agent-round that failed past its retries: scored flat.
+
+    Every OOS bar of ``rnd`` (in ``ts``, the panel's bar times) returns 0 for the agent and
+    for every set of its population, no trade and no parameter set is counted, the parameters
+    stay those of ``previous`` and the account carries over as ``previous`` left it (the
+    round is not traded). ``error`` (the traceback) is kept in ``failed`` for the
+    leaderboard and MLflow.
+    """
+    oos_ts = np.asarray(ts[rnd.oos_slice], dtype=np.int64)
+    n_sets = max(1, entry.n_trials)
+    if previous is not None and previous.oos_daily_all.ndim == 2:
+        n_sets = previous.oos_daily_all.shape[1]  # as the population's record holds them
+    zeros = np.zeros(oos_ts.size)
+    return RoundResult(
+        agent=entry.name,
+        round=rnd.index,
+        chosen=dict(previous.chosen) if previous is not None else {},
+        chosen_index=previous.chosen_index if previous is not None else -1,
+        n_trials=0,
+        is_metrics={},
+        is_sharpe_all=np.full(n_sets, np.nan),
+        oos_ts=oos_ts,
+        oos_returns=zeros,
+        oos_metrics={
+            "sharpe": float("nan"),
+            "total_return": 0.0,
+            "max_drawdown": 0.0,
+            "n_trades": 0.0,
+            "win_rate": float("nan"),
+        },
+        oos_daily_all=daily_returns(oos_ts, np.zeros((oos_ts.size, n_sets))),
+        top_params=list(previous.top_params) if previous is not None else [],
+        account=previous.account if previous is not None else None,
+        failed=error,
     )

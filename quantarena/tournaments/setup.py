@@ -219,8 +219,10 @@ def play(
     cfg: Any,
     evaluate: Any,
     on_round: Any = None,
+    done: Any = (),
 ) -> Any:
-    """Run the director's rounds over ``inputs`` with ``evaluate`` (plain or Ray fan-out)."""
+    """Run the director's rounds over ``inputs`` with ``evaluate`` (plain or Ray fan-out);
+    ``done``: the results of rounds already played (a resumed checkpoint's)."""
     from quantarena.tournaments.director import run_tournament
 
     return run_tournament(
@@ -231,4 +233,5 @@ def play(
         allocation=inputs.allocation,
         gates=cfg.gates,
         on_round=on_round,
+        done=done,
     )

@@ -217,6 +217,7 @@ HEADERS: dict[str, str] = {
     "rounds_won": "rounds won",
     "gates_passed": "gates passed",
     "gates_failed": "gates failed",
+    "failed_rounds": "failed rounds",
 }
 
 

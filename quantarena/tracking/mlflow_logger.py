@@ -18,6 +18,15 @@ out in batches of up to 1000 metrics on :meth:`~TournamentLogger.flush` / ``fini
 
 The client-only API is used (no ``mlflow.start_run`` globals), so a logger never touches
 another logger's runs and works from any thread of the driver.
+
+Faults: every call to the tracking store is retried with exponential backoff
+(:func:`retrying`: 0.5 s, 1 s, 2 s, ... up to ``retry_s`` seconds in all) when the server or
+its database is unreachable; errors in the request itself (a bad value, a missing run) are
+not retried. Buffered metrics that still cannot be written stay in the buffer for the next
+flush. :meth:`TournamentLogger.resume` reopens the runs of an interrupted tournament and
+skips every metric point (key, step) they already hold, so a resumed run logs each round once.
+Experiments are tagged ``mlflow.experimentKind = custom_model_development`` (MLflow 3's UI
+then opens them on the runs table).
 """
 
 from __future__ import annotations
@@ -35,7 +44,56 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from matplotlib.figure import Figure
 
-__all__ = ["TournamentLogger", "default_artifact_location", "flatten"]
+__all__ = ["TournamentLogger", "default_artifact_location", "flatten", "retrying"]
+
+#: the experiment tag MLflow 3's UI reads to open an experiment on its runs table
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+#: MLflow error codes of a bad request: retrying cannot help
+_PERMANENT = {
+    "INVALID_PARAMETER_VALUE",
+    "RESOURCE_DOES_NOT_EXIST",
+    "RESOURCE_ALREADY_EXISTS",
+    "INVALID_STATE",
+    "BAD_REQUEST",
+    "PERMISSION_DENIED",
+    "UNAUTHENTICATED",
+}
+
+
+def _permanent(exc: BaseException) -> bool:
+    """Whether ``exc`` is an error of the request itself (not of reaching the store)."""
+    code = getattr(exc, "error_code", None)
+    return code in _PERMANENT or isinstance(exc, TypeError | ValueError | KeyError) and code is None
+
+
+def retrying(
+    fn: Any,
+    *args: Any,
+    retry_s: float = 60.0,
+    first_wait_s: float = 0.5,
+    sleep: Any = None,
+    **kwargs: Any,
+) -> Any:
+    """``fn(*args, **kwargs)``, retried with exponential backoff (``first_wait_s``, doubling,
+    at most 30 s a wait) while it raises a transient error, until ``retry_s`` seconds are
+    spent (waiting, or in all since the first call: an HTTP client's own retries count too);
+    the last error is raised then. Errors of the request itself (:data:`_PERMANENT` MLflow
+    codes, ``TypeError``/``ValueError``/``KeyError``) are raised at once."""
+    sleep = sleep or time.sleep
+    t0 = time.monotonic()
+    waited = 0.0
+    wait = first_wait_s
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            spent = max(waited, time.monotonic() - t0)
+            if _permanent(exc) or spent + wait > retry_s:
+                raise
+            sleep(wait)
+            waited += wait
+            wait = min(wait * 2, 30.0)
+
 
 # MLflow's per-request limits for log_batch.
 _MAX_METRICS = 1000
@@ -139,6 +197,7 @@ class TournamentLogger:
         *,
         artifact_location: str | None = None,
         buffer: bool = False,
+        retry_s: float = 60.0,
     ) -> None:
         from mlflow import MlflowClient
 
@@ -146,20 +205,26 @@ class TournamentLogger:
         self.uri = uri
         self.experiment = experiment
         self.buffer = buffer
-        self.client = MlflowClient(tracking_uri=uri)
+        self.retry_s = retry_s
+        self.client = _RetryingClient(MlflowClient(tracking_uri=uri), retry_s)
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             location = artifact_location or default_artifact_location(uri)
             self.experiment_id = self.client.create_experiment(
-                experiment, artifact_location=location
+                experiment, artifact_location=location, tags=dict([EXPERIMENT_KIND])
             )
         else:
             if exp.lifecycle_stage == "deleted":
                 self.client.restore_experiment(exp.experiment_id)
             self.experiment_id = exp.experiment_id
+            if exp.tags.get(EXPERIMENT_KIND[0]) is None:
+                self.client.set_experiment_tag(self.experiment_id, *EXPERIMENT_KIND)
         self.parent_run_id: str | None = None
         self._agents: dict[str, str] = {}
         self._pending: dict[str, list[Any]] = {}
+        # metric points (run, key, step) the store holds / the buffer holds: none twice
+        self._logged: set[tuple[str, str, int]] = set()
+        self._queued: set[tuple[str, str, int]] = set()
         self._finished = False
 
     @classmethod
@@ -169,6 +234,23 @@ class TournamentLogger:
         return cls(t.mlflow_uri, t.experiment, buffer=buffer)
 
     # ------------------------------------------------------------------ runs
+
+    def resume(self, parent_run_id: str, agents: Mapping[str, str]) -> None:
+        """Continue an interrupted tournament's runs (``agents``: name → run id): they are
+        set RUNNING again, and metric points they already hold are not logged again."""
+        if self.parent_run_id is not None:
+            raise RuntimeError("start() or resume() was already called on this logger")
+        self.parent_run_id = parent_run_id
+        self._agents = dict(agents)
+        for run in (parent_run_id, *self._agents.values()):
+            self.client.update_run(run, status="RUNNING")
+            for key in self.client.get_run(run).data.metrics:
+                for m in self.client.get_metric_history(run, key):
+                    self._logged.add((run, key, int(m.step)))
+
+    def run_ids(self) -> dict[str, str]:
+        """``{"parent": id, <agent>: id, ...}``: what :meth:`resume` needs."""
+        return {"parent": self._require_parent(), **self._agents}
 
     def start(
         self,
@@ -245,8 +327,11 @@ class TournamentLogger:
         batch = []
         for key, value in metrics.items():
             f = _finite(value)
-            if f is not None:
+            point = (run, str(key), int(round_idx))
+            if f is not None and point not in self._logged and point not in self._queued:
                 batch.append(Metric(key=str(key), value=f, timestamp=ts, step=int(round_idx)))
+                if self.buffer:
+                    self._queued.add(point)
         if not batch:
             return
         if self.buffer:
@@ -265,8 +350,16 @@ class TournamentLogger:
 
     def _flush_run(self, run: str) -> None:
         pending = self._pending.pop(run, [])
-        for chunk in _chunks(pending, _MAX_METRICS):
-            self.client.log_batch(run, metrics=chunk, synchronous=True)
+        for i, chunk in enumerate(_chunks(pending, _MAX_METRICS)):
+            try:
+                self.client.log_batch(run, metrics=chunk, synchronous=True)
+            except Exception:  # unreachable past the retries: keep what is left for later
+                rest = pending[i * _MAX_METRICS :]
+                self._pending[run] = rest + self._pending.get(run, [])
+                raise
+            for m in chunk:
+                self._logged.add((run, m.key, int(m.step)))
+                self._queued.discard((run, m.key, int(m.step)))
 
     def log_params(
         self, agent: str | None, params: Mapping[str, Any], *, round_idx: int | None = None
@@ -289,13 +382,14 @@ class TournamentLogger:
         tags = []
         for k, v in params.items():
             f = _finite(v) if not isinstance(v, bool | str) else None
-            if f is not None:
+            if f is not None and (run, f"param.{k}", int(round_idx)) not in self._logged:
                 metrics.append(Metric(f"param.{k}", f, ts, int(round_idx)))
             tags.append(RunTag(f"param.{k}", str(v)[:_MAX_TAG_CHARS]))
         for chunk in _chunks(tags, _MAX_TAGS):
             self.client.log_batch(run, metrics=[], tags=chunk, synchronous=True)
         for chunk in _chunks(metrics, _MAX_METRICS):
             self.client.log_batch(run, metrics=chunk, synchronous=True)
+            self._logged.update((run, m.key, int(m.step)) for m in chunk)
 
     def set_tags(self, agent: str | None, tags: Mapping[str, Any]) -> None:
         """Set tags on ``agent``'s run (None: the parent run), in one batch."""
@@ -413,3 +507,21 @@ class TournamentLogger:
         items = [Param(k[:250], v[:_MAX_PARAM_CHARS]) for k, v in params.items()]
         for chunk in _chunks(items, _MAX_PARAMS):
             self.client.log_batch(run, params=chunk, synchronous=True)
+
+
+class _RetryingClient:
+    """An ``MlflowClient`` whose every method call goes through :func:`retrying`."""
+
+    def __init__(self, client: Any, retry_s: float) -> None:
+        self._client = client
+        self._retry_s = retry_s
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return retrying(attr, *args, retry_s=self._retry_s, **kwargs)
+
+        return call

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from quantarena.numfmt import fmt_cell
+from quantarena.redact import redact_text, redacted
 from quantarena.tracking.artifacts import (
     HEADERS,
     plot_drawdowns,
@@ -59,6 +60,7 @@ LEADERBOARD_COLUMNS = (
     "gates_passed",
     "gates_failed",
     "held_back_by",
+    "failed_rounds",
 )
 
 
@@ -93,9 +95,24 @@ class TournamentRecorder:
         cfg: the resolved :class:`~quantarena.config.TournamentConfig`.
         kinds: agent name → agent kind (tags of the child runs).
         enabled: ``False`` writes files only (no MLflow), e.g. for a quick local run.
+        resume: the run ids of an interrupted run (``TournamentLogger.run_ids``) to continue
+            into, with no metric point logged twice.
+
+    Files first, MLflow second: when the tracking store stays unreachable past the logger's
+    retries, the round's metrics stay buffered (written on a later flush), a warning is
+    printed and the tournament goes on; the files in ``output_dir`` are written before any
+    MLflow call of :meth:`finish`, and an MLflow failure there is reported in the summary
+    (``mlflow_error``), not raised.
     """
 
-    def __init__(self, cfg: Any, kinds: dict[str, str], *, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        cfg: Any,
+        kinds: dict[str, str],
+        *,
+        enabled: bool = True,
+        resume: dict[str, str] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.out = Path(cfg.tracking.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -105,37 +122,91 @@ class TournamentRecorder:
         self.flush_every_s = 5.0
         self._last_flush = time.monotonic()
         self.registered: dict[str, int] = {}
-        self._param_tags: dict[str, dict[str, Any]] = {}
+        self.mlflow_errors: list[str] = []
+        self.cooldown_s = 60.0  # after MLflow gave up: rounds wait this long before a retry
+        self._down_until = 0.0
+        self._backlog: list[Any] = []  # round reports not (fully) logged yet, in order
         if enabled:
             self.log = TournamentLogger.from_config(cfg, buffer=True)
-            self.run_id = self.log.start(cfg, tags={"quantarena.seed": cfg.seed})
+            if resume:
+                agents = {k: v for k, v in resume.items() if k != "parent"}
+                self.log.resume(resume["parent"], agents)
+                self.run_id = resume["parent"]
+            else:
+                self.run_id = self.log.start(redacted(cfg), tags={"quantarena.seed": cfg.seed})
             for name, kind in kinds.items():
                 self.log.agent_run(name, kind=kind)
 
+    def run_ids(self) -> dict[str, str]:
+        """The MLflow run ids (for a checkpoint; empty without MLflow)."""
+        return self.log.run_ids() if self.log is not None else {}
+
+    def _degraded(self, exc: BaseException) -> None:
+        import warnings
+
+        msg = redact_text(
+            f"MLflow unreachable ({type(exc).__name__}: {str(exc).strip()[:300]}); "
+            "metrics kept to retry"
+        )
+        self.mlflow_errors.append(msg)
+        self._down_until = time.monotonic() + self.cooldown_s
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+    def _drain(self) -> bool:
+        """Log the backlog of round reports in order; False (the rest kept) when MLflow is
+        still unreachable. A report half-logged before is logged again without duplicates
+        (the logger skips metric points it holds or buffers)."""
+        while self._backlog:
+            try:
+                self._on_round(self._backlog[0])
+            except Exception as exc:
+                self._degraded(exc)
+                return False
+            self._backlog.pop(0)
+        return True
+
+    def flush(self) -> bool:
+        """Write buffered metrics now (before a checkpoint); False when MLflow is unreachable
+        (they stay buffered)."""
+        if self.log is None:
+            return True
+        if time.monotonic() < self._down_until or not self._drain():
+            return False
+        try:
+            self.log.flush()
+        except Exception as exc:
+            self._degraded(exc)
+            return False
+        self._last_flush = time.monotonic()
+        return True
+
     # ------------------------------------------------------------------ per round
     def on_round(self, report: Any) -> None:
-        """Log one :class:`~quantarena.tournaments.director.RoundReport`."""
+        """Log one :class:`~quantarena.tournaments.director.RoundReport` (a failed agent-round
+        adds its traceback as ``failures/round-<k>.txt`` and tag ``failed.round-<k>`` on the
+        agent's run). A replayed round of a resumed run logs only what its runs lack (e.g.
+        metrics kept back while MLflow was down when the run stopped)."""
         if self.log is None:
             return
+        self._backlog.append(report)
+        if time.monotonic() < self._down_until:
+            return  # MLflow gave up recently: keep the round for later, do not stall the run
+        self._drain()
+
+    def _on_round(self, report: Any) -> None:
+        assert self.log is not None
         k = report.round.index
         cum = report.cumulative
         for agent, res in report.results.items():
             rec = cum.loc[agent].to_dict()
             metrics = _round_metrics(rec, res)
             metrics["weight"] = report.weights[self.cfg.allocation.method][agent]
-            # the chosen parameters: numbers as metrics param.<name> at this step (buffered
-            # with the round's metrics), every value as tag param.<name> (the latest choice,
-            # written at each flush): no database round trip per agent per round
-            metrics.update(
-                {
-                    f"param.{p}": v
-                    for p, v in res.chosen.items()
-                    if not isinstance(v, bool | str | np.bool_)
-                }
-            )
             self.log.log_round(agent, k, metrics)
-            self._param_tags[agent] = {f"param.{p}": v for p, v in res.chosen.items()}
-            if getattr(res, "model", None) is not None:
+            self.log.log_params(agent, res.chosen, round_idx=k)
+            if getattr(res, "failed", None):
+                self.log.log_text(res.failed, f"failures/round-{k}.txt", agent=agent)
+                self.log.set_tags(agent, {f"failed.round-{k}": res.failed.strip()[-500:]})
+            if getattr(res, "model", None) is not None and not report.replayed:
                 self._log_model(agent, k, res)
         port = {f"{m}_{key}": v for m, d in report.portfolio.items() for key, v in d.items()}
         self.log.log_round(None, k, port)
@@ -143,16 +214,8 @@ class TournamentRecorder:
         # long tournament without one database round trip per agent per round
         now = time.monotonic()
         if now - self._last_flush >= self.flush_every_s:
-            self._flush()
+            self.log.flush()  # an error goes to _drain, which keeps the report
             self._last_flush = now
-
-    def _flush(self) -> None:
-        """Write the buffered round metrics and the latest parameter tags."""
-        assert self.log is not None
-        for agent, tags in self._param_tags.items():
-            self.log.set_tags(agent, tags)
-        self._param_tags.clear()
-        self.log.flush()
 
     def _log_model(self, agent: str, k: int, res: Any) -> None:
         """A learning agent's model of round ``k`` (with its signature and the round's OOS
@@ -208,13 +271,13 @@ class TournamentRecorder:
             w.to_csv(out / f"weights_{m}.csv")
         pm = result.portfolio_metrics(periods_per_year)
         pm.to_csv(out / "portfolio.csv")
-        (out / "config.yaml").write_text(self.cfg.to_yaml(), encoding="utf-8")
+        (out / "config.yaml").write_text(redacted(self.cfg).to_yaml(), encoding="utf-8")
         summary = {
             "name": self.cfg.name,
             "rounds": len(result.reports),
             "agents": result.agents,
             "output_dir": str(out.resolve()),
-            "mlflow_uri": self.cfg.tracking.mlflow_uri if self.log else None,
+            "mlflow_uri": redact_text(self.cfg.tracking.mlflow_uri) if self.log else None,
             "run_id": self.run_id,
             "costs": self.cfg.costs.to_costs().describe(),
             "portfolio": {m: {k: float(v) for k, v in row.items()} for m, row in pm.iterrows()},
@@ -222,54 +285,70 @@ class TournamentRecorder:
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
 
         if self.log is not None:
-            log = self.log
-            final = result.leaderboard.set_index("agent")
-            for agent in result.agents:
-                row = final.loc[agent]
-                log.set_gate_status(agent, result.gates[agent])
-                log.set_tags(
-                    agent, {"rank": int(row["rank"]), "pbo": f"{row.get('pbo', float('nan')):.4f}"}
-                )
-                last = result.reports[-1].results[agent]
-                log.log_params(agent, {f"final.{k}": v for k, v in last.chosen.items()})
-            pm_flat = {
-                f"final_{m}_{k}": float(v) for m, row in pm.iterrows() for k, v in row.items()
-            }
-            log.log_round(None, 0, pm_flat)
-            self._flush()
-            log.log_table(board.set_index("agent"), "leaderboard")
-            from quantarena.tracking.models import register_if_passed
-
-            for agent, uri in self.latest_model.items():  # gate-passing learners only
-                mv = register_if_passed(
-                    uri,
-                    f"{self.cfg.name}-{agent}",
-                    result.gates[agent],
-                    tracking_uri=self.cfg.tracking.mlflow_uri,
-                )
-                if mv is not None:
-                    self.registered[agent] = int(mv.version)
-            summary["registered_models"] = dict(self.registered)
-            for name in [
-                *figs,
-                "leaderboard.md",
-                "leaderboard.html",
-                "equity_agents.csv",
-                "equity_portfolio.csv",
-                "config.yaml",
-                "leaderboard_by_round.csv",
-                "portfolio.csv",
-                "summary.json",
-                *(f"weights_{m}.csv" for m in result.weights),
-            ]:
-                log.log_artifact(out / name)
-            log.finish("FINISHED")
+            try:
+                if not self._drain():
+                    raise RuntimeError("the rounds' metrics could not be logged")
+                self._finish_mlflow(result, board, pm, figs, summary)
+            except Exception as exc:  # the files above hold every result
+                self._degraded(exc)
+                summary["mlflow_error"] = self.mlflow_errors[-1]
+        if self.mlflow_errors:
+            summary["mlflow_warnings"] = list(self.mlflow_errors)
         return summary
+
+    def _finish_mlflow(
+        self, result: Any, board: pd.DataFrame, pm: pd.DataFrame, figs: list[str], summary: dict
+    ) -> None:
+        out = self.out
+        log = self.log
+        assert log is not None
+        final = result.leaderboard.set_index("agent")
+        for agent in result.agents:
+            row = final.loc[agent]
+            log.set_gate_status(agent, result.gates[agent])
+            log.set_tags(
+                agent, {"rank": int(row["rank"]), "pbo": f"{row.get('pbo', float('nan')):.4f}"}
+            )
+            last = result.reports[-1].results[agent]
+            log.log_params(agent, {f"final.{k}": v for k, v in last.chosen.items()})
+        pm_flat = {f"final_{m}_{k}": float(v) for m, row in pm.iterrows() for k, v in row.items()}
+        log.log_round(None, 0, pm_flat)
+        log.flush()
+        log.log_table(board.set_index("agent"), "leaderboard")
+        from quantarena.tracking.models import register_if_passed
+
+        for agent, uri in self.latest_model.items():  # gate-passing learners only
+            mv = register_if_passed(
+                uri,
+                f"{self.cfg.name}-{agent}",
+                result.gates[agent],
+                tracking_uri=self.cfg.tracking.mlflow_uri,
+            )
+            if mv is not None:
+                self.registered[agent] = int(mv.version)
+        summary["registered_models"] = dict(self.registered)
+        for name in [
+            *figs,
+            "leaderboard.md",
+            "leaderboard.html",
+            "equity_agents.csv",
+            "equity_portfolio.csv",
+            "config.yaml",
+            "leaderboard_by_round.csv",
+            "portfolio.csv",
+            "summary.json",
+            *(f"weights_{m}.csv" for m in result.weights),
+        ]:
+            log.log_artifact(out / name)
+        log.finish("FINISHED")
 
     def fail(self) -> None:
         """Close the runs as FAILED (after an error)."""
         if self.log is not None:
-            self.log.finish("FAILED")
+            try:
+                self.log.finish("FAILED")
+            except Exception as exc:
+                self._degraded(exc)
 
 
 #: the plots of a report, in the order the HTML page shows them

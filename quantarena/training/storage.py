@@ -1,7 +1,8 @@
 """Where a study lives: in memory, in Redis (a journal) or in a SQL database.
 
 * ``None`` -> Optuna's in-memory storage (one process);
-* ``"redis://host:port/db"`` (or ``rediss://``) -> ``JournalStorage(JournalRedisBackend)``
+* ``"redis://[user:password@]host:port/db"`` (or ``rediss://`` for TLS; a Redis ACL user
+  allowed only the prefix's keys is enough) -> ``JournalStorage(JournalRedisBackend)``
   with its keys under the quantarena prefix (:mod:`quantarena.redis_keys`:
   ``quantarena:optuna:log:N`` by default): many processes / Ray actors ask and tell trials
   of one study together. A plain Optuna client reads the same studies with
@@ -9,7 +10,8 @@
 * ``sqlite:///study.db``, ``postgresql://...``, ``mysql://...`` -> ``RDBStorage(url)``.
 
 A storage that cannot be opened (Redis not answering, an unknown scheme, a database driver
-missing) raises :class:`StorageError` (a ``ValueError``) with one line saying what to do.
+missing) raises :class:`StorageError` (a ``ValueError``) with one line saying what to do;
+a password in the URL is masked in it.
 The URL is handed to Optuna only; no Redis client is imported here (Optuna imports ``redis``
 itself when given a Redis URL).
 """
@@ -20,6 +22,7 @@ from typing import Any
 
 import optuna
 
+from quantarena.redact import redact_text
 from quantarena.redis_keys import OPTUNA_PART, redis_key
 
 __all__ = ["StorageError", "is_redis_url", "make_storage", "optuna_journal_prefix"]
@@ -72,17 +75,21 @@ def make_storage(url: str | Any | None, *, prefix: str | None = None) -> Any:
         try:
             return optuna.storages.JournalStorage(JournalRedisBackend(url, prefix=journal))
         except ImportError as exc:
-            raise StorageError(f"storage {url}: {_first_line(exc)} (pip install redis)") from None
+            raise StorageError(
+                f"storage {redact_text(url)}: {_first_line(exc)} (pip install redis)"
+            ) from None
         except Exception as exc:  # connection refused, timeout, auth, protocol
             raise StorageError(
-                f"Redis at {url} is not answering ({_first_line(exc)}): start redis-server "
-                "there or fix the URL"
+                f"Redis at {redact_text(url)} is not answering ({_first_line(exc)}): start "
+                "redis-server there or fix the URL (user, password, rediss:// for TLS)"
             ) from None
     try:
         return optuna.storages.RDBStorage(url)
     except ImportError as exc:
         raise StorageError(
-            f"storage {url}: the database driver is missing ({_first_line(exc)})"
+            f"storage {redact_text(url)}: the database driver is missing ({_first_line(exc)})"
         ) from None
     except Exception as exc:  # unknown dialect, connection refused, bad path
-        raise StorageError(f"storage {url} cannot be opened: {_first_line(exc)}") from None
+        raise StorageError(
+            f"storage {redact_text(url)} cannot be opened: {redact_text(_first_line(exc))}"
+        ) from None
