@@ -18,6 +18,7 @@ import numpy as np
 from quantarena.strategies.base import Agent
 from quantarena.strategies.indicators import is_cupy, lag, log_returns, rolling_stds
 from quantarena.strategies.params import Float, Int, unique_index
+from quantarena.strategies.streaming import AgentStream, MomentsStream, Ring
 
 NS_PER_YEAR = 365 * 86400 * 1_000_000_000
 
@@ -80,3 +81,55 @@ class VolTarget(Agent):
             out,
         )
         return self.shape_block(out, A)
+
+    def _stream(self, params, n_assets, interval_ns):
+        if interval_ns is None:
+            raise ValueError("vol_target's stream needs interval_ns (or history) to annualise")
+        return VolTargetStream(self, params, n_assets, int(interval_ns))
+
+
+class VolTargetStream(AgentStream):
+    """:class:`VolTarget` one bar at a time: lookback returns from a ring of closes, rolling
+    volatility of one-bar log returns per distinct vol_window."""
+
+    def __init__(self, agent: VolTarget, params, n_assets: int, interval_ns: int) -> None:
+        super().__init__(agent, params, n_assets)
+        ls, self.li = unique_index(params["lookback"])
+        vs, self.vi = unique_index(params["vol_window"])
+        self.lookbacks = [int(k) for k in ls]
+        self.closes = Ring(max(self.lookbacks) + 1, n_assets)
+        self.vol = MomentsStream([int(w) for w in vs], n_assets)
+        self.sqrt_ppy = float(np.sqrt(NS_PER_YEAR / float(interval_ns)))
+        self.target = [float(x) for x in params["target_vol"]]
+
+    def _step(self, o, h, lo, c, v):
+        r = self.closes
+        t = r.t + 1
+        prev = np.array([r.at(t - 1, a) for a in range(self.n_assets)]) if t >= 1 else None
+        lr = np.log(c / prev) if prev is not None else np.full(self.n_assets, np.nan)
+        r.push(c)
+        _, sd = self.vol.update(lr)
+        vol = sd * self.sqrt_ppy
+        ag = self.agent
+        out = np.empty((self.n_assets, self.n_params), np.float32)
+        for a in range(self.n_assets):
+            rets = [
+                float(c[a]) / r.at(t - k, a) - 1.0 if t >= k else float("nan")
+                for k in self.lookbacks
+            ]
+            for p in range(self.n_params):
+                x = rets[int(self.li[p])]
+                s = float(vol[a, int(self.vi[p])])
+                if not (np.isfinite(x) and np.isfinite(s)) or x == 0.0:
+                    out[a, p] = 0.0
+                    continue
+                f = 1.0
+                if s > 0.0:
+                    f = min(1.0, self.target[p] / s)
+                if x > 0.0:
+                    out[a, p] = np.float32(ag.max_position * f)
+                elif ag.long_only:
+                    out[a, p] = 0.0
+                else:
+                    out[a, p] = np.float32(-ag.max_position * f)
+        return out
