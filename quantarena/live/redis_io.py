@@ -56,6 +56,14 @@ class LiveKeys:
         """Hash of the agent's latest account figures (for ``quantarena live status``)."""
         return redis_key("live", "agent", agent, "status", prefix=self.prefix)
 
+    def daily(self, agent: str) -> str:
+        """Hash UTC day number -> the agent's equity at the last bar of that day."""
+        return redis_key("live", "agent", agent, "daily", prefix=self.prefix)
+
+    def allocations(self) -> str:
+        """Stream of the director's reallocations (JSON in field ``json``)."""
+        return redis_key("live", "director", "allocations", prefix=self.prefix)
+
     def capital(self, agent: str) -> str:
         """The capital the director allocates to the agent (a float as text)."""
         return redis_key("live", "agent", agent, "capital", prefix=self.prefix)

@@ -47,6 +47,8 @@ __all__ = ["RedisTrader", "read_events"]
 
 log = logging.getLogger("quantarena.live")
 
+NS_PER_DAY = 86_400_000_000_000
+
 EVENT_COLUMNS = [
     "kind", "id", "bar", "ts", "symbol", "qty", "price", "fee", "target", "reason", "equity",
 ]  # fmt: skip
@@ -120,6 +122,7 @@ class RedisTrader:
         self.resume_seen = 0
         self.reconnects = 0
         self.fail_before_commit: Any = None  # test hook: called before EXEC
+        self._daily: dict[str, str] = {}  # UTC day -> equity at its last bar (this batch)
         retry(self._setup, f"setting up agent {self.name!r}")
 
     # ------------------------------------------------------------------ state
@@ -137,6 +140,7 @@ class RedisTrader:
 
     def _load(self) -> None:
         """Put the trader back to the snapshot in Redis (or the fresh one when none)."""
+        self._daily = {}
         blob = self.r.get(self.keys.state(self.name))
         if blob is None:
             self.trader = pickle.loads(pickle.dumps(self._fresh))
@@ -253,6 +257,7 @@ class RedisTrader:
             prev = tr.risk.state
             st = tr.on_bar(msg.ts, msg.open, msg.high, msg.low, msg.close, msg.volume)
             events.extend(_events(st, prev))
+            self._daily[str(msg.ts // NS_PER_DAY)] = repr(st.equity)
             applied += 1
         self._commit(ids, events, first_seq)
         return applied
@@ -321,11 +326,14 @@ class RedisTrader:
                 pipe.xadd(self.keys.events(self.name), {"json": json.dumps(ev, default=float)})
             pipe.set(self.keys.state(self.name), snap)
             pipe.hset(self.keys.status(self.name), mapping=status)
+            if self._daily:
+                pipe.hset(self.keys.daily(self.name), mapping=self._daily)
             if ids:
                 pipe.xack(self.stream, self.group, *ids)
             pipe.execute()
 
         self._retry(commit, "committing a batch")
+        self._daily = {}
 
 
 class _Resync(Exception):
