@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,8 @@ def test_five_agents_reallocated_every_3_days_with_the_paper_gate(server, tmp_pa
     r = connect(server.url)
     for k in r.scan_iter(match=prefix + ":*"):
         r.delete(k)
-    cfg = _config(server, tmp_path, prefix)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = _config(server, tmp_path, prefix, mlflow={"uri": uri, "experiment": "live-test"})
     svc = LiveService(cfg, r)
     replay(r, svc.keys.feed("btc1h"), hourly)
     reallocs = svc.run(idle_stop_s=1.0, poll_s=0.05)
@@ -98,8 +100,66 @@ def test_five_agents_reallocated_every_3_days_with_the_paper_gate(server, tmp_pa
     assert sum(float(v) for v in cap.values()) == pytest.approx(sum(later.capital.values()))
     rec = [json.loads(v[b"json"]) for _, v in r.xrange(svc.keys.allocations())]
     assert len(rec) == len(reallocs)
+    # each reallocation is a step of one MLflow run, with the leaderboard
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("live-test").experiment_id])
+    hist = client.get_metric_history(run.info.run_id, "weight.mom")
+    assert [m.step for m in hist] == list(range(len(reallocs)))
+    assert [m.value for m in hist] == [res.weights["mom"] for res in reallocs]
+    arts = {a.path for a in client.list_artifacts(run.info.run_id, "leaderboard")}
+    assert f"leaderboard/step-{len(reallocs) - 1:04d}.csv" in arts
     # each agent traded the whole feed, every fill recorded once
     for s in cfg.agents:
         assert int(r.hget(svc.keys.status(s.name), "bars")) == hourly.n_bars
         ev = read_events(cfg.out, s.name)
         assert not ev[ev.kind == "fill"]["id"].duplicated().any()
+
+
+def test_paper_actor_killed_with_ray_kill_restarts_without_loss(server, tmp_path, hourly):
+    """ray.kill a paper actor mid-stream, start it again: same fills, same final equity."""
+    ray = pytest.importorskip("ray")
+    from quantarena.actors.paper import start_paper_actor
+    from quantarena.live.service import make_trader
+
+    prefix = "qa-live-ray-test"
+    r = connect(server.url)
+    for k in r.scan_iter(match=prefix + ":*"):
+        r.delete(k)
+    cfg = _config(server, tmp_path, prefix, batch=5)
+    spec = cfg.agents[0]
+    svc = LiveService(cfg, r)
+    replay(r, svc.keys.feed("btc1h"), hourly)
+    # the undisturbed run, in this process
+    from quantarena.live.redis_io import LiveKeys
+    from quantarena.live.redis_trader import RedisTrader
+
+    bkeys = LiveKeys(prefix + "-base")
+    for k in r.scan_iter(match=bkeys.prefix + "*"):
+        r.delete(k)
+    replay(r, bkeys.feed("btc1h"), hourly)
+    base_tr = make_trader(spec, hourly.symbols, hourly.interval_ns, cfg.limits)
+    base = RedisTrader(r, base_tr, "btc1h", tmp_path / "base", keys=bkeys)
+    base.run(idle_stop_s=0.5)
+    ray.init(num_cpus=2, include_dashboard=False, namespace="quantarena-live-test")
+    try:
+        a = start_paper_actor(cfg, spec, hourly.symbols, hourly.interval_ns)
+        ref = a.run.remote(idle_stop_s=5.0)
+        while int(r.hget(svc.keys.status(spec.name), "bars") or 0) < 300:
+            time.sleep(0.002)
+        ray.kill(a)
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(ref)
+        stopped = int(r.hget(svc.keys.status(spec.name), "bars"))
+        assert 300 <= stopped < hourly.n_bars
+        a2 = start_paper_actor(cfg, spec, hourly.symbols, hourly.interval_ns)
+        ray.get(a2.run.remote(idle_stop_s=1.0))
+        assert ray.get(a2.equity.remote()) == base.trader.exchange.equity
+    finally:
+        ray.shutdown()
+    got = read_events(cfg.out, spec.name)
+    want = read_events(tmp_path / "base", spec.name)
+    f_got = got[got.kind == "fill"].set_index("id")[["qty", "price", "fee"]].sort_index()
+    f_want = want[want.kind == "fill"].set_index("id")[["qty", "price", "fee"]].sort_index()
+    assert len(f_want) > 10 and f_got.equals(f_want)

@@ -123,6 +123,7 @@ class RedisTrader:
         self.reconnects = 0
         self.fail_before_commit: Any = None  # test hook: called before EXEC
         self._daily: dict[str, str] = {}  # UTC day -> equity at its last bar (this batch)
+        self.stop_requested = False  # set from another thread to stop after the batch
         retry(self._setup, f"setting up agent {self.name!r}")
 
     # ------------------------------------------------------------------ state
@@ -165,7 +166,7 @@ class RedisTrader:
         done = 0
         idle_since = time.monotonic()
         pending = True
-        while max_messages is None or done < max_messages:
+        while (max_messages is None or done < max_messages) and not self.stop_requested:
             want = self.batch if max_messages is None else min(self.batch, max_messages - done)
             try:
                 entries = self._read(want, "0" if pending else ">")

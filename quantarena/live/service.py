@@ -148,6 +148,7 @@ class LiveService:
         self.reallocations: list[Reallocation] = []
         self.next_day: int | None = None
         self._threads: list[threading.Thread] = []
+        self._traders: list[Any] = []
         self._actors: list[Any] = []
         self._refs: list[Any] = []
         self._run = None
@@ -188,6 +189,7 @@ class LiveService:
             tr = make_trader(spec, symbols, interval_ns, self.cfg.limits)
             rt = RedisTrader(connect(self.cfg.redis), tr, self.cfg.feed, self.cfg.out,
                              keys=self.keys, batch=self.cfg.batch)  # fmt: skip
+            self._traders.append(rt)
             th = threading.Thread(target=rt.run, kwargs={"idle_stop_s": idle_stop_s}, daemon=True,
                                   name=f"paper-{spec.name}")  # fmt: skip
             th.start()
@@ -259,6 +261,19 @@ class LiveService:
         mlflow.log_metrics(metrics, step=step)
         mlflow.log_text(res.leaderboard.to_csv(), f"leaderboard/step-{step:04d}.csv")
 
+    def stop_traders(self) -> None:
+        """Ask the traders to stop after their current batch (threads) / kill the actors."""
+        for rt in self._traders:
+            rt.stop_requested = True
+        for t in self._threads:
+            t.join(30)
+        if self._actors:
+            import ray
+
+            for a in self._actors:
+                ray.kill(a)
+        self._threads, self._traders, self._actors, self._refs = [], [], [], []
+
     def close(self) -> None:
         if self._run is not None:
             import mlflow
@@ -283,6 +298,9 @@ class LiveService:
                 if not alive:
                     break
                 time.sleep(poll_s)
+        except BaseException:
+            self.stop_traders()  # never leave traders running behind a failed director
+            raise
         finally:
             self.close()
         return self.reallocations
