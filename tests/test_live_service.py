@@ -163,3 +163,22 @@ def test_paper_actor_killed_with_ray_kill_restarts_without_loss(server, tmp_path
     f_got = got[got.kind == "fill"].set_index("id")[["qty", "price", "fee"]].sort_index()
     f_want = want[want.kind == "fill"].set_index("id")[["qty", "price", "fee"]].sort_index()
     assert len(f_want) > 10 and f_got.equals(f_want)
+
+
+def test_demo_live_runs_with_its_kill_drill(server, tmp_path):
+    from quantarena.live.demo import run_demo
+
+    cfgfile = tmp_path / "live.yaml"
+    text = (Path(__file__).parents[1] / "configs" / "live.yaml").read_text()
+    cfgfile.write_text(
+        text.replace('redis_prefix: "quantarena-demo:"', 'redis_prefix: "qa-live-demo-test:"')
+    )
+    svc = run_demo(cfgfile, server.url, tmp_path / "out", echo=False)
+    assert len(svc.reallocations) == 8  # 63 days of hourly bars, weekly
+    ev = read_events(tmp_path / "out", "mr")
+    rej = ev[ev.kind == "rejection"]
+    assert len(rej) > 0 and rej["reason"].str.contains("kill switch: demo drill").all()
+    states = ev[ev.kind == "state"]["reason"].tolist()
+    assert any(s.startswith("HALTED kill switch") for s in states) and "resumed" in states
+    r = connect(server.url)
+    assert r.hget(svc.keys.status("mr"), "state") == b"ACTIVE"

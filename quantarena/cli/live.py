@@ -171,7 +171,7 @@ def status_table(r: Any, keys: Any) -> Any:
     for n in names:
         h = {k.decode(): v.decode() for k, v in r.hgetall(keys.status(n)).items()}
         if not h:
-            t.add_row(n, "starting", *[""] * 8)
+            t.add_row(n, "starting", *[""] * 9)
             continue
         cap = float(h.get("capital", 1.0)) or 1.0
         pos = json.loads(h.get("positions", "{}"))
@@ -179,9 +179,11 @@ def status_table(r: Any, keys: Any) -> Any:
         if r.get(keys.kill(n)) is not None or kill_all is not None:
             state += " (kill set)"
         color = {"ACTIVE": "green", "REDUCING": "yellow"}.get(h.get("state", ""), "red")
+        capital = r.get(keys.capital(n))
         t.add_row(
             n,
             f"[{color}]{state}[/]",
+            "" if capital is None else fmt(float(capital)),
             f"{float(h['equity']):.6g}",
             fmt_pct(float(h["pnl"]) / cap),
             fmt_pct(float(h["exposure"])),
@@ -231,6 +233,53 @@ def live_status(
                     lv.update(status_table(r, keys))
         except KeyboardInterrupt:
             pass
+
+
+@live_app.command("run")
+def live_run(
+    config: str = typer.Argument(..., help="Live config (YAML): agents, feed, limits, allocation."),
+    ray: bool = typer.Option(
+        None, "--ray/--no-ray", help="Paper traders as Ray actors (default: the config's)."
+    ),
+    idle_stop: float = typer.Option(
+        None, "--idle-stop", help="Stop when no bar came for this many seconds."
+    ),
+) -> None:
+    """Run the paper traders and the director that reallocates their capital on a schedule."""
+    with user_errors():
+        import dataclasses
+
+        from quantarena.live.service import LiveService, load_live_config
+
+        cfg = load_live_config(config)
+        if ray is not None:
+            cfg = dataclasses.replace(cfg, ray=ray)
+        if cfg.ray:
+            import ray as ray_mod
+
+            if not ray_mod.is_initialized():
+                ray_mod.init(address="auto" if _ray_running() else None, include_dashboard=False,
+                             namespace="quantarena-live")  # fmt: skip
+
+        def report(res: Any) -> None:
+            w = ", ".join(f"{n} {v:.1%}" for n, v in res.weights.items())
+            typer.echo(f"reallocation on day {res.day}: {w}")
+
+        svc = LiveService(cfg, on_step=report)
+        names = ", ".join(a.name for a in cfg.agents)
+        typer.echo(f"live: {len(cfg.agents)} agents ({names}) on {svc.keys.feed(cfg.feed)}")
+        try:
+            out = svc.run(idle_stop_s=idle_stop)
+        except KeyboardInterrupt:
+            svc.stop_traders()
+            out = svc.reallocations
+        typer.echo(f"stopped: {len(out)} reallocations")
+
+
+def _ray_running() -> bool:
+    import os
+
+    return bool(os.environ.get("RAY_ADDRESS"))
 
 
 def kill_cmd(

@@ -254,8 +254,8 @@ class RedisTrader:
                 ts_k = msg.ts - (n_missing - k) * msg.interval_ns
                 st = tr.on_bar(ts_k, nan, nan, nan, nan, nan)
                 events.extend(_events(st, st.state))
-            self._obey_switches(events)
             prev = tr.risk.state
+            self._obey_switches(events)
             st = tr.on_bar(msg.ts, msg.open, msg.high, msg.low, msg.close, msg.volume)
             events.extend(_events(st, prev))
             self._daily[str(msg.ts // NS_PER_DAY)] = repr(st.equity)

@@ -141,8 +141,11 @@ def make_trader(
 class LiveService:
     """Paper traders and the director (see the module docstring)."""
 
-    def __init__(self, config: LiveConfig, r: Any | None = None) -> None:
+    def __init__(
+        self, config: LiveConfig, r: Any | None = None, on_step: Any | None = None
+    ) -> None:
         self.cfg = config
+        self.on_step = on_step  # called with each Reallocation
         self.keys = LiveKeys(config.redis_prefix)
         self.r = r if r is not None else connect(config.redis)
         self.reallocations: list[Reallocation] = []
@@ -237,10 +240,12 @@ class LiveService:
         pipe.execute()
         self.reallocations.append(res)
         self._log_mlflow(res, len(self.reallocations) - 1)
+        if self.on_step is not None:
+            self.on_step(res)
         return res
 
-    def _log_mlflow(self, res: Reallocation, step: int) -> None:
-        if not self.cfg.mlflow:
+    def _start_mlflow(self) -> None:
+        if not self.cfg.mlflow or self._run is not None:
             return
         import mlflow
 
@@ -251,6 +256,13 @@ class LiveService:
             mlflow.log_params({"agents": ",".join(a.name for a in self.cfg.agents),
                                "every_days": self.cfg.allocation.every_days,
                                "capital": self.cfg.allocation.capital})  # fmt: skip
+
+    def _log_mlflow(self, res: Reallocation, step: int) -> None:
+        if not self.cfg.mlflow:
+            return
+        import mlflow
+
+        self._start_mlflow()
         metrics = {}
         for n, row in res.leaderboard.iterrows():
             metrics[f"weight.{n}"] = float(row["weight"])
@@ -287,6 +299,7 @@ class LiveService:
         every = max(1, int(round(self.cfg.allocation.every_days)))
         _, _, first_ts = self.feed_shape()
         self.next_day = first_ts // NS_PER_DAY + every
+        self._start_mlflow()  # its first call is slow: before the traders race ahead
         self.start_traders(idle_stop_s)
         try:
             while True:
