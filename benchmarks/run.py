@@ -28,6 +28,7 @@ MODULES = {
     "tuning": "benchmarks.bench_tuning",
     "ml": "benchmarks.bench_ml",
     "tournament": "benchmarks.bench_tournament",
+    "live": "benchmarks.bench_live",
 }
 START, END = "<!-- bench:cpu:start -->", "<!-- bench:cpu:end -->"
 

@@ -105,3 +105,31 @@ def test_bad_bar_width_is_named(btc):
     s = get_agent("buy_hold").stream(None, n_assets=2)
     with pytest.raises(ValueError, match="'close' has 1 values, expected 2"):
         s.step([1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [1.0])
+
+
+def test_ml_stream_features_equal_the_vectorised_features(btc):
+    from quantarena.strategies.streaming import FeatureStream
+    from quantarena.training.features import DEFAULT_SPEC, compute_features
+
+    bars = btc.select(slice(0, 2500))
+    ref = compute_features(bars.close, bars.volume, np, DEFAULT_SPEC)
+    fs = FeatureStream(DEFAULT_SPEC, 1)
+    got = np.stack([fs.update(bars.close[t], bars.volume[t]) for t in range(bars.n_bars)])
+    np.testing.assert_array_equal(got, ref)  # NaN where NaN, bit for bit elsewhere
+
+
+def test_ml_stream_retrains_on_schedule_and_decides_as_the_backtest(btc):
+    pytest.importorskip("torch")
+    from quantarena.strategies.ml import MLAgent
+
+    bars = btc.select(slice(0, 1100))
+    agent = MLAgent()
+    p = {"model": ["mlp"], "lookback": ["500"], "retrain_every": ["4h"], "epochs": [2],
+         "hidden": [8], "window": [4]}  # fmt: skip
+    ref = _vectorised(agent, bars, p)
+    s = agent.stream(p, interval_ns=bars.interval_ns)
+    got = s.run(bars)
+    assert s.refits == [[500, 740, 980]]  # 4 h of 1-minute bars = every 240 bars
+    assert s.refits[0] == [r.bar for r in agent.last_refits[0]]
+    assert np.count_nonzero(ref) > 300
+    np.testing.assert_array_equal(got, ref)

@@ -124,6 +124,10 @@ class RedisTrader:
         self.fail_before_commit: Any = None  # test hook: called before EXEC
         self._daily: dict[str, str] = {}  # UTC day -> equity at its last bar (this batch)
         self.stop_requested = False  # set from another thread to stop after the batch
+        #: when a list: (commit time - the message's ``sent`` field) in ns, per message
+        #: (benchmarks: tick -> decision -> durable paper fill latency)
+        self.latencies: list[int] | None = None
+        self._sent: list[int] = []
         retry(self._setup, f"setting up agent {self.name!r}")
 
     # ------------------------------------------------------------------ state
@@ -142,6 +146,7 @@ class RedisTrader:
     def _load(self) -> None:
         """Put the trader back to the snapshot in Redis (or the fresh one when none)."""
         self._daily = {}
+        self._sent = []
         blob = self.r.get(self.keys.state(self.name))
         if blob is None:
             self.trader = pickle.loads(pickle.dumps(self._fresh))
@@ -258,6 +263,8 @@ class RedisTrader:
             self._obey_switches(events)
             st = tr.on_bar(msg.ts, msg.open, msg.high, msg.low, msg.close, msg.volume)
             events.extend(_events(st, prev))
+            if self.latencies is not None and b"sent" in fields:
+                self._sent.append(int(fields[b"sent"]))
             self._daily[str(msg.ts // NS_PER_DAY)] = repr(st.equity)
             applied += 1
         self._commit(ids, events, first_seq)
@@ -335,6 +342,10 @@ class RedisTrader:
 
         self._retry(commit, "committing a batch")
         self._daily = {}
+        if self.latencies is not None:
+            now = time.time_ns()
+            self.latencies.extend(now - x for x in self._sent)
+            self._sent = []
 
 
 class _Resync(Exception):

@@ -32,6 +32,7 @@ __all__ = [
     "AgentStream",
     "ChannelStream",
     "EMAStream",
+    "FeatureStream",
     "MomentsStream",
     "Ring",
     "SMAStream",
@@ -324,3 +325,59 @@ class AgentStream:
         self, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray
     ) -> np.ndarray:
         raise NotImplementedError
+
+
+class FeatureStream:
+    """The ML features (:func:`quantarena.training.features.compute_features`) one bar at a
+    time, each row equal to the vectorised row: log-return lags from a ring, rolling stds
+    and z-scores from :class:`MomentsStream`, RSI and MA distances from :class:`SMAStream`."""
+
+    def __init__(self, spec: Any, n_assets: int) -> None:
+        self.spec = spec
+        A = int(n_assets)
+        self.A = A
+        self.lags = [int(k) for k in spec.lags]
+        self.logc = Ring(max(self.lags) + 1, A)
+        self.prev_c = np.full(A, np.nan)
+        self.vol = MomentsStream([int(w) for w in spec.vol_windows], A)
+        self.rsi = SMAStream([int(spec.rsi_window)], 2 * A)  # gains | losses
+        self.volz = MomentsStream([int(spec.volume_window)], A)
+        self.ma = SMAStream([int(w) for w in spec.ma_windows], A)
+
+    def update(self, c: np.ndarray, v: np.ndarray | None) -> np.ndarray:
+        """Push one bar (``(A,)`` close and volume); returns its ``(A, F)`` features."""
+        A = self.A
+        cols: list[np.ndarray] = []
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lc = np.log(np.asarray(c, np.float64).reshape(1, A))[0]
+            r = self.logc
+            t = r.t + 1
+            r.push(lc)
+            for k in self.lags:
+                prev = np.array([r.at(t - k, a) if t >= k else np.nan for a in range(A)])
+                cols.append(lc - prev)
+            prev1 = np.array([r.at(t - 1, a) if t >= 1 else np.nan for a in range(A)])
+            _, sd = self.vol.update(lc - prev1)
+            cols += [sd[:, j] for j in range(sd.shape[1])]
+            change = c - self.prev_c
+            self.prev_c = np.asarray(c, np.float64).copy()
+            gains = np.where(change > 0, change, 0.0)
+            losses = np.where(change < 0, -change, 0.0)
+            bad = ~np.isfinite(change)
+            gains = np.where(bad, np.nan, gains)
+            losses = np.where(bad, np.nan, losses)
+            gl = self.rsi.update(np.concatenate([gains, losses]))[:, 0]
+            g, lo = gl[:A], gl[A:]
+            total = g + lo
+            rsi = np.where(total > 0, 100.0 * g / np.where(total > 0, total, 1.0), 50.0)
+            cols.append(np.where(np.isfinite(total), rsi, np.nan))
+            if v is None:
+                cols.append(np.full(A, np.nan))
+            else:
+                lv = np.log1p(np.where(v >= 0, v, np.nan))
+                mean, std = self.volz.update(lv)
+                z = np.where(std > 0, (lv[:, None] - mean) / std, np.nan)[:, 0]
+                cols.append(np.where(std[:, 0] == 0, 0.0, z))
+            mas = self.ma.update(np.asarray(c, np.float64))
+            cols += [lc - np.log(mas[:, j]) for j in range(mas.shape[1])]
+        return np.stack(cols, axis=-1)
