@@ -3,9 +3,10 @@
 A private redis-server (AOF, ``appendfsync everysec``) on a free port; FTX BTC-PERP 1-minute
 bars (data/sample). Eight paper traders (momentum, mean_reversion, breakout, vol_target,
 buy_hold and three more momentum parameter sets), each its own process (as Ray actors would
-be), each with its own consumer group, batch 1 (live mode: every message is made durable —
-Parquet events file when it has events, then one MULTI with snapshot, events, status, XACK —
-before the next is read).
+be), each with its own consumer group and the default batching (up to 100 entries per read:
+whatever has arrived; a trader that keeps up reads one message at a time). Each batch is made
+durable — Parquet events file when it has events, then one MULTI with snapshot, events,
+status, XACK — before the next is read.
 
 * **publish**: ``quantarena feed replay --speed max`` of 20,000 bars (XADD MAXLEN, pipelined).
 * **8 consumers, backlog**: the 20,000 messages already in the stream; each trader works
@@ -46,7 +47,7 @@ AGENTS = [
 ]
 BACKLOG = 10_000
 EVENTS = 10_000
-RATE = 100.0  # bars per second in the latency run
+RATE = 20.0  # bars per second in the latency run (each of the 8 traders gets every bar)
 
 
 def _port() -> int:
@@ -66,7 +67,7 @@ def _trader(url: str, prefix: str, feed: str, name: str, agent: str, params: dic
 
     tr = PaperTrader(name, get_agent(agent), params, ["BTCPERP"], interval_ns("1m"),
                      limits=RiskLimits(max_orders=None))  # fmt: skip
-    rt = RedisTrader(connect(url), tr, feed, out, keys=LiveKeys(prefix), batch=1)
+    rt = RedisTrader(connect(url), tr, feed, out, keys=LiveKeys(prefix))
     rt.latencies = []
     q.put(("ready", name))
     t0 = time.monotonic()

@@ -322,7 +322,7 @@ class RedisTrader:
             "fees": repr(ex.fees),
             "bars": str(ex.n_bars),
             "last_ts": str(ex._ts),
-            "rejections": str(len(tr.rejections)),
+            "rejections": str(tr.n_rejections),
             "updated": str(time.time_ns()),
         }
         if self.fail_before_commit is not None:

@@ -97,7 +97,7 @@ class PaperTrader:
             init_cash=init_cash,
         )
         self.risk = RiskEngine(self.symbols, limits or RiskLimits(max_position=agent.max_position))
-        self.rejections: list[Rejection] = []
+        self.n_rejections = 0  # rejections so far (each is also in the bar's TraderStep)
 
     def warm_up(self, history: BarPanel) -> None:
         """Feed ``history`` to the agent's stream only (indicators; no trading)."""
@@ -128,7 +128,7 @@ class PaperTrader:
         fills = ex.mark(ts, open, high, low, close, volume)
         d = self.risk.check(ex.n_bars - 1, ts, w, ex.target, ex.equity, now_ns)
         orders = ex.decide(d.targets)
-        self.rejections.extend(d.rejections)
+        self.n_rejections += len(d.rejections)
         return TraderStep(
             ex.n_bars - 1,
             int(ts),
