@@ -31,6 +31,7 @@ EXAMPLES: dict[str, str] = {
     "--store store --symbol BTCPERP",
     "data info": "quantarena data info --store store",
     "feed replay": "quantarena feed replay --store store --symbols BTCPERP --speed 600x",
+    "feed exchange": "quantarena feed exchange --exchange binance --symbols BTC/USDT --timeframe 1m",
     "live trade": "quantarena live trade --agent momentum --param fast=10 --param slow=50",
     "live status": "quantarena live status --watch",
     "live run": "quantarena live run configs/live.yaml",

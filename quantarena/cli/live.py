@@ -80,6 +80,42 @@ def feed_replay(
         )
 
 
+@feed_app.command("exchange")
+def feed_exchange(
+    exchange: str = typer.Option("binance", "--exchange", help="ccxt exchange id."),
+    symbols: str = typer.Option(..., "--symbols", help="Comma-separated ccxt symbols (BTC/USDT)."),
+    timeframe: str = typer.Option("1m", "--timeframe", help="Candle length (ccxt timeframe)."),
+    since: str = typer.Option(None, "--since", help="First candle time (UTC); default: latest."),
+    api_url: str = typer.Option(None, "--api-url", help="Replace the exchange's API host."),
+    poll: float = typer.Option(5.0, "--poll", help="Seconds between polls."),
+    polls: int = typer.Option(None, "--polls", help="Stop after this many polls."),
+    feed: str = FEED,
+    maxlen: int = typer.Option(100_000, "--maxlen", help="Cap on the stream's length."),
+    redis_url: str = REDIS,
+    redis_prefix: str = PREFIX,
+) -> None:
+    """Publish an exchange's closed candles (ccxt) to a Redis stream, as a replay does."""
+    with user_errors():
+        from quantarena.data.read import timestamp_ns
+        from quantarena.live.ccxt_source import CcxtSource, run_source
+        from quantarena.live.redis_io import connect
+
+        keys = _keys(redis_prefix)
+        t = timestamp_ns(since)
+        src = CcxtSource.from_id(
+            exchange, [s.strip() for s in symbols.split(",")], api_url=api_url,
+            timeframe=timeframe, since_ms=None if t is None else t // 1_000_000,
+        )  # fmt: skip
+        r = connect(redis_url)
+        stream = keys.feed(feed)
+        last = r.xrevrange(stream, count=1)
+        first = int(last[0][1][b"seq"]) + 1 if last else 0
+        n = run_source(r, stream, src, polls=polls, poll_s=poll, maxlen=maxlen, first_seq=first)
+        for rep in src.reports:
+            typer.echo(f"reported: {rep}")
+        typer.echo(f"published {n} bar messages of {', '.join(src.names)} to {stream}")
+
+
 def _parse_params(items: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for it in items or []:
