@@ -142,7 +142,14 @@ def test_paper_actor_killed_with_ray_kill_restarts_without_loss(server, tmp_path
     base_tr = make_trader(spec, hourly.symbols, hourly.interval_ns, cfg.limits)
     base = RedisTrader(r, base_tr, "btc1h", tmp_path / "base", keys=bkeys)
     base.run(idle_stop_s=0.5)
-    ray.init(num_cpus=2, include_dashboard=False, namespace="quantarena-live-test")
+    import socket
+    import urllib.request
+
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        mport = sk.getsockname()[1]
+    ray.init(num_cpus=2, include_dashboard=False, namespace="quantarena-live-test",
+             _metrics_export_port=mport, _system_config={"metrics_report_interval_ms": 500})  # fmt: skip
     try:
         a = start_paper_actor(cfg, spec, hourly.symbols, hourly.interval_ns)
         ref = a.run.remote(idle_stop_s=5.0)
@@ -154,8 +161,30 @@ def test_paper_actor_killed_with_ray_kill_restarts_without_loss(server, tmp_path
         stopped = int(r.hget(svc.keys.status(spec.name), "bars"))
         assert 300 <= stopped < hourly.n_bars
         a2 = start_paper_actor(cfg, spec, hourly.symbols, hourly.interval_ns)
-        ray.get(a2.run.remote(idle_stop_s=1.0))
+        ref2 = a2.run.remote(idle_stop_s=3.0)
+        # the paper actor's Ray metrics, scraped from Ray's metrics endpoint while it trades
+        # (Ray prefixes application metrics with ray_; counters end in _total)
+        seen: dict[str, float] = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(seen) < 4:
+            try:
+                url = f"http://127.0.0.1:{mport}/metrics"
+                text = urllib.request.urlopen(url, timeout=5).read().decode()
+            except OSError:
+                text = ""
+            for x in text.splitlines():
+                if x.startswith("ray_quantarena_paper_") and 'agent="mom"' in x:
+                    name = x.split("{")[0]
+                    if name in ("ray_quantarena_paper_fills_total", "ray_quantarena_paper_equity",
+                                "ray_quantarena_paper_exposure",
+                                "ray_quantarena_paper_latency_seconds_count"):  # fmt: skip
+                        seen[name] = max(seen.get(name, 0.0), float(x.rsplit(" ", 1)[1]))
+            time.sleep(0.5)
+        ray.get(ref2)
         assert ray.get(a2.equity.remote()) == base.trader.exchange.equity
+        assert seen.get("ray_quantarena_paper_fills_total", 0) > 0, seen
+        assert seen.get("ray_quantarena_paper_latency_seconds_count", 0) > 0, seen
+        assert 0.9 < seen.get("ray_quantarena_paper_equity", 0) < 1.2, seen
     finally:
         ray.shutdown()
     got = read_events(cfg.out, spec.name)

@@ -26,6 +26,7 @@ class PaperTraderActor:
         tr = make_trader(spec, symbols, interval_ns, cfg.limits)
         self.rt = RedisTrader(connect(cfg.redis), tr, cfg.feed, cfg.out,
                               keys=LiveKeys(cfg.redis_prefix), batch=cfg.batch)  # fmt: skip
+        self.rt.on_commit = PaperMetrics(spec.name).record
 
     def run(self, idle_stop_s: float | None = None, max_messages: int | None = None) -> int:
         """Trade until idle for ``idle_stop_s`` (None: forever) or ``max_messages``."""
@@ -33,6 +34,44 @@ class PaperTraderActor:
 
     def equity(self) -> float:
         return self.rt.trader.exchange.equity
+
+
+class PaperMetrics:
+    """The trader's figures as Ray metrics (``ray.util.metrics``), tagged ``agent``; Ray
+    exports them on its metrics endpoint (Prometheus format, names prefixed ``ray_``,
+    counters suffixed ``_total``), so they show in the dashboard: ``quantarena_paper_pnl``,
+    ``_equity``, ``_exposure`` (gauges), ``_orders``, ``_fills``, ``_rejections`` (counters)
+    and ``_latency_seconds`` (histogram: bar published → decision and paper fill durable)."""
+
+    def __init__(self, agent: str) -> None:
+        from ray.util import metrics as m
+
+        tags = ("agent",)
+        self.tags = {"agent": agent}
+        self.gauges = {
+            k: m.Gauge(f"quantarena_paper_{k}", description=d, tag_keys=tags)
+            for k, d in (("pnl", "paper PnL of the unit account"), ("equity", "paper equity"),
+                         ("exposure", "gross exposure, fraction of equity"))
+        }  # fmt: skip
+        self.counters = {
+            k: m.Counter(f"quantarena_paper_{k}", description=f"{k} so far", tag_keys=tags)
+            for k in ("orders", "fills", "rejections")
+        }
+        self.latency = m.Histogram(
+            "quantarena_paper_latency_seconds",
+            description="bar published -> decision and paper fill durable",
+            boundaries=[0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 5.0],
+            tag_keys=tags,
+        )
+
+    def record(self, figures: dict[str, Any]) -> None:
+        for k, g in self.gauges.items():
+            g.set(float(figures[k]), tags=self.tags)
+        for k, c in self.counters.items():
+            if figures[k]:
+                c.inc(float(figures[k]), tags=self.tags)
+        for x in figures["latency_s"]:
+            self.latency.observe(float(x), tags=self.tags)
 
 
 def start_paper_actor(

@@ -128,6 +128,10 @@ class RedisTrader:
         #: (benchmarks: tick -> decision -> durable paper fill latency)
         self.latencies: list[int] | None = None
         self._sent: list[int] = []
+        #: called after each durable batch with its figures (Ray metrics: actors/paper.py):
+        #: orders, fills, rejections (counts), equity, pnl, exposure, latency_s (a list: the
+        #: age of each message when its effects became durable, from its stream entry id)
+        self.on_commit: Any = None
         retry(self._setup, f"setting up agent {self.name!r}")
 
     # ------------------------------------------------------------------ state
@@ -342,6 +346,19 @@ class RedisTrader:
 
         self._retry(commit, "committing a batch")
         self._daily = {}
+        if self.on_commit is not None:
+            now_ms = time.time() * 1e3
+            ages = []
+            for i in ids:
+                sid = i.decode() if isinstance(i, bytes) else str(i)
+                ages.append(max(0.0, (now_ms - int(sid.split("-")[0])) / 1e3))
+            kinds = [e["kind"] for e in events]
+            self.on_commit({
+                "orders": kinds.count("order"), "fills": kinds.count("fill"),
+                "rejections": kinds.count("rejection"), "equity": ex.equity,
+                "pnl": ex.equity - ex.init_cash, "exposure": float(np.abs(w).sum()),
+                "latency_s": ages,
+            })  # fmt: skip
         if self.latencies is not None:
             now = time.time_ns()
             self.latencies.extend(now - x for x in self._sent)
