@@ -182,6 +182,23 @@ def test_paper_actor_killed_with_ray_kill_restarts_without_loss(server, tmp_path
             time.sleep(0.5)
         ray.get(ref2)
         assert ray.get(a2.equity.remote()) == base.trader.exchange.equity
+        ray.kill(a2)
+        # the director as a named, detached actor, its traders actors too, on a fresh prefix
+        from quantarena.actors.paper import start_live_director
+
+        p3 = prefix + "-director"
+        for k in r.scan_iter(match=p3 + ":*"):
+            r.delete(k)
+        cfg3 = _config(server, tmp_path / "d", p3)
+        replay(r, LiveKeys(p3).feed("btc1h"), hourly)
+        d = start_live_director(cfg3)
+        assert ray.get_actor("live-director") is not None
+        n = ray.get(d.run.remote(2.0), timeout=600)
+        assert n == (hourly.n_bars // 24 - 1) // 3
+        assert ray.get(d.reallocations.remote())[-1]["weights"].keys() == {
+            a.name for a in cfg3.agents
+        }
+        ray.kill(d)
         assert seen.get("ray_quantarena_paper_fills_total", 0) > 0, seen
         assert seen.get("ray_quantarena_paper_latency_seconds_count", 0) > 0, seen
         assert 0.9 < seen.get("ray_quantarena_paper_equity", 0) < 1.2, seen

@@ -82,3 +82,37 @@ def start_paper_actor(
     return PaperTraderActor.options(name=f"paper:{spec.name}", num_cpus=num_cpus).remote(
         cfg, spec, symbols, interval_ns
     )
+
+
+@ray.remote
+class LiveDirectorActor:
+    """The live director (:class:`~quantarena.live.service.LiveService`) as a named, detached
+    Ray actor: it outlives the command that started it and starts the paper traders as
+    actors. Create with :func:`start_live_director`; ``ray.get_actor(name)`` finds it."""
+
+    def __init__(self, cfg: Any) -> None:
+        from quantarena.live.service import LiveService
+
+        self.svc = LiveService(cfg)
+        self.done = False
+
+    def run(self, idle_stop_s: float | None = None) -> int:
+        """Direct until the traders stop; returns the reallocations made."""
+        out = self.svc.run(idle_stop_s=idle_stop_s)
+        self.done = True
+        return len(out)
+
+    def reallocations(self) -> list[dict[str, Any]]:
+        return [{"day": r.day, "weights": r.weights} for r in self.svc.reallocations]
+
+
+def start_live_director(cfg: Any, name: str = "live-director", detached: bool = True) -> Any:
+    """A :class:`LiveDirectorActor` named ``name`` (``lifetime="detached"`` by default); its
+    traders are Ray actors too."""
+    import dataclasses
+
+    cfg = dataclasses.replace(cfg, ray=True)
+    opts: dict[str, Any] = {"name": name, "num_cpus": 0.25}
+    if detached:
+        opts["lifetime"] = "detached"
+    return LiveDirectorActor.options(**opts).remote(cfg)

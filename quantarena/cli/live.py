@@ -280,6 +280,9 @@ def live_run(
     idle_stop: float = typer.Option(
         None, "--idle-stop", help="Stop when no bar came for this many seconds."
     ),
+    detach: bool = typer.Option(
+        False, "--detach", help="Run the director as a named, detached Ray actor and return."
+    ),
 ) -> None:
     """Run the paper traders and the director that reallocates their capital on a schedule."""
     with user_errors():
@@ -290,6 +293,20 @@ def live_run(
         cfg = load_live_config(config)
         if ray is not None:
             cfg = dataclasses.replace(cfg, ray=ray)
+        if detach:
+            import ray as ray_mod
+
+            from quantarena.actors.paper import start_live_director
+
+            if not ray_mod.is_initialized():
+                ray_mod.init(
+                    address="auto" if _ray_running() else None, namespace="quantarena-live"
+                )
+            actor = start_live_director(cfg)
+            actor.run.remote(idle_stop)
+            typer.echo("live director started as the detached Ray actor 'live-director' "
+                       "(namespace quantarena-live); watch it with quantarena live status")  # fmt: skip
+            return
         if cfg.ray:
             import ray as ray_mod
 
