@@ -149,3 +149,18 @@ def test_one_parameter_set_only(btc):
         PaperTrader(
             "t", get_agent("momentum"), {"fast": [5, 6], "slow": [20, 30]}, ["BTC"], btc.interval_ns
         )
+
+
+def test_the_pure_live_modules_import_no_redis_ray_or_mlflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import quantarena.live.exchange, quantarena.live.risk, quantarena.live.trader\n"
+        "import quantarena.live.messages, quantarena.live.director, quantarena.strategies.streaming\n"
+        "bad = [m for m in ('redis', 'ray', 'mlflow') if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
