@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -66,3 +67,28 @@ def test_bad_options_are_one_line_errors(server, btc_1m_csv):
     assert res.exit_code == 2 and "--speed 'warp'" in res.output
     res = _run(server, "live", "trade", "--agent", "momentum", "--feed", "nothing-here")
     assert res.exit_code == 2 and "is empty" in res.output
+
+
+def test_feed_replay_trades_from_a_store(server, sample_dir, tmp_path):
+    from quantarena.data.read import load_trades
+    from quantarena.data.store import Store
+    from quantarena.live.messages import TradeMessage, decode
+    from quantarena.live.redis_io import LiveKeys, connect
+
+    store = tmp_path / "store"
+    Store(store).ingest(sample_dir / "XRPETH-aggTrades-2019-10-11_13.csv")
+    res = _run(server, "feed", "replay", "--store", str(store), "--symbols", "XRPETH", "--trades",
+               "--feed", "xrp-trades", "--reset")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "published 12477 trade messages" in res.output
+    r = connect(server.url)
+    msgs = [decode(f) for _, f in r.xrange(LiveKeys(PREFIX).feed("xrp-trades"))]
+    assert all(isinstance(m, TradeMessage) for m in msgs)
+    tr = load_trades(store, "XRPETH")
+    assert [m.seq for m in msgs] == list(range(len(tr.ts)))
+    np.testing.assert_array_equal([m.price for m in msgs], tr.price)
+    np.testing.assert_array_equal([m.ts for m in msgs], tr.ts)
+    sides = {"buy": 1, "sell": -1, "": 0}
+    np.testing.assert_array_equal([sides[m.side] for m in msgs], tr.side)
+    res = _run(server, "feed", "replay", "--store", str(store), "--trades", "--feed", "x")
+    assert res.exit_code == 2 and "--trades needs --symbols" in res.output

@@ -49,10 +49,11 @@ def feed_replay(
         100_000, "--maxlen", help="Cap on the stream's length (XADD MAXLEN ~)."
     ),
     reset: bool = typer.Option(False, "--reset", help="Delete the stream first."),
+    trades: bool = typer.Option(False, "--trades", help="Publish the store's trades, not bars."),
     redis_url: str = REDIS,
     redis_prefix: str = PREFIX,
 ) -> None:
-    """Publish recorded bars to a Redis stream, paced or as fast as possible."""
+    """Publish recorded bars (or trades) to a Redis stream, paced or as fast as possible."""
     with user_errors():
         from quantarena.engine.api import load_bars_any
         from quantarena.live.feed import parse_speed, replay
@@ -62,9 +63,23 @@ def feed_replay(
         if maxlen < 1:
             raise ValueError(f"--maxlen must be >= 1, got {maxlen}")
         keys = _keys(redis_prefix)
-        bars = load_bars_any(store, symbols, start, end, interval)
         r = connect(redis_url)
         stream = keys.feed(feed)
+        if trades:
+            from quantarena.data.read import load_trades
+            from quantarena.live.feed import replay_trades
+
+            if not symbols:
+                raise ValueError("--trades needs --symbols (the symbols whose trades to publish)")
+            tr = [load_trades(store, s.strip(), start, end) for s in symbols.split(",")]
+            if reset:
+                r.delete(stream)
+            last = r.xrevrange(stream, count=1)
+            first = int(last[0][1][b"seq"]) + 1 if last else 0
+            n = replay_trades(r, stream, tr, speed=sp, maxlen=maxlen, first_seq=first)
+            typer.echo(f"published {n} trade messages of {symbols} to {stream}")
+            return
+        bars = load_bars_any(store, symbols, start, end, interval)
         if reset:
             r.delete(stream)
         first = int(r.xlen(stream)) if not reset else 0

@@ -13,13 +13,15 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from quantarena.live.messages import encode_bars
+import numpy as np
+
+from quantarena.live.messages import encode_bars, encode_trade
 from quantarena.live.redis_io import retry
 
 if TYPE_CHECKING:
     from quantarena.data.panel import BarPanel
 
-__all__ = ["DEFAULT_MAXLEN", "parse_speed", "replay"]
+__all__ = ["DEFAULT_MAXLEN", "parse_speed", "replay", "replay_trades"]
 
 #: default cap on a feed stream's length (entries)
 DEFAULT_MAXLEN = 100_000
@@ -96,3 +98,51 @@ def replay(
         if on_message is not None:
             on_message(t)
     return T
+
+
+def replay_trades(
+    r: Any,
+    stream: str,
+    trades: list[Any],
+    *,
+    speed: float | None = None,
+    maxlen: int = DEFAULT_MAXLEN,
+    first_seq: int = 0,
+    chunk: int = 500,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Publish recorded trades (:class:`~quantarena.data.read.TradeArrays` of one or more
+    symbols, merged in time order, ties in the given order) as ``trade`` messages; paced by
+    their own timestamps at ``speed`` times real time (None: as fast as possible)."""
+    ts = (
+        np.concatenate([np.asarray(t.ts, np.int64) for t in trades])
+        if trades
+        else np.zeros(0, np.int64)
+    )
+    which = np.concatenate([np.full(len(t.ts), i) for i, t in enumerate(trades)]) if trades else ts
+    pos = np.concatenate([np.arange(len(t.ts)) for t in trades]) if trades else ts
+    order = np.lexsort((pos, which, ts))
+    sides = {1: "buy", -1: "sell", 0: ""}
+    n = len(order)
+    t_start = time.monotonic()
+    pipe = r.pipeline(transaction=False)
+    for k, i in enumerate(order):
+        tr = trades[int(which[i])]
+        j = int(pos[i])
+        f = encode_trade(first_seq + k, int(tr.ts[j]), tr.symbol, float(tr.price[j]), float(tr.qty[j]),
+                         sides[int(tr.side[j])], str(int(tr.trade_id[j])) if tr.trade_id[j] >= 0 else "")  # fmt: skip
+        if speed is None:
+            pipe.xadd(stream, f, maxlen=maxlen, approximate=True)
+            if (k + 1) % chunk == 0:
+                retry(pipe.execute, f"publishing to {stream}")
+            continue
+        wait = t_start + (int(tr.ts[j]) - int(ts[order[0]])) / 1e9 / float(speed) - time.monotonic()
+        if wait > 0:
+            sleep(wait)
+        retry(
+            lambda f=f: r.xadd(stream, f, maxlen=maxlen, approximate=True),
+            f"publishing to {stream}",
+        )
+    if speed is None:
+        retry(pipe.execute, f"publishing to {stream}")
+    return n

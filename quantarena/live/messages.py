@@ -14,7 +14,8 @@ flat maps of strings)::
                                        (exact float64 round trip); "nan" = no bar
 
 A ``trade`` message carries one trade: ``symbol``, ``ts`` (ns), ``price``, ``qty``, ``side``
-(``buy``/``sell``: the taker's side), ``id`` (the exchange's trade id, or empty).
+(``buy``/``sell``: the taker's side; empty when the source does not say), ``id`` (the
+exchange's trade id, or empty).
 
 Readers check ``v`` (an unknown version is refused, never guessed), and the :class:`SeqCheck`
 reports a gap (a skipped ``seq`` — e.g. entries trimmed by MAXLEN before they were read — or a
@@ -113,8 +114,8 @@ def encode_trade(
     seq: int, ts: int, symbol: str, price: float, qty: float, side: str, id: str = ""
 ) -> dict[str, str]:  # noqa: A002
     """The fields of a ``trade`` message."""
-    if side not in ("buy", "sell"):
-        raise MessageError(f"trade side {side!r}: use 'buy' or 'sell'")
+    if side not in ("buy", "sell", ""):
+        raise MessageError(f"trade side {side!r}: use 'buy', 'sell' or '' (unknown)")
     return {
         "v": VERSION,
         "kind": "trade",
