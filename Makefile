@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo bench lint format clean help gpu-check gpu-wheels
+.PHONY: setup test demo demo-live bench lint format clean help gpu-check gpu-wheels
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -27,6 +27,9 @@ test: $(STAMP)  ## run the test suite (real local Ray, Redis at 127.0.0.1:6379, 
 
 demo: $(STAMP)  ## a two-year weekly tournament on real BTC hourly bars (configs/demo.yaml, a few minutes)
 	$(BIN)/python -m quantarena.demo
+
+demo-live: $(STAMP)  ## paper-trade 5 agents on replayed real data through Redis (127.0.0.1:6379): weekly reallocations, a kill drill
+	$(BIN)/python -m quantarena.live.demo
 
 bench: $(STAMP)  ## run the benchmarks and print the figures recorded in docs/benchmarks.md
 	$(BIN)/python -m benchmarks.run --record

@@ -31,6 +31,7 @@ MODULES = {
     "ml": "benchmarks.bench_ml",
     "tournament": "benchmarks.bench_tournament",
     "audit": "benchmarks.bench_audit",
+    "live": "benchmarks.bench_live",
 }
 START, END = "<!-- bench:cpu:start -->", "<!-- bench:cpu:end -->"
 

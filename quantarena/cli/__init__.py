@@ -58,6 +58,7 @@ def _root(
 def _register() -> None:
     from quantarena.cli import backtest as backtest_cli
     from quantarena.cli import data as data_cli
+    from quantarena.cli import live as live_cli
     from quantarena.cli import tournament as submit_cli
     from quantarena.cli import tournament_run as tournament_cli
     from quantarena.cli import tune as tune_cli
@@ -67,6 +68,7 @@ def _register() -> None:
     tournament_cli.register(app)
     submit_cli.register(app)
     tune_cli.register(app)
+    live_cli.register(app)
     add_examples(app)
 
 

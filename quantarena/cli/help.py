@@ -30,6 +30,13 @@ EXAMPLES: dict[str, str] = {
     "data ingest": "quantarena data ingest data/sample/btc-perp-20211231-20220201_1m.csv "
     "--store store --symbol BTCPERP",
     "data info": "quantarena data info --store store",
+    "feed replay": "quantarena feed replay --store store --symbols BTCPERP --speed 600x",
+    "feed exchange": "quantarena feed exchange --exchange binance --symbols BTC/USDT --timeframe 1m",
+    "live trade": "quantarena live trade --agent momentum --param fast=10 --param slow=50",
+    "live status": "quantarena live status --watch",
+    "live run": "quantarena live run configs/live.yaml",
+    "kill": "quantarena kill --agent momentum --reason drill",
+    "resume": "quantarena resume --agent momentum",
     "data synth": "quantarena data synth --store store --symbols 4 --bars 10000 --interval 1m",
 }
 

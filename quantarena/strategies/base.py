@@ -38,6 +38,7 @@ from quantarena.strategies.indicators import is_cupy
 if TYPE_CHECKING:
     from quantarena.data.panel import BarPanel
     from quantarena.engine.fused import FusedSignal
+    from quantarena.strategies.streaming import AgentStream
 
 
 class Agent:
@@ -162,6 +163,35 @@ class Agent:
         """A :class:`PositionSource` for the engine's streaming path."""
         p = self.check_params(params)
         return AgentSource(self, self.indicators(bars, p, xp), p, xp, bars.n_bars, bars.n_assets)
+
+    # ---------------------------------------------------------------- the streaming path
+
+    def stream(
+        self,
+        params: Mapping[str, Any] | None = None,
+        *,
+        n_assets: int = 1,
+        interval_ns: int | None = None,
+        history: BarPanel | None = None,
+    ) -> AgentStream:
+        """The streaming path: an :class:`~.streaming.AgentStream` fed one bar at a time
+        (``stream.step(open, high, low, close, volume)`` → ``(A, P)`` float32 targets),
+        warmed up on ``history`` (its assets and interval are then used). Each step costs
+        ``O(window)``; the targets equal, bit for bit, the rows :meth:`positions` gives over
+        the same bars (see :mod:`.streaming`)."""
+        p = self.check_params(params)
+        if history is not None:
+            n_assets, interval_ns = history.n_assets, int(history.interval_ns)
+        s = self._stream(p, int(n_assets), interval_ns)
+        if history is not None:
+            s.warm_up(history)
+        return s
+
+    def _stream(self, params: P.Params, n_assets: int, interval_ns: int | None) -> AgentStream:
+        """The agent's :class:`~.streaming.AgentStream` (each shipped agent implements it)."""
+        raise NotImplementedError(
+            f"agent {self.name!r} has no streaming path: implement _stream() to paper-trade it"
+        )
 
     # ---------------------------------------------------------------- helpers for subclasses
 

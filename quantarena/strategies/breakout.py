@@ -19,6 +19,7 @@ import numpy as np
 from quantarena.strategies.base import Agent, Carry, host_block
 from quantarena.strategies.indicators import lag, rolling_maxes, rolling_mins, to_numpy
 from quantarena.strategies.params import Int
+from quantarena.strategies.streaming import AgentStream, ChannelStream
 
 
 class Breakout(Agent):
@@ -88,3 +89,55 @@ class Breakout(Agent):
             state["wi"], state["ei"], none, none, self.max_position, self.long_only,
             carry.at(self._kernel(state), int(t0)), lambda c, raw, t_end: carry.set(c, t_end),
         )  # fmt: skip
+
+    def _stream(self, params, n_assets, interval_ns):
+        return BreakoutStream(self, params, n_assets)
+
+
+class BreakoutStream(AgentStream):
+    """:class:`Breakout` one bar at a time: channels of the prior bars from a ring, the
+    position carried from bar to bar."""
+
+    def __init__(self, agent: Breakout, params, n_assets: int) -> None:
+        super().__init__(agent, params, n_assets)
+        keys = [
+            int(w) for w in np.unique(np.concatenate([params["window"], params["exit_window"]]))
+        ]
+        self.channels = ChannelStream(keys, n_assets)
+        self.wi = [keys.index(int(w)) for w in params["window"]]
+        self.ei = [keys.index(int(w)) for w in params["exit_window"]]
+        self.carry = np.zeros((n_assets, self.n_params))
+
+    def _step(self, o, h, lo, c, v):
+        up, dn = self.channels.update(h, lo)
+        ag = self.agent
+        fin = np.isfinite
+        out = np.empty((self.n_assets, self.n_params), np.float32)
+        for a in range(self.n_assets):
+            x = float(c[a])
+            for p in range(self.n_params):
+                eh, el = up[a, self.wi[p]], dn[a, self.wi[p]]
+                xh, xl = up[a, self.ei[p]], dn[a, self.ei[p]]
+                cur = float(self.carry[a, p])
+                if not (fin(x) and fin(eh) and fin(el)):
+                    cur = 0.0
+                elif cur == 0.0:
+                    if x > eh:
+                        cur = 1.0
+                    elif x < el:
+                        cur = -1.0
+                elif cur > 0.0:
+                    if x < el:
+                        cur = -1.0
+                    elif x < xl:
+                        cur = 0.0
+                else:
+                    if x > eh:
+                        cur = 1.0
+                    elif x > xh:
+                        cur = 0.0
+                if ag.long_only and cur < 0.0:
+                    cur = 0.0
+                self.carry[a, p] = cur
+                out[a, p] = cur * ag.max_position
+        return out

@@ -11,6 +11,7 @@ import numpy as np
 
 from quantarena.strategies.base import Agent
 from quantarena.strategies.params import Float
+from quantarena.strategies.streaming import AgentStream
 
 
 class BuyHold(Agent):
@@ -29,3 +30,18 @@ class BuyHold(Agent):
     def signal(self, state, params, xp, t0, t1):
         out = state["has_price"][t0:t1, :, None] * state["w"][None, None, :]
         return self.shape_block(xp.ascontiguousarray(out.astype(xp.float32)), state["n_assets"])
+
+    def _stream(self, params, n_assets, interval_ns):
+        return BuyHoldStream(self, params, n_assets)
+
+
+class BuyHoldStream(AgentStream):
+    """:class:`BuyHold` one bar at a time (no state: the weight wherever the close is known)."""
+
+    def __init__(self, agent: BuyHold, params, n_assets: int) -> None:
+        super().__init__(agent, params, n_assets)
+        self.w = np.asarray(params["weight"], np.float32) * np.float32(agent.max_position)
+
+    def _step(self, o, h, lo, c, v):
+        has = np.isfinite(c).astype(np.float32)
+        return (has[:, None] * self.w[None, :]).astype(np.float32)

@@ -18,6 +18,7 @@ import numpy as np
 from quantarena.strategies.base import Agent, Carry, host_block
 from quantarena.strategies.indicators import rolling_zscores, to_numpy
 from quantarena.strategies.params import Float, Int, unique_index
+from quantarena.strategies.streaming import AgentStream, MomentsStream
 
 
 class MeanReversion(Agent):
@@ -85,3 +86,42 @@ class MeanReversion(Agent):
             state["wi"], state["entry"], state["exit"], self.max_position, self.long_only,
             carry.at(self._kernel(state), int(t0)), lambda c, raw, t_end: carry.set(c, t_end),
         )  # fmt: skip
+
+    def _stream(self, params, n_assets, interval_ns):
+        return MeanReversionStream(self, params, n_assets)
+
+
+class MeanReversionStream(AgentStream):
+    """:class:`MeanReversion` one bar at a time: rolling moments per distinct window and the
+    hysteresis position carried from bar to bar."""
+
+    def __init__(self, agent: MeanReversion, params, n_assets: int) -> None:
+        super().__init__(agent, params, n_assets)
+        ws, self.wi = unique_index(params["window"])
+        self.moments = MomentsStream([int(w) for w in ws], n_assets)
+        self.entry = [float(x) for x in params["entry"]]
+        self.exit = [float(x) for x in params["exit"]]
+        self.carry = np.zeros((n_assets, self.n_params))
+
+    def _step(self, o, h, lo, c, v):
+        mean, std = self.moments.update(c)
+        ag = self.agent
+        out = np.empty((self.n_assets, self.n_params), np.float32)
+        for a in range(self.n_assets):
+            x = float(c[a])
+            for p in range(self.n_params):
+                j = int(self.wi[p])
+                sd = float(std[a, j])
+                z = (x - float(mean[a, j])) / sd if sd > 0 else float("nan")
+                cur = float(self.carry[a, p])
+                if z != z or z in (float("inf"), float("-inf")):
+                    cur = 0.0
+                elif z > self.entry[p]:
+                    cur = 0.0 if ag.long_only else -1.0
+                elif z < -self.entry[p]:
+                    cur = 1.0
+                elif abs(z) < self.exit[p]:
+                    cur = 0.0
+                self.carry[a, p] = cur
+                out[a, p] = cur * ag.max_position
+        return out

@@ -17,6 +17,7 @@ import numpy as np
 from quantarena.strategies.base import Agent
 from quantarena.strategies.indicators import is_cupy, moving_averages
 from quantarena.strategies.params import Choice, Int
+from quantarena.strategies.streaming import AgentStream, EMAStream, SMAStream
 
 
 class Momentum(Agent):
@@ -85,3 +86,37 @@ class Momentum(Agent):
             none, none, self.max_position, self.long_only,
             np.zeros((state["n_assets"], fi.shape[0]), np.float32),
         )  # fmt: skip
+
+    def _stream(self, params, n_assets, interval_ns):
+        return MomentumStream(self, params, n_assets)
+
+
+class MomentumStream(AgentStream):
+    """:class:`Momentum` one bar at a time: one running average per distinct (ma, window)."""
+
+    def __init__(self, agent: Momentum, params, n_assets: int) -> None:
+        super().__init__(agent, params, n_assets)
+        kinds = np.asarray(params["ma"]).astype(str)
+        fast = [(k, int(w)) for k, w in zip(kinds, params["fast"], strict=True)]
+        slow = [(k, int(w)) for k, w in zip(kinds, params["slow"], strict=True)]
+        keys = sorted(set(fast) | set(slow))
+        self.streams = []  # (stream, columns of `keys` it fills)
+        for kind, cls in (("ema", EMAStream), ("sma", SMAStream)):
+            ws = [w for k, w in keys if k == kind]
+            if ws:
+                cols = [keys.index((kind, w)) for w in ws]
+                self.streams.append((cls(ws, n_assets), cols))
+        self.n_keys = len(keys)
+        self.fi = [keys.index(k) for k in fast]
+        self.si = [keys.index(k) for k in slow]
+        self.pos = np.float32(agent.max_position)
+        self.neg = np.float32(0.0) if agent.long_only else np.float32(-agent.max_position)
+
+    def _step(self, o, h, lo, c, v):
+        ma = np.empty((self.n_assets, self.n_keys))
+        for st, cols in self.streams:
+            ma[:, cols] = st.update(c)
+        f, s = ma[:, self.fi], ma[:, self.si]
+        up = (f > s).astype(np.float32)
+        dn = (f < s).astype(np.float32)
+        return (self.pos * up + self.neg * dn).astype(np.float32)

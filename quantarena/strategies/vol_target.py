@@ -25,6 +25,7 @@ import numpy as np
 from quantarena.strategies.base import Agent, Carry, host_block
 from quantarena.strategies.indicators import is_cupy, lag, log_returns, rolling_stds, to_numpy
 from quantarena.strategies.params import Float, Int, unique_index
+from quantarena.strategies.streaming import AgentStream, MomentsStream, Ring
 
 NS_PER_YEAR = 365 * 86400 * 1_000_000_000
 
@@ -122,3 +123,55 @@ class VolTarget(Agent):
             self.long_only, carry.at(self._kernel(state), int(t0)),
             lambda c, raw, t_end: carry.set(c, t_end),
         )  # fmt: skip
+
+    def _stream(self, params, n_assets, interval_ns):
+        if interval_ns is None:
+            raise ValueError("vol_target's stream needs interval_ns (or history) to annualise")
+        return VolTargetStream(self, params, n_assets, int(interval_ns))
+
+
+class VolTargetStream(AgentStream):
+    """:class:`VolTarget` one bar at a time: lookback returns from a ring of closes, rolling
+    volatility of one-bar log returns per distinct vol_window."""
+
+    def __init__(self, agent: VolTarget, params, n_assets: int, interval_ns: int) -> None:
+        super().__init__(agent, params, n_assets)
+        ls, self.li = unique_index(params["lookback"])
+        vs, self.vi = unique_index(params["vol_window"])
+        self.lookbacks = [int(k) for k in ls]
+        self.closes = Ring(max(self.lookbacks) + 1, n_assets)
+        self.vol = MomentsStream([int(w) for w in vs], n_assets)
+        self.sqrt_ppy = float(np.sqrt(NS_PER_YEAR / float(interval_ns)))
+        self.target = [float(x) for x in params["target_vol"]]
+        band = params["band"] if "band" in params else np.zeros(self.n_params)
+        self.band = [float(x) for x in band]
+        self.prev = np.zeros((n_assets, self.n_params), np.float32)
+
+    def _step(self, o, h, lo, c, v):
+        from quantarena.engine.signal_rules import voltarget_rule
+
+        r = self.closes
+        t = r.t + 1
+        prev = np.array([r.at(t - 1, a) for a in range(self.n_assets)]) if t >= 1 else None
+        lr = np.log(c / prev) if prev is not None else np.full(self.n_assets, np.nan)
+        r.push(c)
+        _, sd = self.vol.update(lr)
+        vol = sd * self.sqrt_ppy
+        ag = self.agent
+        out = np.empty((self.n_assets, self.n_params), np.float32)
+        for a in range(self.n_assets):
+            rets = [
+                float(c[a]) / r.at(t - k, a) - 1.0 if t >= k else float("nan")
+                for k in self.lookbacks
+            ]
+            for p in range(self.n_params):
+                x = rets[int(self.li[p])]
+                s = float(vol[a, int(self.vi[p])])
+                # the engine's own rule (signal_rules.voltarget_rule), rebalance band included
+                w = voltarget_rule(
+                    x, s, self.target[p], ag.max_position, ag.long_only, self.prev[a, p],
+                    self.band[p],
+                )  # fmt: skip
+                self.prev[a, p] = w
+                out[a, p] = w
+        return out

@@ -35,6 +35,7 @@ from quantarena.strategies.base import Agent
 from quantarena.strategies.ml.features import DEFAULT_SPEC, FeatureSpec
 from quantarena.strategies.params import Choice, Float, Int
 from quantarena.strategies.params import n_params as _n_params
+from quantarena.strategies.streaming import AgentStream
 
 __all__ = ["Duration", "MLAgent", "to_bars"]
 
@@ -282,4 +283,99 @@ class MLAgent(Agent):
             start, stop = self._rows()(r, cfg.lookback)
             out.append(fit_at(data, cfg, start, stop, seed=_seed(cfg.seed, r)))
         self.last_models = out
+        return out
+
+    # ------------------------------------------------------------------ streaming
+
+    def _stream(self, params, n_assets, interval_ns):
+        if interval_ns is None:
+            raise ValueError("the ml agent's stream needs interval_ns (or history) for durations")
+        return MLStream(self, params, n_assets, int(interval_ns))
+
+
+class MLStream(AgentStream):
+    """:class:`MLAgent` one bar at a time.
+
+    Features come from :class:`~.streaming.FeatureStream` (rows equal to the vectorised ones);
+    the last ``lookback + window`` rows are kept. At each refit bar of the rolling schedule
+    (``lookback``, then every ``retrain_every`` bars: 4 h of 1-minute bars is
+    ``retrain_every="4h"``) a model is trained on exactly the samples the backtest's refit
+    uses, with the same seed; each bar is then predicted by the latest model. The training is
+    the backtest's; predictions are made one bar at a time instead of one batch per refit, so
+    they equal the backtest's up to float32 rounding of the network's matrix products (a
+    decision can differ only where the edge is within that rounding of its threshold).
+    """
+
+    def __init__(self, agent: MLAgent, params, n_assets: int, interval_ns: int) -> None:
+        from quantarena.strategies.streaming import FeatureStream
+
+        super().__init__(agent, params, n_assets)
+        self.cfgs = agent.configs(params, interval_ns)
+        self.features = FeatureStream(agent.feature_spec, n_assets)
+        self.size = max(c.lookback + c.window for c in self.cfgs) + 1
+        F = agent.feature_spec.n_features
+        self.X = np.full((self.size, n_assets, F), np.nan)
+        self.close = np.full((self.size, n_assets), np.nan)
+        self.mask = np.zeros((self.size, n_assets), bool)
+        self.models: list[Any] = [None] * len(self.cfgs)
+        self.thr = np.asarray(params.get("threshold", np.zeros(len(self.cfgs))), np.float64)
+        self.sizing = np.asarray(params.get("sizing", ["sign"] * len(self.cfgs))).astype(str)
+        self.refits: list[list[int]] = [[] for _ in self.cfgs]
+
+    def _rows(self, t0: int, t1: int) -> np.ndarray:
+        """Ring positions of bars ``t0 .. t1`` inclusive."""
+        return np.arange(t0, t1 + 1) % self.size
+
+    def _fit(self, j: int, r: int) -> None:
+        from quantarena.strategies.ml.rolling import _seed, fit_at, prepare, train_rows
+
+        cfg = self.cfgs[j]
+        start, stop = train_rows(r, cfg.lookback)
+        off = max(0, start - cfg.window + 1)
+        rows = self._rows(off, r)
+        X = self.X[rows]
+        c = self.close[rows]
+        lab = np.full(c.shape, np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lab[:-1] = np.log(c[1:] / c[:-1])
+        data = prepare(X, lab, self.mask[rows], np, self.agent.device)
+        fit = fit_at(data, cfg, start - off, stop - off, seed=_seed(cfg.seed, r))
+        if fit is not None:
+            self.models[j] = fit
+            self.refits[j].append(r)
+
+    def _step(self, o, h, lo, c, v):
+        from quantarena.strategies.ml import models as M
+        from quantarena.strategies.ml.rolling import _edge
+
+        t = self.n_bars
+        k = t % self.size
+        self.X[k] = self.features.update(c, v)
+        self.close[k] = c
+        self.mask[k] = np.isfinite(c)
+        ag = self.agent
+        out = np.zeros((self.n_assets, self.n_params), np.float32)
+        lo_w = 0.0 if ag.long_only else -ag.max_position
+        torch = M._torch()
+        for j, cfg in enumerate(self.cfgs):
+            if t >= cfg.lookback and (t - cfg.lookback) % cfg.retrain_every == 0:
+                self._fit(j, t)
+            fit = self.models[j]
+            W = cfg.window
+            if fit is None or t < W - 1:
+                continue
+            xw = self.X[self._rows(t - W + 1, t)]  # (W, A, F)
+            ok = np.isfinite(xw).all(axis=(0, 2))
+            Xb = torch.as_tensor(np.ascontiguousarray(xw.transpose(1, 0, 2)).astype(np.float32))
+            e = _edge(M.predict(fit.model, Xb), cfg.target).detach().cpu().numpy()  # float32
+            e = np.where(ok, e, np.nan)
+            if self.sizing[j] == "scaled":
+                s = np.clip(e * (2.0 if cfg.target == "sign" else 1.0), -1.0, 1.0)
+                w = np.where(np.abs(e) > self.thr[j], s * ag.max_position, 0.0)
+                w = np.maximum(w, 0.0) if ag.long_only else w
+            else:
+                w = np.where(
+                    e > self.thr[j], ag.max_position, np.where(e < -self.thr[j], lo_w, 0.0)
+                )
+            out[:, j] = np.where(np.isfinite(w), w, 0.0).astype(np.float32)
         return out

@@ -1,0 +1,63 @@
+"""The paper traders' status as a rich table (``quantarena live status``, the live demo)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["status_table"]
+
+
+def status_table(r: Any, keys: Any) -> Any:
+    """A rich table of every paper-trading agent's status hash."""
+    from rich.table import Table
+
+    from quantarena.numfmt import fmt
+
+    def fmt_pct(v: float) -> str:
+        return fmt(v, "pct")
+
+    t = Table(title="paper trading", title_justify="left")
+    for col in (
+        "agent",
+        "state",
+        "equity",
+        "PnL",
+        "exposure",
+        "positions",
+        "fees",
+        "bars",
+        "rejections",
+        "reason",
+    ):
+        t.add_column(
+            col, justify="left" if col in ("agent", "state", "positions", "reason") else "right"
+        )
+    names = sorted(x.decode() for x in r.smembers(keys.agents()))
+    kill_all = r.get(keys.kill())
+    for n in names:
+        h = {k.decode(): v.decode() for k, v in r.hgetall(keys.status(n)).items()}
+        if not h:
+            t.add_row(n, "starting", *[""] * 9)
+            continue
+        cap = float(h.get("capital", 1.0)) or 1.0
+        pos = json.loads(h.get("positions", "{}"))
+        state = h.get("state", "?")
+        if r.get(keys.kill(n)) is not None or kill_all is not None:
+            state += " (kill set)"
+        color = {"ACTIVE": "green", "REDUCING": "yellow"}.get(h.get("state", ""), "red")
+        capital = r.get(keys.capital(n))
+        t.add_row(
+            n,
+            f"[{color}]{state}[/]",
+            "" if capital is None else fmt(float(capital)),
+            f"{float(h['equity']):.6g}",
+            fmt_pct(float(h["pnl"]) / cap),
+            fmt_pct(float(h["exposure"])),
+            " ".join(f"{k} {fmt_pct(v)}" for k, v in pos.items() if v) or "flat",
+            f"{float(h['fees']):.4g}",
+            h.get("bars", ""),
+            h.get("rejections", ""),
+            h.get("reason", ""),
+        )
+    return t
