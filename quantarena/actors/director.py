@@ -95,11 +95,11 @@ class DirectorActor:
         ``ray.round_retries`` times, then scored flat (:func:`failed_result`). A checkpoint
         is written after every round."""
         from quantarena.cluster.runtime import agent_resources
-        from quantarena.tournaments.checkpoint import Checkpointer, checkpoint_target, open_resume
+        from quantarena.tournaments.checkpoint import open_resume
         from quantarena.tournaments.pipeline import AgentRoundError
         from quantarena.tournaments.rounds import failed_result
         from quantarena.tournaments.setup import play, prepare
-        from quantarena.tracking.tournament import TournamentRecorder, leaderboard_view
+        from quantarena.tracking.tournament import leaderboard_view, open_recording
 
         cfg = self.cfg
         t_start = time.perf_counter()
@@ -182,19 +182,7 @@ class DirectorActor:
         )
         pipeline.start()  # agents work while MLflow sets up (its first call takes seconds)
         try:
-            rec = TournamentRecorder(
-                cfg,
-                {a.name: a.kind for a in cfg.agents},
-                enabled=log_mlflow,
-                resume=(start.run_ids or None) if start is not None else None,
-            )
-            ckpt = Checkpointer(
-                checkpoint_target(cfg),
-                cfg.model_dump(mode="json"),
-                rec.run_ids,
-                start=start,
-                before_save=rec.flush,
-            )
+            rec, ckpt = open_recording(cfg, start, log_mlflow=log_mlflow)
         except BaseException:
             for a in actors.values():
                 ray.kill(a)

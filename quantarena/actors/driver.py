@@ -89,28 +89,16 @@ def run_in_process(
     scored flat) behave as on Ray."""
     import traceback
 
-    from quantarena.tournaments.checkpoint import Checkpointer, checkpoint_target, open_resume
+    from quantarena.tournaments.checkpoint import open_resume
     from quantarena.tournaments.rounds import failed_result, run_agent_round
     from quantarena.tournaments.setup import play, prepare
-    from quantarena.tracking.tournament import TournamentRecorder, leaderboard_view
+    from quantarena.tracking.tournament import leaderboard_view, open_recording
 
     t0 = time.perf_counter()
     start = open_resume(cfg, resume)
     done = start.results if start is not None else []
     inputs = prepare(cfg)
-    rec = TournamentRecorder(
-        cfg,
-        {a.name: a.kind for a in cfg.agents},
-        enabled=log_mlflow,
-        resume=(start.run_ids or None) if start is not None else None,
-    )
-    ckpt = Checkpointer(
-        checkpoint_target(cfg),
-        cfg.model_dump(mode="json"),
-        rec.run_ids,
-        start=start,
-        before_save=rec.flush,
-    )
+    rec, ckpt = open_recording(cfg, start, log_mlflow=log_mlflow)
     total = len(inputs.rounds)
     if progress:
         progress(len(done), total, f"round {len(done) + 1}")

@@ -109,35 +109,18 @@ class BreakoutStream(AgentStream):
         self.carry = np.zeros((n_assets, self.n_params))
 
     def _step(self, o, h, lo, c, v):
+        from quantarena.engine.signal_rules import donchian_rule
+
         up, dn = self.channels.update(h, lo)
         ag = self.agent
-        fin = np.isfinite
         out = np.empty((self.n_assets, self.n_params), np.float32)
         for a in range(self.n_assets):
             x = float(c[a])
             for p in range(self.n_params):
                 eh, el = up[a, self.wi[p]], dn[a, self.wi[p]]
                 xh, xl = up[a, self.ei[p]], dn[a, self.ei[p]]
-                cur = float(self.carry[a, p])
-                if not (fin(x) and fin(eh) and fin(el)):
-                    cur = 0.0
-                elif cur == 0.0:
-                    if x > eh:
-                        cur = 1.0
-                    elif x < el:
-                        cur = -1.0
-                elif cur > 0.0:
-                    if x < el:
-                        cur = -1.0
-                    elif x < xl:
-                        cur = 0.0
-                else:
-                    if x > eh:
-                        cur = 1.0
-                    elif x > xh:
-                        cur = 0.0
-                if ag.long_only and cur < 0.0:
-                    cur = 0.0
+                # the engine's own rule (signal_rules.donchian_rule), as the block path
+                cur = donchian_rule(x, eh, el, xh, xl, self.carry[a, p], ag.long_only)
                 self.carry[a, p] = cur
                 out[a, p] = cur * ag.max_position
         return out

@@ -104,6 +104,8 @@ class MeanReversionStream(AgentStream):
         self.carry = np.zeros((n_assets, self.n_params))
 
     def _step(self, o, h, lo, c, v):
+        from quantarena.engine.signal_rules import zscore_rule
+
         mean, std = self.moments.update(c)
         ag = self.agent
         out = np.empty((self.n_assets, self.n_params), np.float32)
@@ -113,15 +115,8 @@ class MeanReversionStream(AgentStream):
                 j = int(self.wi[p])
                 sd = float(std[a, j])
                 z = (x - float(mean[a, j])) / sd if sd > 0 else float("nan")
-                cur = float(self.carry[a, p])
-                if z != z or z in (float("inf"), float("-inf")):
-                    cur = 0.0
-                elif z > self.entry[p]:
-                    cur = 0.0 if ag.long_only else -1.0
-                elif z < -self.entry[p]:
-                    cur = 1.0
-                elif abs(z) < self.exit[p]:
-                    cur = 0.0
+                # the engine's own rule (signal_rules.zscore_rule), as the block path
+                cur = zscore_rule(z, self.carry[a, p], self.entry[p], self.exit[p], ag.long_only)
                 self.carry[a, p] = cur
                 out[a, p] = cur * ag.max_position
         return out

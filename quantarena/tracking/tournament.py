@@ -425,3 +425,25 @@ def _markdown(df: pd.DataFrame) -> str:
         for r in df.itertuples(index=False)
     ]
     return "\n".join([head, sep, *rows]) + "\n"
+
+
+def open_recording(cfg: Any, start: Any, *, log_mlflow: bool = True) -> tuple[Any, Any]:
+    """The run's :class:`TournamentRecorder` (resuming ``start``'s MLflow runs when given) and
+    the :class:`~quantarena.tournaments.checkpoint.Checkpointer` that saves after every round,
+    flushing the recorder first — one pairing for the driver and the director actor."""
+    from quantarena.tournaments.checkpoint import Checkpointer, checkpoint_target
+
+    rec = TournamentRecorder(
+        cfg,
+        {a.name: a.kind for a in cfg.agents},
+        enabled=log_mlflow,
+        resume=(start.run_ids or None) if start is not None else None,
+    )
+    ckpt = Checkpointer(
+        checkpoint_target(cfg),
+        cfg.model_dump(mode="json"),
+        rec.run_ids,
+        start=start,
+        before_save=rec.flush,
+    )
+    return rec, ckpt
