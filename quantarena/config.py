@@ -70,6 +70,7 @@ from quantarena.engine.costs import DEFAULT_COSTS, Costs
 from quantarena.engine.stops import Stops
 from quantarena.strategies.params import as_values
 from quantarena.tournaments import director as _director
+from quantarena.tournaments.carried import DEFAULT_IN_SAMPLE
 from quantarena.tournaments.gates import GateConfig
 from quantarena.tournaments.schedule import duration_ns
 from quantarena.training.spec import TuningSpec
@@ -317,7 +318,11 @@ class ScheduleConfig(_Section):
     in-sample window before it that agents tune on (21 days); ``warmup``: indicator history
     before the in-sample window, never scored; ``max_rounds``: stop after this many rounds
     (None: as many full rounds as the data holds); ``align``: ``"data"`` (first round right
-    after the first full warm-up + lookback) or ``"week"`` (rounds run Monday to Monday UTC).
+    after the first full warm-up + lookback) or ``"week"`` (rounds run Monday to Monday UTC);
+    ``in_sample``: how a scanned population is scored in sample — ``"carried"`` (each set's
+    own continuous account; every bar replayed once per set) or ``"fresh"`` (each set
+    replayed from flat over the lookback every round); see
+    :mod:`quantarena.tournaments.carried`.
     """
 
     round: Duration = Field(default=7 * 86_400 * 10**9, validate_default=False)
@@ -325,6 +330,7 @@ class ScheduleConfig(_Section):
     warmup: DurationOrZero = Field(default=0, validate_default=False)
     max_rounds: PositiveInt | None = None
     align: Literal["data", "week"] = "data"
+    in_sample: Literal["carried", "fresh"] = DEFAULT_IN_SAMPLE  # type: ignore[assignment]
 
 
 _TuningFields = section(TuningSpec, name="_TuningFields", exclude=("seed",))

@@ -147,7 +147,7 @@ def metrics_from_state(
     *,
     n_bars: int,
     interval_ns: int,
-    init_cash: float,
+    init_cash: float | np.ndarray,
     periods_per_year: float,
 ) -> dict[str, np.ndarray]:
     """The metrics of every parameter set from the host copy of the state ``S`` ``(NS, P)``."""

@@ -134,6 +134,47 @@ class Account:
 
 
 @dataclass
+class Accounts:
+    """Every parameter set's own account at the close of a replay's last bar
+    (``SimResult.accounts()``), to continue each set from where it stood
+    (``simulate(..., start=accounts)``): the per-set form of :class:`Account`.
+
+    Attributes:
+        cash, equity: ``(P,)`` cash and equity at the last close.
+        ruined: ``(P,)`` bool.
+        assets: ``(NSA, A, P)`` per-asset state (as :attr:`Account.assets`, one column per set).
+    """
+
+    cash: np.ndarray
+    equity: np.ndarray
+    ruined: np.ndarray
+    assets: np.ndarray
+
+    @property
+    def n_params(self) -> int:
+        return int(self.cash.shape[0])
+
+    @classmethod
+    def flat(cls, n_assets: int, n_params: int, cash: float = 1.0) -> Accounts:
+        """``n_params`` accounts holding only ``cash``."""
+        P = int(n_params)
+        return cls(
+            np.full(P, float(cash)),
+            np.full(P, float(cash)),
+            np.zeros(P, bool),
+            np.zeros((L.NSA, int(n_assets), P)),
+        )
+
+    def take(self, column: int) -> Account:
+        """Set ``column``'s account."""
+        c = int(column)
+        return Account(
+            float(self.cash[c]), float(self.equity[c]), bool(self.ruined[c]),
+            self.assets[:, :, c].copy(),
+        )  # fmt: skip
+
+
+@dataclass
 class SimResult:
     """What :func:`simulate` returns.
 
@@ -167,6 +208,18 @@ class SimResult:
             equity=float(S[L.EQ_PREV, c]),
             ruined=bool(S[L.RUINED, c] != 0.0),
             assets=SA[:, :, c].copy(),
+        )
+
+    def accounts(self) -> Accounts:
+        """Every set's account after the last bar (to continue each set from)."""
+        if self.state is None:
+            raise ValueError("this result holds no final state")
+        S, SA = self.state
+        return Accounts(
+            cash=np.array(S[L.CASH], dtype=np.float64),
+            equity=np.array(S[L.EQ_PREV], dtype=np.float64),
+            ruined=S[L.RUINED] != 0.0,
+            assets=np.array(SA, dtype=np.float64),
         )
 
     def metrics_frame(self) -> pd.DataFrame:
@@ -323,7 +376,7 @@ def simulate(
     block: int = 4096,
     init_cash: float = 1.0,
     calendar: str = ALWAYS_OPEN,
-    start: Account | None = None,
+    start: Account | Accounts | None = None,
     pending: Any = None,
     fuse: bool = True,
     filters: ExchangeFilters | None = None,
@@ -349,8 +402,10 @@ def simulate(
         init_cash: starting equity (flat). Ignored with ``start``: the account's equity.
         calendar: the market's trading calendar, ``"24/7"`` (crypto, default) or an
             exchange code such as ``"XNYS"``; used only when ``periods_per_year`` is None.
-        start: the account every parameter set starts from (default: flat ``init_cash``);
-            metrics (returns, drawdown, trades closed, fees) count from ``bars[0]`` on.
+        start: the account every parameter set starts from (default: flat ``init_cash``),
+            or :class:`Accounts`, one per set (each set continues its own); metrics
+            (returns, drawdown, trades closed, fees) count from ``bars[0]`` on, from each
+            set's starting equity.
         pending: target weights decided at the close of the bar before ``bars[0]``,
             ``(P,)`` (one asset) or ``(A, P)``, raw like ``positions`` (NaN, caps and
             leverage applied here); they fill at ``bars[0]``'s open (``fill="open"`` only).
@@ -375,12 +430,13 @@ def simulate(
     block = int(block)
     if block < 1:
         raise SimulationError(f"block must be >= 1, got {block}")
+    per_set = isinstance(start, Accounts)
     if start is not None:
-        if start.assets.shape != (L.NSA, A):
+        if start.assets.shape[:2] != (L.NSA, A):
             raise SimulationError(
                 f"start: the account holds {start.assets.shape[1]} assets but bars has {A}"
             )
-        init_cash = float(start.equity)
+        init_cash = np.array(start.equity, dtype=np.float64) if per_set else float(start.equity)
     if pending is not None and fill != "open":
         raise SimulationError(
             'pending targets fill at the first open: use fill="open" (with fill="close" the '
@@ -415,6 +471,8 @@ def simulate(
         P = source.n_params
     if P < 1:
         raise SimulationError("positions has no parameter sets (P = 0)")
+    if per_set and start.assets.shape[2] != P:
+        raise SimulationError(f"start holds {start.assets.shape[2]} accounts for {P} sets")
     sig = _fused_of(source, A, P, T) if (fuse and not be.is_gpu) else None
 
     _check_panel(bars)
@@ -449,7 +507,11 @@ def simulate(
     if start is not None:
         start_assets = np.array(start.assets, dtype=np.float64)
         start_assets[L.ETS] = np.where(start_assets[L.DIR] != 0.0, -1.0, 0.0)  # entered before
+        if not per_set:
+            start_assets = start_assets[:, :, None]
     pend = None if pending is None else _pending_targets(xp, pending, A, P, maxpos, leverage)
+    with np.errstate(divide="ignore"):
+        inv_init = np.where(np.asarray(init_cash) != 0, 1.0 / np.asarray(init_cash), 0.0)
     panel = tuple(_kernel_array(xp, a, f64) for a in _kernel_prices(bars))
     mask = _kernel_array(xp, to_host(bars.mask), xp.bool_)
     fund = _kernel_array(xp, cc.funding, f64) if cc.funding is not None else xp.zeros((1, 1), f64)
@@ -464,15 +526,15 @@ def simulate(
     def run(rec_on: bool, offs: Any, RF: Any, RI: Any, recs: dict[str, Any]) -> tuple[Any, Any]:
         S = xp.zeros((L.NS, P), f64)
         SA = xp.zeros((L.NSA, A, P), f64)
-        S[L.CASH] = init_cash if start is None else start.cash
-        S[L.EQ_PREV] = init_cash
-        S[L.PEAK] = init_cash
-        S[L.INV_PEAK] = 1.0 / init_cash if init_cash != 0 else 0.0
+        S[L.CASH] = init_cash if start is None else xp.asarray(start.cash)
+        S[L.EQ_PREV] = xp.asarray(init_cash)
+        S[L.PEAK] = xp.asarray(init_cash)
+        S[L.INV_PEAK] = xp.asarray(inv_init)
         S[L.LAST_PEAK_T] = -1.0
-        S[L.TROUGH] = init_cash
+        S[L.TROUGH] = xp.asarray(init_cash)
         if start is not None:
-            S[L.RUINED] = 1.0 if start.ruined else 0.0
-            SA[...] = xp.asarray(start_assets)[:, :, None]
+            S[L.RUINED] = xp.asarray(np.asarray(start.ruined, dtype=np.float64))
+            SA[...] = xp.asarray(start_assets)
         if pend is not None:
             SA[L.PEND] = pend
         empty2 = xp.zeros((0, 0), f64)
@@ -548,7 +610,11 @@ def simulate(
         S_h,
         n_bars=T,
         interval_ns=int(bars.interval_ns),
-        init_cash=float(init_cash) if init_cash != 0 else 1.0,
+        init_cash=(
+            np.where(init_cash != 0, init_cash, 1.0)
+            if per_set
+            else (float(init_cash) if init_cash != 0 else 1.0)
+        ),
         periods_per_year=ppy,
     )
     pos_rec = recs.get("positions")

@@ -41,6 +41,7 @@ __all__ = [
     "config_fingerprint",
     "load_checkpoint",
     "open_resume",
+    "population_file",
     "round_file",
     "resumable_view",
     "save_checkpoint",
@@ -236,6 +237,14 @@ def load_checkpoint(target: str | Path) -> Checkpoint | None:
         r, w = pickle.loads(blob)  # noqa: S301 - our own file
         results.append(r)
         weights.append(w)
+    blob = _read(population_file(target)) if results else None
+    if blob is not None:
+        k, states = pickle.loads(blob)  # noqa: S301 - our own file
+        if k == len(results) - 1:  # the latest round's states (an older file: none apply)
+            results[-1] = {
+                a: replace(r, population=states[a]) if a in states else r
+                for a, r in results[-1].items()
+            }
     return replace(head, results=results, weights=weights)
 
 
@@ -276,6 +285,14 @@ class Checkpointer:
             return
         c = self.ckpt
         results = {a: _slim(r) for a, r in report.results.items()}
+        states = {
+            a: r.population
+            for a, r in report.results.items()
+            if getattr(r, "population", None) is not None
+        }
+        if states or c.results:  # before the head: a reader never sees a head without them
+            blob = pickle.dumps((len(c.results), states), protocol=pickle.HIGHEST_PROTOCOL)
+            _write_atomic(population_file(self.target), blob)
         c.results.append(results)
         c.weights.append(report.weights)
         c.rounds_done = len(c.results)
@@ -289,11 +306,18 @@ class Checkpointer:
 
 
 def _slim(res: Any) -> Any:
-    """A RoundResult without what a resume does not need (the trained model object and
-    timings): the records, the account and the warm start stay."""
-    if getattr(res, "model", None) is None:
+    """A RoundResult without what a resume does not need (the trained model object) and
+    without the carried population state, which is kept once, for the latest round only
+    (:func:`population_file`): the records, the account and the warm start stay."""
+    if getattr(res, "model", None) is None and getattr(res, "population", None) is None:
         return res
-    return replace(res, model=None)
+    return replace(res, model=None, population=None)
+
+
+def population_file(target: str | Path) -> str:
+    """Where the latest round's carried population states are kept (one file, rewritten
+    every round): ``<target>.rounds/population.pkl``."""
+    return f"{target}.rounds/population.pkl"
 
 
 def open_resume(cfg: Any, resume: bool) -> Checkpoint | None:

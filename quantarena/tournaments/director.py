@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -347,6 +347,8 @@ def run_tournament(
         reports.append(rep)
         if on_round is not None:
             on_round(rep)
+        if i > 0:  # the round before no longer needs its carried population state
+            _drop_population(history, reports, i - 1)
 
     if not reports:
         raise ValueError(
@@ -384,6 +386,22 @@ def run_tournament(
         pbo=pbos,
         gates=gate_status,
     )
+
+
+def _drop_population(
+    history: list[dict[str, RoundResult]], reports: list[RoundReport], i: int
+) -> None:
+    """Replace round ``i``'s results by copies without their carried population state (each
+    agent's next round has started from it; only the latest is kept: memory O(agents))."""
+    old = history[i]
+    if not any(getattr(r, "population", None) is not None for r in old.values()):
+        return
+    slim = {
+        a: replace(r, population=None) if getattr(r, "population", None) is not None else r
+        for a, r in old.items()
+    }
+    history[i] = slim
+    reports[i] = replace(reports[i], results=slim)
 
 
 def _rank(frame: pd.DataFrame, score: str, periods_per_year: float) -> pd.DataFrame:

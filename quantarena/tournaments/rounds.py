@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from quantarena.data.calendars import ALWAYS_OPEN, bars_per_year
 from quantarena.data.panel import BarPanel
 from quantarena.engine.backend import get_backend, to_host
 from quantarena.engine.costs import Costs
@@ -46,6 +47,7 @@ from quantarena.engine.stops import Stops
 from quantarena.strategies import params as P
 from quantarena.strategies.base import Agent
 from quantarena.strategies.runner import PopulationRun
+from quantarena.tournaments import carried as C
 from quantarena.tournaments.overfitting import deflated_sharpe, sharpe_stats
 from quantarena.tournaments.schedule import Round
 
@@ -54,6 +56,7 @@ __all__ = [
     "RoundResult",
     "daily_returns",
     "evaluate_round",
+    "evaluate_round_carried",
     "evaluate_round_tuned",
     "failed_result",
     "population_dsr",
@@ -84,6 +87,12 @@ class AgentEntry:
         leverage: cap on the sum of |weights| per bar.
         ticks: for a tick agent (market making, arbitrage), where its events are:
             ``{"store": path, "symbols": [...]}`` (set by the tournament's setup).
+        in_sample: how a scanned population is scored in sample: ``"carried"`` (each set's
+            own continuous account; :mod:`quantarena.tournaments.carried`) or ``"fresh"``
+            (each set replayed from flat over the IS window). Tuning and learning agents,
+            and objectives the carried scoring does not compose, are scored fresh.
+        bounds: every round boundary of the tournament (set by its setup), where the
+            carried scoring splits its segments.
     """
 
     name: str
@@ -95,6 +104,8 @@ class AgentEntry:
     stops: Stops | None = None
     leverage: float = 1.0
     ticks: dict[str, Any] | None = None
+    in_sample: str = C.DEFAULT_IN_SAMPLE
+    bounds: np.ndarray | None = None
 
     @property
     def n_trials(self) -> int:
@@ -130,6 +141,9 @@ class RoundResult:
             open trades): the next round's OOS replay starts from it.
         failed: the traceback of the error that stopped this agent-round after its retries
             (None: it ran); a failed round is scored flat (:func:`failed_result`).
+        population: with carried IS scoring, every set's own account and the segment
+            tallies the next round needs (:class:`~quantarena.tournaments.carried.
+            PopulationState`); the director keeps it on an agent's latest result only.
     """
 
     agent: str
@@ -148,6 +162,7 @@ class RoundResult:
     model: Any = None
     account: Account | None = None
     failed: str | None = None
+    population: Any = None
 
 
 def select_best(metrics: dict[str, np.ndarray], objective: str = "sharpe") -> int:
@@ -479,6 +494,104 @@ def evaluate_round_tuned(
     )
 
 
+def evaluate_round_carried(
+    bars: BarPanel,
+    entry: Any,
+    rnd: Round,
+    costs: Costs | None = None,
+    *,
+    start: Account | None = None,
+    population: C.PopulationState | None = None,
+    bounds: np.ndarray | None = None,
+    backend: str = "auto",
+    block: int = 2048,
+    periods_per_year: float | None = None,
+) -> Any:
+    """One round of a fixed population with carried IS scoring (:mod:`quantarena.tournaments.carried`).
+
+    Args:
+        bars, entry, rnd, costs, backend, block, periods_per_year: as
+            :func:`quantarena.tournaments.rounds.evaluate_round`.
+        start: the agent's own account after its previous round (None: flat 1.0).
+        population: the population's state after the previous round (None: every set
+            starts flat at this round's first IS bar).
+        bounds: every round boundary of the tournament (:func:`~quantarena.tournaments.carried.round_bounds`); None: this
+            round's.
+
+    Returns the :class:`RoundResult` with ``population`` set
+    (None when the state could not cover this round's IS window: the round was then scored
+    fresh by :func:`~quantarena.tournaments.rounds.evaluate_round`, and the next round starts
+    the accounts again).
+    """
+    be = get_backend(backend)
+    P = entry.n_trials
+    cuts = C.round_bounds([rnd]) if bounds is None else np.asarray(bounds, dtype=np.int64)
+    warm = rnd.is_start - rnd.warmup_start
+    if population is None or population.bar > rnd.is_end or population.accounts.n_params != P:
+        population = C.start_state(bars.n_assets, P, rnd.is_start)
+    else:  # keep the caller's object intact (a retried round starts from the same state)
+        population = C.PopulationState(
+            population.bar, population.accounts, list(population.segments)
+        )
+    settings = dict(
+        costs=costs, stops=None, leverage=None, backend=be, block=block,
+        periods_per_year=periods_per_year,
+    )  # fmt: skip
+    t_ind = time.perf_counter()
+    # indicator history before the first replayed bar: the schedule's warm-up (the whole
+    # lookback when it has none, as the fresh scoring's OOS bars would have)
+    hist = warm if warm > 0 else rnd.is_end - rnd.is_start
+    w0 = max(0, min(population.bar, rnd.is_end) - hist)
+    window = bars.select(slice(w0, rnd.oos_end))
+    run = _population_run(window, entry, entry.params, **settings)
+    t_ind = time.perf_counter() - t_ind
+
+    t0 = time.perf_counter()
+    C.advance(run, w0, population, rnd.is_end, cuts, window.ts)
+    segs = population.window(rnd.is_start, rnd.is_end)
+    if segs is None:  # the state does not line up with this IS window: score it fresh
+        res = evaluate_round(
+            bars, entry, rnd, costs, start=start, backend=backend, block=block,
+            periods_per_year=periods_per_year,
+        )  # fmt: skip
+        return res
+    ppy = (
+        float(periods_per_year)
+        if periods_per_year is not None
+        else bars_per_year(ALWAYS_OPEN, int(bars.interval_ns))
+    )
+    is_metrics = C.compose_metrics(segs, interval_ns=int(bars.interval_ns), periods_per_year=ppy)
+    t_is = time.perf_counter() - t0
+    best = select_best(is_metrics, entry.objective)
+
+    t0 = time.perf_counter()
+    daily = C.advance(run, w0, population, rnd.oos_end, cuts, window.ts, daily_from=rnd.oos_start)
+    population.prune(rnd.is_start)
+    chosen = {k: np.asarray(v)[best].item() for k, v in entry.params.items()}
+    one = {k: np.asarray(v)[best : best + 1] for k, v in entry.params.items()}
+    run1 = _population_run(
+        bars.select(slice(rnd.warmup_start, rnd.oos_end)), entry, one, **settings
+    )
+    oos_ts, oos_res, oos_returns, _, account = _replay_oos(run1, rnd, 0, start)
+    t_oos = time.perf_counter() - t0
+    return RoundResult(
+        agent=entry.name,
+        round=rnd.index,
+        chosen=chosen,
+        chosen_index=best,
+        n_trials=entry.n_trials,
+        is_metrics={k: float(v[best]) for k, v in is_metrics.items()},
+        is_sharpe_all=np.asarray(is_metrics["sharpe"], dtype=np.float64),
+        oos_ts=oos_ts,
+        oos_returns=oos_returns,
+        oos_metrics={k: float(v[0]) for k, v in oos_res.metrics.items()},
+        oos_daily_all=daily if daily is not None else np.zeros((0, P)),
+        timings={"indicators": t_ind, "replay_is": t_is, "replay_oos": t_oos},
+        account=account,
+        population=population,
+    )
+
+
 def run_agent_round(
     bars: BarPanel,
     entry: AgentEntry,
@@ -498,6 +611,24 @@ def run_agent_round(
 
         return evaluate_tick_round(bars, entry, rnd, periods_per_year=periods_per_year)
     start = previous.account if previous is not None else None
+    carried = (
+        entry.tuning is None
+        and entry.in_sample == "carried"
+        and C.carried_objective_ok(entry.objective)
+        and not hasattr(entry.agent, "last_models")  # learning agents: one model per set
+    )
+    if carried:
+        return evaluate_round_carried(
+            bars,
+            entry,
+            rnd,
+            costs,
+            start=start,
+            population=previous.population if previous is not None else None,
+            bounds=entry.bounds,
+            backend=backend,
+            periods_per_year=periods_per_year,
+        )
     if entry.tuning is None:
         res = evaluate_round(
             bars,
@@ -568,4 +699,6 @@ def failed_result(
         top_params=list(previous.top_params) if previous is not None else [],
         account=previous.account if previous is not None else None,
         failed=error,
+        # the population's accounts stand where they were: the next round replays the gap
+        population=previous.population if previous is not None else None,
     )

@@ -17,6 +17,7 @@ from quantarena.data.calendars import ALWAYS_OPEN, bars_per_year, guess_calendar
 from quantarena.data.panel import BarPanel
 from quantarena.strategies import params as P
 from quantarena.strategies.registry import get_agent
+from quantarena.tournaments.carried import DEFAULT_IN_SAMPLE, round_bounds
 from quantarena.tournaments.director import AllocationConfig
 from quantarena.tournaments.rounds import AgentEntry
 from quantarena.tournaments.schedule import Round, walk_forward
@@ -130,7 +131,10 @@ def build_entries(cfg: Any) -> list[AgentEntry]:
             rng = np.random.default_rng(cfg.seed * 1000 + i)
             idx = np.sort(rng.choice(n, size=min(a.population, n), replace=False))
             pop = P.take(grid, idx)
-        entries.append(AgentEntry(a.name, agent, pop, objective=a.objective, **risk))
+        in_sample = getattr(getattr(cfg, "schedule", None), "in_sample", DEFAULT_IN_SAMPLE)
+        entries.append(
+            AgentEntry(a.name, agent, pop, objective=a.objective, in_sample=in_sample, **risk)
+        )
     return entries
 
 
@@ -201,6 +205,9 @@ def prepare(cfg: Any, panel: BarPanel | None = None, *, audit: bool = True) -> T
                 )
             root = str(store_root(cfg).resolve())
             e.ticks = {"store": root, "symbols": list(panel.symbols[:need])}
+    bounds = round_bounds(rounds)
+    for e in entries:
+        e.bounds = bounds
     if audit:
         audit_entrants(cfg, panel, entries)
     return TournamentInputs(
