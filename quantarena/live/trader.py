@@ -96,7 +96,11 @@ class PaperTrader:
             leverage=leverage,
             init_cash=init_cash,
         )
-        self.risk = RiskEngine(self.symbols, limits or RiskLimits(max_position=agent.max_position))
+        self.risk = RiskEngine(
+            self.symbols,
+            limits or RiskLimits(max_position=agent.max_position),
+            interval_ns=self.interval_ns,
+        )
         self.n_rejections = 0  # rejections so far (each is also in the bar's TraderStep)
 
     def warm_up(self, history: BarPanel) -> None:
