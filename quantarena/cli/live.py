@@ -252,6 +252,11 @@ def live_run(
         from quantarena.live.service import LiveService, load_live_config
 
         cfg = load_live_config(config)
+        from pathlib import Path
+
+        from quantarena.cli.live_jobs import confine_in_job
+
+        confine_in_job(Path(config), cfg)  # a submitted job: config and out in its dir
         if ray is not None:
             cfg = dataclasses.replace(cfg, ray=ray)
         if detach:

@@ -15,7 +15,7 @@ equity) do not depend on it.
 
 Config (YAML)::
 
-    redis: redis://127.0.0.1:6379/0
+    redis: redis://127.0.0.1:6379/0       # default: $QUANTARENA_REDIS, else this URL
     redis_prefix: "quantarena:"
     feed: bars
     out: runs/live
@@ -33,6 +33,7 @@ Config (YAML)::
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -126,6 +127,10 @@ def load_live_config(src: str | Path | dict[str, Any]) -> LiveConfig:
         raise ValueError(f"{where}: capital must be a number > 0 (quote currency), got {cap!r}")
     if d.get("filters") is not None and not isinstance(d["filters"], dict):
         raise ValueError(f"{where}: filters must be a mapping (lot_size, min_notional, symbols)")
+    if "redis" not in d and os.environ.get("QUANTARENA_REDIS"):
+        d["redis"] = os.environ[
+            "QUANTARENA_REDIS"
+        ]  # a submitted job's Redis (no password in configs)
     rest = {k: v for k, v in d.items() if k not in ("agents", "allocation")}
     return LiveConfig(
         agents=tuple(agents),
