@@ -32,10 +32,23 @@ overrides under ``symbols``::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class SymbolFilters:
+    """The keys of a ``filters:`` config section, globally or for one symbol under
+    ``symbols`` (None: not set — a symbol's takes the global value, the global is 0 = off)."""
+
+    lot_size: float | None = field(
+        default=None, metadata={"doc": "lot size, asset units; 0 = off", "ge": 0}
+    )
+    min_notional: float | None = field(
+        default=None, metadata={"doc": "minimum trade value, quote currency; 0 = off", "ge": 0}
+    )
 
 
 @dataclass(frozen=True)
@@ -70,8 +83,8 @@ class ExchangeFilters:
         column order; None when the section is empty. Errors name the key."""
         if not d:
             return None
-        fields = ("lot_size", "min_notional")
-        bad = sorted(set(d) - {*fields, "symbols"})
+        keys = tuple(f.name for f in fields(SymbolFilters))
+        bad = sorted(set(d) - {*keys, "symbols"})
         if bad:
             raise ValueError(
                 f"{where}: unknown key {bad[0]!r}; known: lot_size, min_notional, symbols"
@@ -87,14 +100,18 @@ class ExchangeFilters:
                 f"{where}.symbols: {unknown[0]!r} is not a symbol of the data ({', '.join(symbols)})"
             )
         out: dict[str, tuple[float, ...]] = {}
-        for f in fields:
+        for f in keys:
             vals = []
             for s in symbols:
                 sd = per.get(s) or {}
-                extra = sorted(set(sd) - set(fields))
+                extra = sorted(set(sd) - set(keys))
                 if extra:
                     raise ValueError(f"{where}.symbols.{s}: unknown key {extra[0]!r}")
-                v = sd.get(f, d.get(f, 0.0))
+                v = sd.get(f)
+                if v is None:
+                    v = d.get(f)
+                if v is None:
+                    v = 0.0
                 if isinstance(v, bool) or not isinstance(v, int | float):
                     raise ValueError(f"{where}.{f}: give a number >= 0, got {v!r}")
                 vals.append(float(v))
@@ -103,12 +120,14 @@ class ExchangeFilters:
         filt.compile(len(symbols))  # validate: finite, >= 0
         return filt
 
-    def scaled(self, factor: float) -> ExchangeFilters:
-        """The filters of an account ``factor`` times as large in quote units: both amounts
-        multiplied by ``factor`` (an account of 1.0 trading for a capital ``C`` in quote
-        currency sees ``scaled(1 / C)``: its quantities are ``1 / C`` of the real ones)."""
+    def per_unit(self, capital: float) -> ExchangeFilters:
+        """The filters of an account of 1.0 standing for ``capital`` in the quote currency:
+        both amounts divided by ``capital`` (its quantities are ``1 / capital`` of the real
+        account's, so it rounds and refuses exactly the same trades)."""
+        if not capital > 0:
+            raise ValueError(f"filters: capital must be > 0, got {capital!r}")
 
-        def mul(v: float | tuple[float, ...]) -> float | tuple[float, ...]:
-            return tuple(float(x) * factor for x in v) if isinstance(v, tuple) else v * factor
+        def div(v: float | tuple[float, ...]) -> float | tuple[float, ...]:
+            return tuple(float(x) / capital for x in v) if isinstance(v, tuple) else v / capital
 
-        return ExchangeFilters(mul(self.lot_size), mul(self.min_notional))
+        return ExchangeFilters(div(self.lot_size), div(self.min_notional))
