@@ -67,6 +67,7 @@ from quantarena.config_sections import (
 )
 from quantarena.data.intervals import interval_ns, interval_str
 from quantarena.engine.costs import DEFAULT_COSTS, Costs
+from quantarena.engine.filters import ExchangeFilters, SymbolFilters
 from quantarena.engine.stops import Stops
 from quantarena.strategies.params import as_values
 from quantarena.tournaments import director as _director
@@ -502,6 +503,44 @@ FundingConfig = CostsConfig.model_fields["funding"].annotation.__args__[0]  # ty
 """The ``costs.funding`` section, generated from :class:`~quantarena.engine.costs.Funding`."""
 
 
+SymbolFiltersConfig = section(SymbolFilters, name="SymbolFiltersConfig")
+"""One symbol's ``filters.symbols.<SYM>`` section, generated from
+:class:`~quantarena.engine.filters.SymbolFilters` (null: the global value)."""
+_SymbolFiltersFields = section(
+    SymbolFilters, name="_SymbolFiltersFields", defaults={"lot_size": 0.0, "min_notional": 0.0}
+)
+
+
+class FiltersConfig(_SymbolFiltersFields):  # type: ignore[misc, valid-type]
+    """Exchange filters for every bar agent's replays (:mod:`quantarena.engine.filters`):
+    ``lot_size`` (asset units) and ``min_notional`` (quote currency) for every symbol, with
+    per-symbol overrides under ``symbols``; ``capital``: the account size in the quote
+    currency that the filters are meant for (required).
+
+    Tournament accounts start at 1.0 (returns, Sharpe and the allocation do not depend on
+    the size), so the filters reach the engine scaled to that unit account: both amounts
+    divided by ``capital`` — a 10 USDT minimum for a 10,000 USDT account is a 0.001 minimum
+    for an account of 1.0, exactly as a 10,000 USDT backtest would filter the same trades.
+    Tick agents (market making, arbitrage) have their own fill model and are not filtered.
+    """
+
+    capital: PositiveFloat
+    symbols: dict[str, SymbolFiltersConfig] = Field(default_factory=dict)  # type: ignore[valid-type]
+
+    def to_filters(self, symbols: list[str]) -> ExchangeFilters | None:
+        """The engine's filters for ``symbols`` (column order) on the unit account; None
+        when every amount is 0. ValueError (naming the key) for a symbol not in the data."""
+        d = {
+            "lot_size": self.lot_size,
+            "min_notional": self.min_notional,
+            "symbols": {k: v.model_dump() for k, v in self.symbols.items()},
+        }
+        f = ExchangeFilters.from_config(d, symbols, "filters")
+        if f is None or not any(float(x) for a in f.compile(len(symbols)) for x in a):
+            return None
+        return f.per_unit(self.capital)
+
+
 _AllocationFields = section(
     _director.AllocationConfig, name="_AllocationFields", exclude=("gated_by",)
 )
@@ -597,6 +636,7 @@ class TournamentConfig(_Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     agents: list[AgentConfig]
     costs: CostsConfig = Field(default_factory=CostsConfig)
+    filters: FiltersConfig | None = None
     allocation: AllocationConfig = Field(default_factory=AllocationConfig)
     gates: GateConfig = Field(default_factory=GateConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)

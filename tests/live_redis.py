@@ -13,14 +13,16 @@ PORT = 6396
 class RedisServer:
     """``redis-server --port 6396`` persisting to ``workdir`` (AOF, ``appendfsync always``)."""
 
-    def __init__(self, workdir: Path, port: int = PORT) -> None:
+    def __init__(self, workdir: Path, port: int = PORT, password: str | None = None) -> None:
         self.dir = Path(workdir)
         self.port = port
+        self.password = password  # requirepass: clients must give it
         self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         exe = shutil.which("redis-server")
@@ -30,12 +32,13 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
              "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-             "--protected-mode", "no"],
+             "--protected-mode", "no",
+             *(["--requirepass", self.password] if self.password else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         import redis
 
-        r = redis.Redis(port=self.port)
+        r = redis.Redis(port=self.port, password=self.password)
         for _ in range(200):
             try:
                 if r.ping():

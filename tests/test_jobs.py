@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -290,3 +291,81 @@ def test_submitted_tournament_spreads_agents_over_two_nodes(
     pd.testing.assert_frame_equal(
         pd.DataFrame(summary["leaderboard"]), pd.DataFrame(local["leaderboard"])
     )
+
+
+def test_submitted_live_config_runs_the_director_as_a_job_without_leaking_the_password(
+    head: LocalHead, right_token, monkeypatch, tmp_path: Path
+) -> None:
+    """`quantarena submit configs/<live>.yaml --idle-stop 2 --wait`: the job runs `quantarena
+    live run` on a short replay already in Redis (a private server with a password, under a
+    unique prefix), stops when the feed runs dry, and its reallocations are in Redis. The
+    password reaches the job through QUANTARENA_REDIS only and appears in no log."""
+    import shutil
+
+    import yaml
+    from ray.job_submission import JobSubmissionClient
+    from typer.testing import CliRunner
+
+    from quantarena.cluster.auth import auth_headers, find_token
+    from quantarena.cluster.local import free_port
+    from quantarena.engine.api import load_bars_any
+    from quantarena.live.feed import replay
+    from quantarena.live.redis_io import LiveKeys, connect
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from live_redis import RedisServer
+
+    password = "pw-" + secrets.token_hex(8)
+    server = RedisServer(tmp_path / "redis", port=free_port(), password=password).start()
+    prefix = f"qa-livejob-{secrets.token_hex(4)}"
+    config = ROOT / "configs" / f"test-live-job-{secrets.token_hex(4)}.yaml"
+    try:
+        r = connect(server.url)
+        bars = load_bars_any(
+            ROOT / "data" / "sample" / "Coinbase_BTCUSD_1h.csv", None, "2018-01-01",
+            "2018-01-11", None,
+        )  # fmt: skip
+        replay(r, LiveKeys(prefix).feed("btc1h"), bars)
+        config.write_text(yaml.safe_dump({
+            "redis_prefix": prefix, "feed": "btc1h", "out": "runs/live-job",
+            "limits": {"max_drawdown": 0.5, "daily_loss": None},
+            "allocation": {"every_days": 3, "capital": 100000.0,
+                           "gates": {"min_sharpe": None, "min_win_rate": None,
+                                     "max_drawdown": None, "min_paper_days": 1}},
+            "agents": [{"name": "mom", "agent": "momentum", "params": {"fast": 12, "slow": 48}},
+                       {"name": "hold", "agent": "buy_hold"}],
+        }))  # fmt: skip
+        monkeypatch.setenv("QUANTARENA_REDIS", server.url)
+        res = CliRunner().invoke(
+            _app(),
+            ["submit", str(config), "--address", head.dashboard_url, "--wait", "--timeout",
+             "300", "--idle-stop", "2"],
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        m = re.search(r"submitted job (raysubmit_\w+)", res.output)
+        assert m and f"job {m.group(1)} SUCCEEDED" in res.output, res.output
+        # the job ran the live director: 10 days of bars, reallocated every 3 days
+        assert "live: 2 agents (mom, hold)" in res.output
+        recs = r.xrange(LiveKeys(prefix).allocations())
+        days = [json.loads(f[b"json"])["day"] for _, f in recs]
+        first = int(bars.ts[0]) // 86_400_000_000_000
+        assert days == [first + 3, first + 6, first + 9]
+        assert f"stopped: {len(days)} reallocations" in res.output
+        for _, f in recs:
+            assert set(json.loads(f[b"json"])["weights"]) == {"mom", "hold"}
+        # no log holds the password: the followed output, nor the job's logs on the cluster
+        client = JobSubmissionClient(head.dashboard_url, headers=auth_headers(find_token(None)))
+        logs = client.get_job_logs(m.group(1))
+        assert "reallocation on day" in logs
+        assert password not in res.output and password not in logs
+        # a password in the config itself is refused before anything is submitted
+        text = config.read_text()
+        config.write_text(text + f"redis: {server.url}\n")
+        res = CliRunner().invoke(_app(), ["submit", str(config), "--address", head.dashboard_url])
+        assert res.exit_code == 2
+        assert "the URL holds a password" in res.output and password not in res.output
+    finally:
+        config.unlink(missing_ok=True)
+        server.stop()

@@ -164,3 +164,63 @@ def test_the_pure_live_modules_import_no_redis_ray_or_mlflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("name", ["momentum", "vol_target"])
+def test_paper_with_exchange_filters_equals_backtest_with_them(btc, name):
+    """Lot size and minimum notional (quote currency: a 10,000 USDT account) applied by the
+    paper exchange give the backtest's equity, cash, shares and fees with the same filters."""
+    from quantarena.engine.filters import ExchangeFilters
+
+    params = dict(AGENTS)[name]
+    agent = get_agent(name)
+    filt = ExchangeFilters(lot_size=0.001, min_notional=25.0)
+    tr = PaperTrader("t1", agent, params, btc.symbols, btc.interval_ns, costs=DEFAULT_COSTS,
+                     limits=LOOSE, init_cash=10_000.0, filters=filt)  # fmt: skip
+    steps = tr.run(btc)
+    pop = {k: [v] for k, v in params.items()}
+    ref = run_population(agent, btc, pop, costs=DEFAULT_COSTS, record=("equity",),
+                         init_cash=10_000.0, filters=filt)  # fmt: skip
+    _check_equal(tr, steps, ref)
+    # every share count is a whole number of lots, and the filters bind
+    assert np.allclose(tr.exchange.shares / 0.001, np.round(tr.exchange.shares / 0.001))
+    fills = [f for s in steps for f in s.fills]
+    assert fills and all(abs(f.qty) * btc.open[f.bar, 0] >= 25.0 - 1e-9 for f in fills)
+    free = run_population(agent, btc, pop, costs=DEFAULT_COSTS, record=("equity",),
+                          init_cash=10_000.0)  # fmt: skip
+    assert not np.array_equal(np.asarray(free.equity), np.asarray(ref.equity))
+
+
+def test_filters_from_a_live_config_section():
+    from quantarena.engine.filters import ExchangeFilters
+
+    f = ExchangeFilters.from_config(
+        {"min_notional": 10, "symbols": {"ETH": {"lot_size": 0.01, "min_notional": 5}}},
+        ["BTC", "ETH"],
+    )
+    assert f == ExchangeFilters(lot_size=(0.0, 0.01), min_notional=(10.0, 5.0))
+    assert ExchangeFilters.from_config({}, ["BTC"]) is None
+    with pytest.raises(ValueError, match=r"filters.symbols: 'SOL' is not a symbol of the data"):
+        ExchangeFilters.from_config({"symbols": {"SOL": {"lot_size": 1}}}, ["BTC"])
+    with pytest.raises(ValueError, match=r"filters: unknown key 'lot'"):
+        ExchangeFilters.from_config({"lot": 1}, ["BTC"])
+    with pytest.raises(ValueError, match=r"filters.min_notional must be finite and >= 0"):
+        ExchangeFilters.from_config({"min_notional": -1}, ["BTC"])
+
+
+def test_live_config_filters_and_capital_reach_the_paper_exchange():
+    from quantarena.live.service import load_live_config, make_trader
+
+    cfg = load_live_config({"agents": [{"agent": "momentum"}], "capital": 10_000,
+                            "filters": {"min_notional": 10, "symbols": {"B": {"lot_size": 0.1}}}})  # fmt: skip
+    tr = make_trader(cfg.agents[0], ["A", "B"], 60_000_000_000, cfg.limits, cfg)
+    ex = tr.exchange
+    assert ex.init_cash == 10_000.0
+    assert ex._lot.tolist() == [0.0, 0.1] and ex._min_notional.tolist() == [10.0, 10.0]
+    with pytest.raises(ValueError, match="live config filters.symbols: 'C' is not a symbol"):
+        bad = load_live_config(
+            {"agents": [{"agent": "momentum"}], "filters": {"symbols": {"C": {}}}}
+        )
+        make_trader(bad.agents[0], ["A", "B"], 60_000_000_000, bad.limits, bad)
+    with pytest.raises(ValueError, match="capital must be a number > 0"):
+        load_live_config({"agents": [{"agent": "momentum"}], "capital": 0})

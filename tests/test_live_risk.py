@@ -140,3 +140,56 @@ def test_kill_switch_flattens_within_one_bar_and_resume_is_explicit(btc_1m_csv: 
     tr.resume()
     s = tr.on_bar(int(bars.ts[150]), bars.open[150], bars.high[150], bars.low[150], bars.close[150])
     assert s.state is RiskState.ACTIVE and s.orders[0].target == pytest.approx(0.1)
+
+
+def test_wall_clock_staleness_counts_from_the_close_with_an_injected_clock():
+    """``wall_clock`` on: a bar whose close is older than ``stale_after_ns`` by the (injected)
+    clock trades nothing new — only risk-reducing orders — each refusal a Rejection."""
+    now = [0]
+    lim = RiskLimits(stale_after_ns=2 * MIN, wall_clock=True)
+    r = RiskEngine(["A", "B"], lim, interval_ns=MIN, clock=lambda: now[0])
+    now[0] = 3 * MIN  # bar 0 opened at 0, closed at 1 min: 2 min old = the limit, not over
+    d = r.check(0, 0, [0.1, -0.1], [0.0, 0.0], 1.0)
+    assert d.rejections == [] and list(d.targets) == [0.1, -0.1]
+    now[0] = 2 * MIN + 1 + 3 * MIN  # bar 1 closed at 2 min; now 3 min + 1 ns after it
+    d = r.check(1, MIN, [0.1, -0.05], [0.1, -0.1], 1.0)
+    # the same long position is kept (no order), the short may shrink (risk-reducing)
+    assert list(d.targets) == [0.1, -0.05] and d.rejections == []
+    d = r.check(2, 2 * MIN, [-0.1, -0.1], [0.1, -0.05], 1.0)  # a flip and an increase
+    assert list(d.targets) == [0.0, -0.05]
+    assert {x.symbol: x.allowed for x in d.rejections} == {"A": 0.0, "B": -0.05}
+    assert all(x.reason.startswith("stale data: the bar is ") for x in d.rejections)
+    assert "old by the wall clock" in d.rejections[0].reason
+    # an explicit now_ns wins over the clock: a fresh bar trades again
+    d = r.check(3, 3 * MIN, [-0.1, -0.1], [0.0, -0.05], 1.0, now_ns=4 * MIN)
+    assert list(d.targets) == [-0.1, -0.1] and d.rejections == []
+
+
+def test_wall_clock_off_by_default_so_a_replay_of_history_trades(btc_1m_csv: Path):
+    """History is years old by the wall clock: with ``stale_after_ns`` set but ``wall_clock``
+    off (the default) a replay trades exactly as without the limit; with it on, nothing new
+    is opened and every refusal says why."""
+    bars = load_bars_any(str(btc_1m_csv), None, None, None, None).select(slice(0, 300))
+    ag = get_agent("momentum")
+    params = {"fast": 5, "slow": 20}
+
+    def run(**lim):
+        tr = PaperTrader("m", ag, params, list(bars.symbols), int(bars.interval_ns),
+                         limits=RiskLimits(max_position=ag.max_position, **lim))  # fmt: skip
+        return tr.run(bars)
+
+    base = run()
+    off = run(stale_after_ns=5 * MIN)  # the feed has no gaps > 5 min in these 300 bars
+    assert [s.equity for s in off] == [s.equity for s in base]
+    assert sum(len(s.orders) for s in base) > 0
+    on = run(stale_after_ns=5 * MIN, wall_clock=True)
+    assert sum(len(s.orders) for s in on) == 0  # flat from the start: nothing to reduce
+    rej = [x for s in on for x in s.rejections]
+    assert rej and all("old by the wall clock" in x.reason for x in rej)
+
+
+def test_wall_clock_needs_a_max_age():
+    with pytest.raises(ValueError, match="wall_clock needs stale_after_ns"):
+        RiskLimits(wall_clock=True)
+    with pytest.raises(ValueError, match="wall_clock must be true or false"):
+        RiskLimits.from_dict({"stale_after_ns": MIN, "wall_clock": "yes"})

@@ -442,3 +442,84 @@ def test_config_stops_and_leverage_reach_the_rounds(btc_1h: BarPanel):
         **kw,
     )
     assert (stopped.trades["exit_reason"] != "signal").any()  # a stop did fire
+
+
+def test_config_filters_make_a_one_set_agent_trade_like_the_filtered_backtest(btc_1h: BarPanel):
+    """A tournament's ``filters`` (lot size, minimum notional for a capital in quote
+    currency) reach the rounds scaled to the unit account: a one-set agent's OOS equity is
+    that of one backtest of a ``capital`` account with the same filters, divided by it."""
+    from quantarena.config import TournamentConfig
+    from quantarena.engine.filters import ExchangeFilters
+
+    cap, lot, mn = 10_000.0, 0.01, 300.0
+    raw = {"name": "f", "data": {"files": ["x.csv"]}, "agents": [{"name": "m", "kind": "momentum"}],
+           "filters": {"capital": cap, "lot_size": lot, "min_notional": mn}}  # fmt: skip
+    cfg = TournamentConfig.from_dict(raw)
+    filt = cfg.filters.to_filters(list(btc_1h.symbols))
+    assert filt == ExchangeFilters(lot_size=(lot / cap,), min_notional=(mn / cap,))
+    agent = Momentum(max_position=0.5)
+    entry = AgentEntry("one", agent, agent.grid(**ONE_SET), filters=filt)
+    rounds = walk_forward(btc_1h.ts, round_ns="1d", lookback_ns="4d", warmup_ns="1d")
+    results = _play(btc_1h, entry, rounds, COSTS)
+    w = agent.positions(btc_1h, entry.params)[:, 0]
+    kw = {"costs": COSTS, "max_position": 0.5, "backend": "cpu", "init_cash": cap}
+    expect = _continuous(btc_1h, w, rounds, filters=ExchangeFilters(lot, mn), **kw) / cap
+    np.testing.assert_allclose(_equity(results), expect, rtol=1e-9, atol=0)
+    free = _continuous(btc_1h, w, rounds, **kw) / cap
+    assert np.max(np.abs(free / expect - 1.0)) > 1e-4  # the filters bind
+    # shares are whole lots of the capital's account
+    shares = np.array([r.account.shares[0] for r in results]) * cap
+    np.testing.assert_allclose(shares / lot, np.round(shares / lot), atol=1e-6)
+
+
+def test_filters_config_errors_name_the_key():
+    from quantarena.config import ConfigError, TournamentConfig
+
+    base = {
+        "name": "f",
+        "data": {"files": ["x.csv"]},
+        "agents": [{"name": "m", "kind": "momentum"}],
+    }
+    with pytest.raises(ConfigError, match=r"filters\.capital"):
+        TournamentConfig.from_dict({**base, "filters": {"min_notional": 10}})
+    with pytest.raises(ConfigError, match=r"filters\.min_notional.*>= 0"):
+        TournamentConfig.from_dict({**base, "filters": {"capital": 1e4, "min_notional": -1}})
+    with pytest.raises(ConfigError, match=r"filters\.symbols\.BTC\.lot"):
+        TournamentConfig.from_dict(
+            {**base, "filters": {"capital": 1e4, "symbols": {"BTC": {"lot": 1}}}}
+        )
+    cfg = TournamentConfig.from_dict({**base, "filters": {"capital": 1e4, "symbols": {"ETH": {}}}})
+    with pytest.raises(ValueError, match=r"filters.symbols: 'ETH' is not a symbol of the data"):
+        cfg.filters.to_filters(["BTC"])
+    assert (
+        TournamentConfig.from_dict({**base, "filters": {"capital": 1e4}}).filters.to_filters(
+            ["BTC"]
+        )
+        is None
+    )  # all amounts 0: no filters
+
+
+def test_config_filters_reach_every_bar_agent_through_the_setup(monkeypatch):
+    """``prepare`` hands the config's filters (per symbol, on the unit account) to every bar
+    agent's entry; a symbol the data does not hold is named."""
+    import yaml
+
+    from quantarena.config import TournamentConfig
+    from quantarena.engine.filters import ExchangeFilters
+    from quantarena.tournaments.setup import prepare
+
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)
+    raw = TournamentConfig.from_yaml(root / "configs" / "quick.yaml").model_dump(mode="json")
+    raw["filters"] = {"capital": 5000, "min_notional": 10,
+                      "symbols": {"BTCPERP": {"lot_size": 0.001}}}  # fmt: skip
+    inputs = prepare(TournamentConfig.from_dict(raw), audit=False)
+    want = ExchangeFilters(lot_size=(0.001 / 5000,), min_notional=(10 / 5000,))
+    assert [e.filters for e in inputs.entries] == [want, want]
+    # the dump (defaults resolved) reads back to the same filters
+    cfg = TournamentConfig.from_dict(raw)
+    again = TournamentConfig.from_dict(yaml.safe_load(cfg.to_yaml()))
+    assert again.filters.to_filters(["BTCPERP"]) == want
+    raw["filters"]["symbols"] = {"ETHPERP": {"lot_size": 0.01}}
+    with pytest.raises(ValueError, match="filters.symbols: 'ETHPERP' is not a symbol"):
+        prepare(TournamentConfig.from_dict(raw), audit=False)

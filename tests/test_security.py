@@ -197,6 +197,38 @@ def test_job_refuses_data_outside_its_dir_unless_allowed(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()  # nothing ran
 
 
+def test_submitted_live_config_paths_and_password_are_checked_before_submitting(
+    tmp_path, monkeypatch
+):
+    from typer.testing import CliRunner
+
+    from quantarena.cli import app
+    from quantarena.cli.live_jobs import is_live_config, submit_live
+    from quantarena.cluster.jobs import CONFINE_ENV
+    from quantarena.config import ConfigError
+
+    address = "http://127.0.0.1:9"  # never reached: the checks fail first
+    agents = "agents: [{name: h, agent: buy_hold}]\n"
+    cfg = tmp_path / "live.yaml"
+    cfg.write_text(agents + "out: ../elsewhere\n")
+    assert is_live_config(cfg) and not is_live_config(ROOT / "configs" / "quick.yaml")
+    with pytest.raises(ConfigError, match=r"out: \.\./elsewhere leads outside"):
+        submit_live(cfg, address=address, log=print, working_dir=tmp_path)
+    cfg.write_text(agents + "out: /srv/live\n")
+    with pytest.raises(ConfigError, match="--allow-absolute-paths"):
+        submit_live(cfg, address=address, log=print, working_dir=tmp_path)
+    cfg.write_text(agents + "redis: redis://:s3cret-pw@10.0.0.5:6379/0\n")
+    with pytest.raises(ConfigError, match="holds a password") as info:
+        submit_live(cfg, address=address, log=print, working_dir=tmp_path)
+    assert "s3cret-pw" not in str(info.value)
+    # inside the job, `live run` refuses an out folder outside its working dir
+    cfg.write_text(agents + "out: /srv/live\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(CONFINE_ENV, "1")
+    res = CliRunner().invoke(app, ["live", "run", "live.yaml"])
+    assert res.exit_code == 2 and "outside the job's working dir" in res.output
+
+
 def test_keep_results_here_on_a_local_cluster(tmp_path, monkeypatch):
     from quantarena.cluster.jobs import keep_results_here
 

@@ -23,7 +23,7 @@ class PaperTraderActor:
         from quantarena.live.redis_trader import RedisTrader
         from quantarena.live.service import make_trader
 
-        tr = make_trader(spec, symbols, interval_ns, cfg.limits)
+        tr = make_trader(spec, symbols, interval_ns, cfg.limits, cfg)
         self.rt = RedisTrader(connect(cfg.redis), tr, cfg.feed, cfg.out,
                               keys=LiveKeys(cfg.redis_prefix), batch=cfg.batch)  # fmt: skip
         self.rt.on_commit = PaperMetrics(spec.name).record

@@ -1,4 +1,4 @@
-"""``quantarena feed replay``, ``quantarena live trade|status|run``, ``quantarena kill|resume``.
+"""``quantarena feed replay``, ``quantarena live trade|status|run|compact``, ``quantarena kill|resume``.
 
 The live shell on the command line: publish recorded bars to a Redis stream, run paper
 traders on it, watch them, and halt or resume them (docs/live.md, docs/streams.md).
@@ -252,6 +252,11 @@ def live_run(
         from quantarena.live.service import LiveService, load_live_config
 
         cfg = load_live_config(config)
+        from pathlib import Path
+
+        from quantarena.cli.live_jobs import confine_in_job
+
+        confine_in_job(Path(config), cfg)  # a submitted job: config and out in its dir
         if ray is not None:
             cfg = dataclasses.replace(cfg, ray=ray)
         if detach:
@@ -288,6 +293,30 @@ def live_run(
             svc.stop_traders()
             out = svc.reallocations
         typer.echo(f"stopped: {len(out)} reallocations")
+
+
+@live_app.command("compact")
+def live_compact(
+    out: str = typer.Option("runs/live", "--out", help="Folder of the Parquet events."),
+    agent: str = typer.Option(None, "--agent", help="Only this agent (default: every one)."),
+    all_days: bool = typer.Option(
+        False, "--all-days", help="Also the newest day (leave it while a trader still runs)."
+    ),
+) -> None:
+    """Merge each agent's per-batch event files into one Parquet file per UTC day."""
+    with user_errors():
+        from pathlib import Path
+
+        from quantarena.live.events import compact
+
+        root = Path(out)
+        names = [agent] if agent else sorted(p.name for p in root.glob("*") if p.is_dir())
+        if not names:
+            raise ValueError(f"--out {out}: no agent folders there — check the path")
+        for n in names:
+            res = compact(root, n, include_last_day=all_days)
+            typer.echo(f"{n}: {res['merged']} files merged into {res['days']} day files, "
+                       f"{res['deleted']} removed")  # fmt: skip
 
 
 def _ray_running() -> bool:

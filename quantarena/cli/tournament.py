@@ -1,4 +1,5 @@
-"""``quantarena submit``: run a tournament config as a Ray job on a cluster.
+"""``quantarena submit``: run a tournament config — or a live config
+(:mod:`quantarena.cli.live_jobs`) — as a Ray job on a cluster.
 
 ``register(app)`` adds the command to the root app. Only typer and rich load at import;
 Ray and the config load inside the command.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -52,6 +54,9 @@ def submit_command(
         help="Let the config read data at absolute paths on the cluster (default: only "
         "inside the job's working dir).",
     ),
+    idle_stop: float | None = typer.Option(
+        None, "--idle-stop", help="Live configs: stop when no bar came for this many seconds."
+    ),
 ) -> None:
     """Validate CONFIG here, then submit it to a Ray cluster as a job.
 
@@ -60,10 +65,22 @@ def submit_command(
     from RAY_AUTH_TOKEN, the file named by RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token (it is
     never printed). On a cluster at 127.0.0.1 the job's results stay here: a relative
     SQLite tracking URI and output dir become absolute paths in this folder.
+
+    A live config (agents, feed, no data section) runs `quantarena live run CONFIG` instead;
+    its Redis URL comes from QUANTARENA_REDIS in this shell (never from the config).
     """
+    from quantarena.cli.live_jobs import is_live_config
     from quantarena.cluster import jobs
 
-    if not mlflow_uri and not output_dir:
+    live = is_live_config(config)
+    if live and (mlflow_uri or output_dir or resume):
+        with user_errors():
+            raise ValueError(
+                f"{config}: a live config takes no --mlflow-uri, --output-dir or --resume "
+                "(its mlflow: and out: keys say where it logs; it always resumes from Redis)"
+            )
+
+    if not live and not mlflow_uri and not output_dir:
         with user_errors():
             mlflow_uri, output_dir = jobs.keep_results_here(config, address)
 
@@ -86,22 +103,40 @@ def submit_command(
         extra += " --resume"
     with user_errors():
         try:
-            job_id = jobs.submit(
-                config,
-                address=address,
-                wait=wait,
-                log=log,
-                timeout_s=timeout,
-                on_submit=announce,
-                entrypoint=jobs.TOURNAMENT_ENTRYPOINT + extra if extra else None,
-                mlflow_uri_override=mlflow_uri,
-                allow_absolute=allow_absolute_paths,
-            )
+            if live:
+                from quantarena.cli.live_jobs import submit_live
+
+                job_id = submit_live(
+                    config, address=address, wait=wait, log=log, timeout_s=timeout,
+                    on_submit=announce, allow_absolute=allow_absolute_paths,
+                    idle_stop=idle_stop,
+                )  # fmt: skip
+            else:
+                job_id = _submit_tournament(jobs, config, address, wait, log, timeout,
+                                            announce, extra, mlflow_uri, allow_absolute_paths)  # fmt: skip
         except (jobs.JobFailedError, TimeoutError) as exc:
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
             raise typer.Exit(1) from None
     if wait:
         out.print(f"job {job_id} [bold green]SUCCEEDED[/]")
+
+
+def _submit_tournament(
+    jobs: Any, config: Path, address: str, wait: bool, log: Any, timeout: float | None,
+    announce: Any, extra: str, mlflow_uri: str | None, allow_absolute: bool,
+) -> str:  # fmt: skip
+    """``jobs.submit`` of a tournament config with the command's options."""
+    return jobs.submit(
+        config,
+        address=address,
+        wait=wait,
+        log=log,
+        timeout_s=timeout,
+        on_submit=announce,
+        entrypoint=jobs.TOURNAMENT_ENTRYPOINT + extra if extra else None,
+        mlflow_uri_override=mlflow_uri,
+        allow_absolute=allow_absolute,
+    )
 
 
 def register(app: typer.Typer) -> None:

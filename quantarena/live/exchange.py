@@ -11,7 +11,10 @@ bit for bit. Conventions are the engine's:
   taker fee, slippage and impact against the trader);
 * targets are fractions of equity per asset; NaN → 0, ``|w|`` clipped to ``max_position``,
   scaled so that ``sum |w| <= leverage``; only a *changed* target trades;
-* equity is marked at each close; cash and shares are in the quote currency and base units.
+* equity is marked at each close; cash and shares are in the quote currency and base units;
+* exchange filters (:class:`~quantarena.engine.filters.ExchangeFilters`: lot size in asset
+  units, minimum notional in the quote currency) are the engine's own, applied by the same
+  kernel — give the account an ``init_cash`` in the quote currency when they are on.
 
 An **order** is a target change sent to the exchange at a close; its idempotent client id
 is ``{account}:{bar index}:{symbol}`` (the bar whose close decided it), so re-sending the
@@ -28,6 +31,7 @@ import numpy as np
 
 from quantarena.engine import layout as L
 from quantarena.engine.costs import DEFAULT_COSTS, Costs
+from quantarena.engine.filters import ExchangeFilters
 
 __all__ = ["BarStep", "Fill", "Order", "PaperExchange", "client_order_id"]
 
@@ -98,7 +102,9 @@ class PaperExchange:
             :data:`~quantarena.engine.costs.DEFAULT_COSTS`.
         max_position: cap on ``|w|`` per asset (fraction of equity).
         leverage: cap on ``sum |w|``.
-        init_cash: starting equity.
+        init_cash: starting equity (quote currency when ``filters`` are on).
+        filters: lot size / minimum notional per asset (None: none), as the backtest's
+            ``simulate(filters=...)``.
     """
 
     def __init__(
@@ -111,6 +117,7 @@ class PaperExchange:
         max_position: float = 0.10,
         leverage: float = 1.0,
         init_cash: float = 1.0,
+        filters: ExchangeFilters | None = None,
     ) -> None:
         if not (np.isfinite(init_cash) and init_cash > 0):
             raise ValueError(f"init_cash must be > 0, got {init_cash!r}")
@@ -141,6 +148,11 @@ class PaperExchange:
         self._no_rec = (np.zeros(1, np.int64), np.zeros((0, L.NRF)), np.zeros((0, L.NRI), np.int64))
         self._stops = (np.full(1, np.inf), np.full(1, np.inf), np.full(1, np.inf))
         self._ts = 0
+        self.filters = filters
+        if filters is None:
+            self._lot = self._min_notional = np.zeros(self.A)
+        else:
+            self._lot, self._min_notional = filters.compile(self.A)
 
     # ------------------------------------------------------------------ state
 
@@ -274,11 +286,10 @@ class PaperExchange:
         if self.costs.funding is not None:
             fund = self.costs.funding.per_bar(np.array([ts], np.int64), self.interval_ns, self.A)
         # the engine's per-parameter-set replay (serial: no thread pool to wake per bar)
-        no_filter = np.zeros(self.A)  # no lot size / minimum notional
         kernels_cpu._multi_param(
             0, 0, self._nan.shape[0], self._nan, *kernels_cpu.NO_SIGNAL, op, hi, lo, cl, vol,
             mask, fund if fund is not None else np.zeros((1, 1)), fund is not None, self.maxpos,
-            self.leverage, self._fee, self._slip, *self._imp, no_filter, no_filter,
+            self.leverage, self._fee, self._slip, *self._imp, self._lot, self._min_notional,
             *self._stops, False, False, S, SA, *self._empty, False, *self._no_rec,
         )  # fmt: skip
         S[L.LAST_PEAK_T] += t

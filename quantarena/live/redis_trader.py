@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from quantarena.live.events import EVENT_COLUMNS, read_events
 from quantarena.live.messages import BarsMessage, MessageError, SeqCheck, decode
 from quantarena.live.redis_io import LiveKeys, retry
 from quantarena.live.risk import RiskState
@@ -48,10 +49,6 @@ __all__ = ["RedisTrader", "read_events"]
 log = logging.getLogger("quantarena.live")
 
 NS_PER_DAY = 86_400_000_000_000
-
-EVENT_COLUMNS = [
-    "kind", "id", "bar", "ts", "symbol", "qty", "price", "fee", "target", "reason", "equity",
-]  # fmt: skip
 
 
 def _events(step: TraderStep, prev_state: RiskState) -> list[dict[str, Any]]:
@@ -70,17 +67,6 @@ def _events(step: TraderStep, prev_state: RiskState) -> list[dict[str, Any]]:
                     "reason": f"{step.state.value} {step.reason}".strip(),
                     "equity": step.equity})  # fmt: skip
     return out
-
-
-def read_events(out_dir: str | Path, agent: str) -> pd.DataFrame:
-    """All Parquet events of ``agent`` under ``out_dir``, in bar order, one row per event
-    (a batch written twice by a restart counts once)."""
-    files = sorted(Path(out_dir, agent).glob("events-*.parquet"))
-    if not files:
-        return pd.DataFrame(columns=EVENT_COLUMNS)
-    df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    df = df.drop_duplicates(subset=["kind", "id"], keep="last")
-    return df.sort_values(["bar", "kind"], kind="stable").reset_index(drop=True)
 
 
 class RedisTrader:

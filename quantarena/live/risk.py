@@ -13,7 +13,10 @@ targets the paper exchange may trade, given the account marked at that close. Li
 * ``max_orders`` per ``order_window_ns`` — orders beyond the rate are rejected (the position
   is kept);
 * ``stale_after_ns`` — a bar arriving more than this after the previous one (a gap in the
-  data), or older than this against the wall clock when one is given, trades nothing.
+  data) trades nothing new; with ``wall_clock`` on, so does a bar whose *close* time is older
+  than this by the wall clock (a feed that lags or stalls). ``wall_clock`` is off by default:
+  a replay of history is old by the wall clock by design; turn it on for a live exchange
+  feed. The clock is injectable (:class:`RiskEngine` ``clock=``, ``now_ns=``) for tests.
 
 States: **ACTIVE** (all orders within limits), **REDUCING** (only orders that reduce risk: a
 smaller ``|w|`` on the same side, or flat), **HALTED** (every target is flat; nothing trades
@@ -24,6 +27,8 @@ around it). The kill switch (:meth:`RiskEngine.kill`) halts at once; only an exp
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -59,6 +64,11 @@ class RiskLimits:
     max_orders: int | None = field(default=60, metadata={"doc": "orders per order_window_ns"})
     order_window_ns: int = field(default=60 * NS_PER_MIN, metadata={"doc": "order-rate window, ns"})
     stale_after_ns: int | None = field(default=None, metadata={"doc": "max data age / gap, ns"})
+    wall_clock: bool = field(
+        default=False,
+        metadata={"doc": "also refuse bars whose close is older than stale_after_ns by the "
+                  "wall clock (off for replays of history)"},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         for name in ("max_position", "max_gross", "daily_loss", "max_drawdown"):
@@ -73,6 +83,12 @@ class RiskLimits:
             raise ValueError("risk limit order_window_ns must be > 0")
         if self.stale_after_ns is not None and int(self.stale_after_ns) <= 0:
             raise ValueError("risk limit stale_after_ns must be > 0 or None")
+        if not isinstance(self.wall_clock, bool):
+            raise ValueError(
+                f"risk limit wall_clock must be true or false, got {self.wall_clock!r}"
+            )
+        if self.wall_clock and self.stale_after_ns is None:
+            raise ValueError("risk limit wall_clock needs stale_after_ns (the maximum age, ns)")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> RiskLimits:
@@ -117,11 +133,24 @@ class RiskEngine:
     Args:
         symbols: the instruments, in column order.
         limits: the limits.
+        interval_ns: the bar length (a bar closes at ``ts + interval_ns``; its wall-clock age
+            is counted from its close).
+        clock: the wall clock in ns since the epoch (default :func:`time.time_ns`); read
+            only when ``limits.wall_clock`` is on and :meth:`check` gets no ``now_ns``.
     """
 
-    def __init__(self, symbols: list[str], limits: RiskLimits | None = None) -> None:
+    def __init__(
+        self,
+        symbols: list[str],
+        limits: RiskLimits | None = None,
+        *,
+        interval_ns: int = 0,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
         self.symbols = list(symbols)
         self.limits = limits or RiskLimits()
+        self.interval_ns = int(interval_ns)
+        self.clock = clock
         self.state = RiskState.ACTIVE
         self.reason = ""
         self.peak: float | None = None
@@ -173,8 +202,14 @@ class RiskEngine:
         if lim.stale_after_ns is not None:
             if self.last_ts is not None and ts - self.last_ts > lim.stale_after_ns:
                 stale = f"stale data: {(ts - self.last_ts) / 1e9:g} s since the previous bar"
-            if now_ns is not None and now_ns - ts > lim.stale_after_ns:
-                stale = f"stale data: the bar is {(now_ns - ts) / 1e9:g} s old"
+            if now_ns is None and lim.wall_clock:
+                now_ns = (self.clock or time.time_ns)()
+            close = ts + self.interval_ns
+            if now_ns is not None and now_ns - close > lim.stale_after_ns:
+                stale = (
+                    f"stale data: the bar is {(now_ns - close) / 1e9:g} s old by the wall clock "
+                    f"(from its close; stale_after_ns {lim.stale_after_ns / 1e9:g} s)"
+                )
         self.last_ts = ts
         self.peak = equity if self.peak is None else max(self.peak, equity)
         day = ts // NS_PER_DAY
@@ -213,7 +248,8 @@ class RiskEngine:
             targets: ``(A,)`` the agent's raw target weights (NaN = flat).
             held: ``(A,)`` the target the account currently trades towards.
             equity: the account's equity at this close.
-            now_ns: the wall clock, for the stale-data guard (None: bar times only).
+            now_ns: the wall clock (ns) for the stale-data guard; None: the engine's clock
+                when ``limits.wall_clock`` is on, else bar times only.
         """
         lim = self.limits
         want = np.nan_to_num(np.asarray(targets, np.float64).reshape(-1), nan=0.0)

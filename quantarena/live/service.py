@@ -15,12 +15,14 @@ equity) do not depend on it.
 
 Config (YAML)::
 
-    redis: redis://127.0.0.1:6379/0
+    redis: redis://127.0.0.1:6379/0       # default: $QUANTARENA_REDIS, else this URL
     redis_prefix: "quantarena:"
     feed: bars
     out: runs/live
     ray: false
     limits: {max_drawdown: 0.2, daily_loss: 0.05}       # RiskLimits, for every agent
+    capital: 10000                                      # each paper account, quote currency
+    filters: {min_notional: 10, symbols: {BTC-PERP: {lot_size: 0.001}}}  # ExchangeFilters
     allocation: {every_days: 7, capital: 100000, gates: {min_sharpe: 0.0}}
     mlflow: {uri: "sqlite:///runs/live/mlflow.db", experiment: quantarena-live}
     agents:
@@ -31,6 +33,7 @@ Config (YAML)::
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -73,6 +76,8 @@ class LiveConfig:
     allocation: LiveAllocationConfig = field(default_factory=LiveAllocationConfig)
     mlflow: dict[str, Any] | None = None
     batch: int = 100
+    capital: float = 1.0
+    filters: dict[str, Any] = field(default_factory=dict)
 
 
 def load_live_config(src: str | Path | dict[str, Any]) -> LiveConfig:
@@ -117,6 +122,15 @@ def load_live_config(src: str | Path | dict[str, Any]) -> LiveConfig:
     from quantarena.live.risk import RiskLimits
 
     RiskLimits.from_dict(d.get("limits"))  # validate early
+    cap = d.get("capital", 1.0)
+    if isinstance(cap, bool) or not isinstance(cap, int | float) or not cap > 0:
+        raise ValueError(f"{where}: capital must be a number > 0 (quote currency), got {cap!r}")
+    if d.get("filters") is not None and not isinstance(d["filters"], dict):
+        raise ValueError(f"{where}: filters must be a mapping (lot_size, min_notional, symbols)")
+    if "redis" not in d and os.environ.get("QUANTARENA_REDIS"):
+        d["redis"] = os.environ[
+            "QUANTARENA_REDIS"
+        ]  # a submitted job's Redis (no password in configs)
     rest = {k: v for k, v in d.items() if k not in ("agents", "allocation")}
     return LiveConfig(
         agents=tuple(agents),
@@ -126,16 +140,28 @@ def load_live_config(src: str | Path | dict[str, Any]) -> LiveConfig:
 
 
 def make_trader(
-    spec: AgentSpec, symbols: list[str], interval_ns: int, limits: dict[str, Any]
+    spec: AgentSpec,
+    symbols: list[str],
+    interval_ns: int,
+    limits: dict[str, Any],
+    cfg: LiveConfig | None = None,
 ) -> Any:
-    """The :class:`~.trader.PaperTrader` of ``spec`` on a feed of ``symbols``."""
+    """The :class:`~.trader.PaperTrader` of ``spec`` on a feed of ``symbols`` (with
+    ``cfg``'s capital and exchange filters when given)."""
+    from quantarena.engine.filters import ExchangeFilters
     from quantarena.live.risk import RiskLimits
     from quantarena.live.trader import PaperTrader
     from quantarena.strategies.registry import get_agent
 
     ag = get_agent(spec.agent, **spec.options)
     lim = RiskLimits.from_dict({"max_position": ag.max_position, **limits})
-    return PaperTrader(spec.name, ag, spec.params or None, symbols, interval_ns, limits=lim)
+    extra: dict[str, Any] = {}
+    if cfg is not None:
+        extra["init_cash"] = float(cfg.capital)
+        extra["filters"] = ExchangeFilters.from_config(cfg.filters, symbols, "live config filters")
+    return PaperTrader(
+        spec.name, ag, spec.params or None, symbols, interval_ns, limits=lim, **extra
+    )
 
 
 class LiveService:
@@ -189,7 +215,7 @@ class LiveService:
         from quantarena.live.redis_trader import RedisTrader
 
         for spec in self.cfg.agents:
-            tr = make_trader(spec, symbols, interval_ns, self.cfg.limits)
+            tr = make_trader(spec, symbols, interval_ns, self.cfg.limits, self.cfg)
             rt = RedisTrader(connect(self.cfg.redis), tr, self.cfg.feed, self.cfg.out,
                              keys=self.keys, batch=self.cfg.batch)  # fmt: skip
             self._traders.append(rt)

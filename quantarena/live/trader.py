@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from quantarena.engine.costs import DEFAULT_COSTS, Costs
+from quantarena.engine.filters import ExchangeFilters
 from quantarena.live.exchange import Fill, Order, PaperExchange
 from quantarena.live.risk import Rejection, RiskEngine, RiskLimits, RiskState
 from quantarena.strategies.params import n_params
@@ -59,8 +60,9 @@ class PaperTrader:
         costs: the backtest's costs (default :data:`~quantarena.engine.costs.DEFAULT_COSTS`).
         limits: risk limits (default :class:`~.risk.RiskLimits` with the agent's
             ``max_position``).
-        init_cash: starting capital.
+        init_cash: starting capital (quote currency when ``filters`` are on).
         leverage: cap on ``sum |w|`` in the exchange (as the backtest's).
+        filters: the exchange's lot size / minimum notional (None: none), as the backtest's.
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class PaperTrader:
         limits: RiskLimits | None = None,
         init_cash: float = 1.0,
         leverage: float = 1.0,
+        filters: ExchangeFilters | None = None,
     ) -> None:
         p = agent.check_params(
             None if params is None else {k: np.atleast_1d(v) for k, v in params.items()}
@@ -95,8 +98,13 @@ class PaperTrader:
             max_position=agent.max_position,
             leverage=leverage,
             init_cash=init_cash,
+            filters=filters,
         )
-        self.risk = RiskEngine(self.symbols, limits or RiskLimits(max_position=agent.max_position))
+        self.risk = RiskEngine(
+            self.symbols,
+            limits or RiskLimits(max_position=agent.max_position),
+            interval_ns=self.interval_ns,
+        )
         self.n_rejections = 0  # rejections so far (each is also in the bar's TraderStep)
 
     def warm_up(self, history: BarPanel) -> None:

@@ -41,6 +41,7 @@ from quantarena.data.calendars import ALWAYS_OPEN, bars_per_year
 from quantarena.data.panel import BarPanel
 from quantarena.engine.backend import get_backend, to_host
 from quantarena.engine.costs import Costs
+from quantarena.engine.filters import ExchangeFilters
 from quantarena.engine.metrics import score
 from quantarena.engine.simulate import Account, SimResult
 from quantarena.engine.stops import Stops
@@ -85,6 +86,8 @@ class AgentEntry:
         stops: stop-loss / take-profit / trailing applied to every set, in sample and out
             (None: none).
         leverage: cap on the sum of |weights| per bar.
+        filters: the exchange's lot size / minimum notional on the agent's account of 1.0
+            (the config's, scaled by 1 / capital; None: none).
         ticks: for a tick agent (market making, arbitrage), where its events are:
             ``{"store": path, "symbols": [...]}`` (set by the tournament's setup).
         in_sample: how a scanned population is scored in sample: ``"carried"`` (each set's
@@ -106,6 +109,7 @@ class AgentEntry:
     ticks: dict[str, Any] | None = None
     in_sample: str = C.DEFAULT_IN_SAMPLE
     bounds: np.ndarray | None = None
+    filters: ExchangeFilters | None = None
 
     @property
     def n_trials(self) -> int:
@@ -252,6 +256,7 @@ def _population_run(
         costs=costs,
         stops=entry.stops if stops is None else stops,
         leverage=entry.leverage if leverage is None else leverage,
+        filters=entry.filters,
         backend=backend,
         block=block,
         periods_per_year=periods_per_year,

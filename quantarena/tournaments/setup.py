@@ -206,8 +206,11 @@ def prepare(cfg: Any, panel: BarPanel | None = None, *, audit: bool = True) -> T
             root = str(store_root(cfg).resolve())
             e.ticks = {"store": root, "symbols": list(panel.symbols[:need])}
     bounds = round_bounds(rounds)
+    filters = cfg.filters.to_filters(list(panel.symbols)) if cfg.filters is not None else None
     for e in entries:
         e.bounds = bounds
+        if not getattr(e.agent, "tick", False):  # bar agents trade under the exchange's filters
+            e.filters = filters
     if audit:
         audit_entrants(cfg, panel, entries)
     return TournamentInputs(

@@ -1,0 +1,188 @@
+"""A paper trader's Parquet events: read them, and compact the batch files into day files.
+
+A :class:`~.redis_trader.RedisTrader` writes one file per batch,
+``{out}/{agent}/events-{first seq:012d}.parquet`` — many small files. :func:`compact` merges
+them into one file per UTC day of the events' bar time, ``day-{YYYYMMDD}-{gen:04d}.parquet``
+(``gen`` grows each time a day is compacted again, e.g. after more batches of that day came).
+
+Exactly once, whatever the crash point. Each day file names, in its Parquet metadata, the
+day and the files it merged (batch files and earlier day files of that day). A compaction
+
+1. writes each day file to a temporary name (``.day-….tmp``, never read; removed by the next
+   compaction) and renames it into place (atomic);
+2. only then deletes the merged files whose every row is now in a day file.
+
+:func:`read_events` drops, from a file that a day file of day D lists as merged, the rows of
+day D — they are in that day file — and keeps its other rows. So after a crash between
+steps (some day files renamed, sources not deleted yet) every event is read once; a later
+:func:`compact` finishes the job. Events are also de-duplicated by ``(kind, id)`` (a batch
+re-written by a restarted trader counts once). Pure: no Redis, no Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["EVENT_COLUMNS", "compact", "read_events"]
+
+NS_PER_DAY = 86_400_000_000_000
+META_KEY = b"quantarena.compact"
+
+EVENT_COLUMNS = [
+    "kind", "id", "bar", "ts", "symbol", "qty", "price", "fee", "target", "reason", "equity",
+]  # fmt: skip
+
+_TEXT = ("kind", "id", "symbol", "reason")
+_DAY = re.compile(r"^day-(\d{8})-(\d{4})\.parquet$")
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("events-*.parquet")) + sorted(folder.glob("day-*.parquet"))
+
+
+def _meta(path: Path) -> dict[str, Any] | None:
+    """A day file's ``{"day": int, "sources": [names]}``; None for a batch file."""
+    if not path.name.startswith("day-"):
+        return None
+    import pyarrow.parquet as pq
+
+    md = pq.read_schema(path).metadata or {}
+    if META_KEY not in md:
+        raise ValueError(f"{path}: a day file without its compaction record — move it away")
+    return json.loads(md[META_KEY])
+
+
+def _days(df: pd.DataFrame) -> np.ndarray:
+    """The UTC day (days since the epoch) of each row: its ``ts``, or — for an event without
+    one (a refused message) — the nearest earlier (else later) row's; -1 when none has one."""
+    ts = pd.to_numeric(df["ts"], errors="coerce") if "ts" in df else pd.Series(np.nan, df.index)
+    ts = ts.ffill().bfill()
+    return np.where(ts.notna(), ts.fillna(0).to_numpy(np.float64) // NS_PER_DAY, -1).astype(
+        np.int64
+    )
+
+
+def _state(folder: Path) -> tuple[dict[Path, pd.DataFrame], dict[Path, dict[str, Any]]]:
+    """Every live row of the folder's files (merged rows dropped), per file; and the day
+    files' records."""
+    files = _files(folder)
+    metas = {f: m for f in files if (m := _meta(f)) is not None}
+    covered: dict[str, set[int]] = {}  # file name -> days already in a day file
+    for m in metas.values():
+        for src in m["sources"]:
+            covered.setdefault(src, set()).add(int(m["day"]))
+    rows: dict[Path, pd.DataFrame] = {}
+    for f in files:
+        df = pd.read_parquet(f)
+        for c in _TEXT:  # one dtype whatever the file (an all-null column reads as null)
+            if c in df:
+                df[c] = df[c].astype(object).where(df[c].notna(), None)
+        df["_day"] = _days(df)
+        gone = covered.get(f.name)
+        if gone:
+            df = df[~df["_day"].isin(sorted(gone))]
+        rows[f] = df
+    return rows, metas
+
+
+def read_events(out_dir: str | Path, agent: str) -> pd.DataFrame:
+    """All Parquet events of ``agent`` under ``out_dir`` (batch and day files), in bar order,
+    one row per event: rows a day file holds are read from it only, and a batch written twice
+    by a restart counts once."""
+    folder = Path(out_dir, agent)
+    rows, _ = _state(folder) if folder.is_dir() else ({}, {})
+    frames = [df for df in rows.values() if len(df)]
+    if not frames:
+        return pd.DataFrame(columns=EVENT_COLUMNS)
+    df = pd.concat(frames, ignore_index=True).drop(columns="_day")
+    df = df.drop_duplicates(subset=["kind", "id"], keep="last")
+    return df.sort_values(["bar", "kind"], kind="stable").reset_index(drop=True)
+
+
+def compact(
+    out_dir: str | Path,
+    agent: str,
+    *,
+    include_last_day: bool = False,
+    hook: Callable[[str, Path], None] | None = None,
+) -> dict[str, int]:
+    """Merge ``agent``'s batch files into one Parquet file per UTC day (see the module).
+
+    Args:
+        out_dir: the traders' ``--out`` folder (files under ``{out_dir}/{agent}/``).
+        agent: the agent's name.
+        include_last_day: also compact the newest day (by default it is left alone: a
+            running trader may still be writing it).
+        hook: test hook, called as ``hook(stage, path)`` at ``"written"`` (temp file
+            complete), ``"renamed"`` (day file in place) and ``"deleted"`` (a source gone);
+            raising there simulates a crash at that point.
+
+    Returns:
+        ``{"days": day files written, "merged": files merged, "deleted": files deleted}``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = Path(out_dir, agent)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no events of agent {agent!r} — check --out / --agent")
+    for tmp in folder.glob(".day-*.tmp"):  # left by a compaction that crashed
+        tmp.unlink()
+    rows, metas = _state(folder)
+    days_of = {f: set(df["_day"].tolist()) for f, df in rows.items()}
+    all_days = sorted(set().union(*days_of.values())) if days_of else []
+    last = all_days[-1] if all_days else None
+    gens: dict[int, int] = {}
+    for f in metas:
+        m = _DAY.match(f.name)
+        if m:
+            d = int(m.group(1))
+            gens[d] = max(gens.get(d, 0), int(m.group(2)))
+    todo = []
+    for day in all_days:
+        if day < 0 or (day == last and not include_last_day):
+            continue
+        srcs = [f for f in rows if day in days_of[f]]
+        if len(srcs) == 1 and srcs[0] in metas and days_of[srcs[0]] == {day}:
+            continue  # already one day file
+        todo.append((day, srcs))
+    written: dict[int, list[Path]] = {}
+    for day, srcs in todo:
+        part = pd.concat([rows[f][rows[f]["_day"] == day] for f in srcs], ignore_index=True)
+        part = part.drop(columns="_day").drop_duplicates(subset=["kind", "id"], keep="last")
+        part = part.sort_values(["bar", "kind"], kind="stable").reset_index(drop=True)
+        part = part.reindex(columns=EVENT_COLUMNS)
+        stamp = pd.Timestamp(day * NS_PER_DAY, tz="UTC").strftime("%Y%m%d")
+        gen = gens.get(int(stamp), 0) + 1
+        name = f"day-{stamp}-{gen:04d}.parquet"
+        table = pa.Table.from_pandas(part, preserve_index=False)
+        record = json.dumps({"day": day, "sources": sorted(f.name for f in srcs)})
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: record})
+        tmp = folder / f".{name}.tmp"
+        pq.write_table(table, tmp)
+        if hook is not None:
+            hook("written", tmp)
+        tmp.replace(folder / name)
+        if hook is not None:
+            hook("renamed", folder / name)
+        written[day] = srcs
+    # a source goes once every day it holds rows of is in a day file written now; a file
+    # with no rows left (all in day files, e.g. after a crash before this step) goes too
+    done_days = set(written)
+    merged = {f for srcs in written.values() for f in srcs}
+    spent = {f for f, d in days_of.items() if not d}
+    deleted = 0
+    for f in sorted(merged | spent):
+        if days_of[f] <= done_days:
+            f.unlink()
+            deleted += 1
+            if hook is not None:
+                hook("deleted", f)
+    return {"days": len(written), "merged": len(merged), "deleted": deleted}
