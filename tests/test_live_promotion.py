@@ -375,3 +375,47 @@ def test_changed_parameters_retire_the_old_account(runs, redis_client, tmp_path)
     assert p.promote(14)[0] == []
     for k in r.scan_iter(match=keys.prefix + "*"):
         r.delete(k)
+
+
+@pytest.mark.slow
+def test_cli_promote_and_status(runs, redis_client, tmp_path):
+    from typer.testing import CliRunner
+
+    from quantarena.cli import app
+    from quantarena.live.promoter import Promoter
+    from quantarena.live.promotion import PromoteConfig
+    from quantarena.live.redis_io import LiveKeys
+
+    env = {"COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"}
+    runner = CliRunner()
+    res = runner.invoke(app, ["live", "promote", "--from", str(runs)], env=env)
+    assert res.exit_code == 0, res.output
+    t = select(read_tournament(runs))
+    for c in t.candidates:
+        line = next(x for x in res.stdout.splitlines() if f" {c.agent} " in x)
+        assert c.account in line and ("promote" in line) == c.promote
+    assert f"{sum(c.promote for c in t.candidates)} of 3 agents would be promoted" in res.stdout
+    res = runner.invoke(app, ["live", "promote", "--from", str(runs), "--json", "--any-gates",
+                              "--top", "2"], env=env)  # fmt: skip
+    doc = json.loads(res.stdout)
+    assert [c["promote"] for c in doc["candidates"]] == [True, True, False]
+    assert doc["candidates"][0]["params"] == t.candidates[0].params
+    res = runner.invoke(app, ["live", "promote", "--from", str(tmp_path / "none")], env=env)
+    assert res.exit_code == 2 and "no such folder" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    # status shows the promotion state of each account
+    keys = LiveKeys("qa-promote-status-test:")
+    r = redis_client
+    for k in r.scan_iter(match=keys.prefix + "*"):
+        r.delete(k)
+    p = Promoter(PromoteConfig(str(runs), top=1), r, keys, set())
+    (rec,), _ = p.promote(None)
+    p.review({}, ("sharpe",), {}, 7)  # no gates for it: stays promoted
+    r.sadd(keys.agents(), rec["account"])
+    res = runner.invoke(app, ["live", "status", "--redis-prefix", keys.prefix], env=env)
+    assert res.exit_code == 0, res.output
+    assert "promoted at start: rank 1 of promo-small" in res.stdout
+    res = runner.invoke(app, ["live", "status", "--json", "--redis-prefix", keys.prefix], env=env)
+    assert json.loads(res.stdout)[rec["account"]]["promotion"]["state"] == "promoted"
+    for k in r.scan_iter(match=keys.prefix + "*"):
+        r.delete(k)
