@@ -419,3 +419,19 @@ def test_cli_promote_and_status(runs, redis_client, tmp_path):
     assert json.loads(res.stdout)[rec["account"]]["promotion"]["state"] == "promoted"
     for k in r.scan_iter(match=keys.prefix + "*"):
         r.delete(k)
+
+
+@pytest.mark.slow
+def test_demo_live_promotes_from_its_tournament(redis_client, tmp_path):
+    from quantarena.live.demo import run_demo
+
+    cfgfile = tmp_path / "live.yaml"
+    text = (ROOT / "configs" / "live.yaml").read_text()
+    cfgfile.write_text(text.replace('"quantarena-demo:"', '"qa-promote-demo-test:"'))
+    svc = run_demo(cfgfile, REDIS_URL, tmp_path / "out", echo=False, tournament=True)
+    assert len(svc.reallocations) == 8
+    t = select(read_tournament(tmp_path / "out" / "tournament"), top=3)
+    promoted = [e["account"] for e in svc.promoter.events if e["state"] == "promoted"]
+    assert promoted == [c.account for c in t.candidates if c.promote] and promoted
+    for k in redis_client.scan_iter(match="qa-promote-demo-test:*"):
+        redis_client.delete(k)

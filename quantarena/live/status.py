@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 __all__ = ["status_table"]
@@ -71,10 +72,13 @@ def status_table(r: Any, keys: Any) -> Any:
 
 
 def _promotion(rec: dict[str, Any] | None) -> str:
-    """An account's promotion record as a cell: ``promoted day N (rank 1 of NAME)`` /
-    ``demoted day N: reason`` ("" for an agent the config lists)."""
+    """An account's promotion record as a cell: ``promoted at start: rank 1 of NAME`` /
+    ``demoted on YYYY-MM-DD: reason`` ("" for an agent the config lists)."""
     if rec is None:
         return ""
-    day = "at start" if rec.get("day") is None else f"day {rec['day']}"
+    if rec.get("day") is None:
+        day = "at start"
+    else:  # a UTC day number
+        day = time.strftime("on %Y-%m-%d", time.gmtime(int(rec["day"]) * 86_400))
     color = "green" if rec["state"] == "promoted" else "red"
     return f"[{color}]{rec['state']}[/] {day}: {rec.get('reason', '')}"
