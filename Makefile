@@ -28,7 +28,7 @@ test: $(STAMP)  ## run the test suite (real local Ray, Redis at 127.0.0.1:6379, 
 demo: $(STAMP)  ## a two-year weekly tournament on real BTC hourly bars (configs/demo.yaml, a few minutes)
 	$(BIN)/python -m quantarena.demo
 
-demo-live: $(STAMP)  ## paper-trade 5 agents on replayed real data through Redis (127.0.0.1:6379): weekly reallocations, a kill drill
+demo-live: $(STAMP)  ## a small backtest tournament, then paper-trade 5 agents + its promoted gate passers on replayed real data through Redis (127.0.0.1:6379): weekly reallocations, demotions, a kill drill
 	$(BIN)/python -m quantarena.live.demo
 
 bench: $(STAMP)  ## run the benchmarks and print the figures recorded in docs/benchmarks.md

@@ -696,8 +696,19 @@ def test_real_tournament_writes_reports_and_artifacts(real_run):
     cfg, summary = real_run
     out = Path(summary["output_dir"])
     for name in ("leaderboard.csv", "leaderboard.html", "leaderboard.md", "config.yaml",
-                 "summary.json", "leaderboard_by_round.csv", "portfolio.csv"):  # fmt: skip
+                 "summary.json", "leaderboard_by_round.csv", "portfolio.csv",
+                 "final_params.json"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
+    # each agent's last-round choice, for promotion into paper trading
+    import json
+
+    from quantarena.tournaments.checkpoint import load_checkpoint
+
+    final = json.loads((out / "final_params.json").read_text())["agents"]
+    assert sorted(final) == sorted(REAL_AGENTS)
+    last = load_checkpoint(out / "checkpoint.pkl").results[-1]
+    assert {a: f["params"] for a, f in final.items()} == {a: last[a].chosen for a in final}
+    assert json.loads((out / "summary.json").read_text())["finished_at"].endswith("Z")
     for png in ("equity_agents.png", "equity_portfolio.png", "drawdowns.png", "weights.png"):
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000, png
@@ -724,7 +735,7 @@ def test_real_tournament_writes_reports_and_artifacts(real_run):
     names |= {a.path for a in client.list_artifacts(summary["run_id"], "tables")}
     for name in ("config.yaml", "equity_agents.png", "equity_portfolio.png", "drawdowns.png",
                  "weights.png", "leaderboard.md", "tables/leaderboard.csv",
-                 "tables/leaderboard.html"):  # fmt: skip
+                 "tables/leaderboard.html", "final_params.json"):  # fmt: skip
         assert name in names, name
 
 

@@ -18,14 +18,20 @@ import ray
 class PaperTraderActor:
     """Ray actor of one paper trader. Create with :func:`start_paper_actor`."""
 
-    def __init__(self, cfg: Any, spec: Any, symbols: list[str], interval_ns: int) -> None:
+    def __init__(
+        self, cfg: Any, spec: Any, symbols: list[str], interval_ns: int,
+        start_id: str = "0", history: Any = None,
+    ) -> None:  # fmt: skip
         from quantarena.live.redis_io import LiveKeys, connect
         from quantarena.live.redis_trader import RedisTrader
         from quantarena.live.service import make_trader
 
         tr = make_trader(spec, symbols, interval_ns, cfg.limits, cfg)
+        if history is not None:  # a trader promoted mid-run: indicators warmed on the feed
+            tr.warm_up(history)
         self.rt = RedisTrader(connect(cfg.redis), tr, cfg.feed, cfg.out,
-                              keys=LiveKeys(cfg.redis_prefix), batch=cfg.batch)  # fmt: skip
+                              keys=LiveKeys(cfg.redis_prefix), batch=cfg.batch,
+                              start_id=start_id)  # fmt: skip
         self.rt.on_commit = PaperMetrics(spec.name).record
 
     def run(self, idle_stop_s: float | None = None, max_messages: int | None = None) -> int:
@@ -75,12 +81,14 @@ class PaperMetrics:
 
 
 def start_paper_actor(
-    cfg: Any, spec: Any, symbols: list[str], interval_ns: int, num_cpus: float = 0.25
-) -> Any:
+    cfg: Any, spec: Any, symbols: list[str], interval_ns: int, num_cpus: float = 0.25,
+    start_id: str = "0", history: Any = None,
+) -> Any:  # fmt: skip
     """A :class:`PaperTraderActor` named ``paper:{agent}`` (a fraction of a CPU: paper
-    trading is light; it sleeps in ``XREADGROUP`` between bars)."""
+    trading is light; it sleeps in ``XREADGROUP`` between bars). ``start_id``: where a new
+    consumer group starts reading; ``history``: bars to warm the agent's indicators on."""
     return PaperTraderActor.options(name=f"paper:{spec.name}", num_cpus=num_cpus).remote(
-        cfg, spec, symbols, interval_ns
+        cfg, spec, symbols, interval_ns, start_id, history
     )
 
 

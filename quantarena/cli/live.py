@@ -215,6 +215,8 @@ def live_status(
             for n in sorted(x.decode() for x in r.smembers(keys.agents())):
                 h = {k.decode(): v.decode() for k, v in r.hgetall(keys.status(n)).items()}
                 h["kill"] = (r.get(keys.kill(n)) or r.get(keys.kill()) or b"").decode() or None
+                promo = r.hget(keys.promotions(), n)  # promoted/demoted record (live promote)
+                h["promotion"] = json.loads(promo) if promo else None
                 out[n] = h
             typer.echo(json.dumps(out, indent=2))
             return
@@ -363,6 +365,9 @@ def resume_cmd(
 
 def register(app: typer.Typer) -> None:
     """Add ``feed``, ``live``, ``kill`` and ``resume`` to the root app."""
+    from quantarena.cli.live_promote import promote_cmd
+
+    live_app.command("promote")(promote_cmd)
     app.add_typer(feed_app, name="feed", help="Publish market data to Redis Streams.")
     app.add_typer(live_app, name="live", help="Paper trading on Redis Streams under risk limits.")
     app.command("kill", help="Kill switch: flatten and halt paper traders.")(kill_cmd)

@@ -7,13 +7,20 @@ by the Kelly allocator, a kill-switch drill (``quantarena kill`` on one agent in
 ``--redis`` (default 127.0.0.1:6379); writes under the config's prefix only, which it clears
 first.
 
-    python -m quantarena.live.demo [--redis URL] [--config configs/live.yaml]
+With ``tournament=True`` (``make demo-live``; ``--no-tournament`` leaves it out) it first runs
+the small backtest tournament of ``configs/promote.yaml`` (in a subprocess, about a minute) and
+promotes its gate passers into paper trading beside the config's agents; the ones that fail a
+live gate after 7 paper days are demoted (docs/live.md, "Promotion and demotion").
+
+    python -m quantarena.live.demo [--redis URL] [--config configs/live.yaml] [--no-tournament]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -36,8 +43,10 @@ def run_demo(
     end: str = "2018-03-05",
     drill: str = "mr",
     echo: bool = True,
+    tournament: bool = False,
 ) -> LiveService:
-    """Run the demo; returns the finished :class:`~.service.LiveService`."""
+    """Run the demo; returns the finished :class:`~.service.LiveService`. ``tournament``:
+    run ``configs/promote.yaml`` first and promote its best gate passers (up to 3)."""
     cfg = load_live_config(config)
     over = {}
     if redis_url:
@@ -48,6 +57,12 @@ def run_demo(
             over["mlflow"] = {**cfg.mlflow, "uri": f"sqlite:///{Path(out) / 'mlflow.db'}"}
     cfg = dataclasses.replace(cfg, **over)
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    if tournament:
+        from quantarena.live.promotion import PromoteConfig
+
+        cfg = dataclasses.replace(
+            cfg, promote=PromoteConfig(str(run_tournament(Path(cfg.out) / "tournament", echo)), 3)
+        )
     r = connect(cfg.redis)
     say = print if echo else (lambda *a, **k: None)
 
@@ -89,6 +104,9 @@ def run_demo(
     svc.run(idle_stop_s=2.0, poll_s=0.05)
     stop.set()
     say(f"done in {time.monotonic() - t0:.1f} s: {len(svc.reallocations)} reallocations")
+    for e in svc.promoter.events if svc.promoter is not None else []:
+        day = "start" if e["day"] is None else f"day {e['day'] - first_day:2d}"
+        say(f"  {e['state']:8s} {day}: {e['account']} ({e['reason']})")
     if echo:
         from rich.console import Console
 
@@ -101,13 +119,32 @@ def run_demo(
     return svc
 
 
+def run_tournament(out: Path, echo: bool = True) -> Path:
+    """Run ``configs/promote.yaml`` into ``out`` (no Ray, no MLflow); returns ``out``."""
+    cmd = [sys.executable, "-m", "quantarena", "tournament", "run",
+           str(ROOT / "configs" / "promote.yaml"), "--no-ray", "--no-mlflow",
+           "--output-dir", str(Path(out).resolve()), "--json"]  # fmt: skip
+    if echo:
+        print(f"backtest tournament configs/promote.yaml -> {out} ...")
+    t0 = time.monotonic()
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"the demo tournament failed: {res.stderr.strip()[-500:]}")
+    if echo:
+        print(f"  finished in {time.monotonic() - t0:.0f} s "
+              f"(candidates: quantarena live promote --from {out})")  # fmt: skip
+    return Path(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="The living tournament demo (paper trading on Redis).")
     ap.add_argument("--config", default=str(ROOT / "configs" / "live.yaml"))
     ap.add_argument("--redis", default=None, help="Redis URL (default: the config's)")
     ap.add_argument("--out", default=None, help="output folder (default: the config's)")
+    ap.add_argument("--no-tournament", action="store_true",
+                    help="skip the backtest tournament and the promotion from it")  # fmt: skip
     a = ap.parse_args()
-    run_demo(a.config, a.redis, a.out)
+    run_demo(a.config, a.redis, a.out, tournament=not a.no_tournament)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,15 @@ class LiveKeys:
         """Stream of the director's reallocations (JSON in field ``json``)."""
         return redis_key("live", "director", "allocations", prefix=self.prefix)
 
+    def promotions(self) -> str:
+        """Hash account -> JSON of its promotion record (state promoted/demoted, reason, day,
+        agent, kind, params, tournament)."""
+        return redis_key("live", "promotions", prefix=self.prefix)
+
+    def promotion_log(self) -> str:
+        """Stream of every promotion and demotion (JSON in field ``json``)."""
+        return redis_key("live", "promotions", "log", prefix=self.prefix)
+
     def capital(self, agent: str) -> str:
         """The capital the director allocates to the agent (a float as text)."""
         return redis_key("live", "agent", agent, "capital", prefix=self.prefix)

@@ -25,6 +25,7 @@ Config (YAML)::
     filters: {min_notional: 10, symbols: {BTC-PERP: {lot_size: 0.001}}}  # ExchangeFilters
     allocation: {every_days: 7, capital: 100000, gates: {min_sharpe: 0.0}}
     mlflow: {uri: "sqlite:///runs/live/mlflow.db", experiment: quantarena-live}
+    promote: {from: runs/quick, top: 5, require_gates: true}   # optional (live/promotion.py)
     agents:
       - {name: mom, agent: momentum, params: {fast: 10, slow: 50}}
       - {name: hold, agent: buy_hold}
@@ -78,6 +79,7 @@ class LiveConfig:
     batch: int = 100
     capital: float = 1.0
     filters: dict[str, Any] = field(default_factory=dict)
+    promote: Any = None  # a PromoteConfig (live/promotion.py): agents from a tournament
 
 
 def load_live_config(src: str | Path | dict[str, Any]) -> LiveConfig:
@@ -114,8 +116,16 @@ def load_live_config(src: str | Path | dict[str, Any]) -> LiveConfig:
         except (ValueError, KeyError) as e:
             raise ValueError(f"{where}: agents[{i}] ({spec.name}): {e}") from None
         agents.append(spec)
-    if not agents:
-        raise ValueError(f"{where}: no agents — list at least one under 'agents'")
+    promote = None
+    if d.get("promote") is not None:
+        from quantarena.live.promotion import PromoteConfig
+
+        promote = PromoteConfig.from_dict(d["promote"], f"{where}: promote")
+    if not agents and promote is None:
+        raise ValueError(
+            f"{where}: no agents — list at least one under 'agents' or promote from a "
+            "tournament ('promote: {from: DIR}')"
+        )
     names = [a.name for a in agents]
     if len(set(names)) != len(names):
         raise ValueError(f"{where}: agent names must be unique, got {names}")
@@ -128,12 +138,12 @@ def load_live_config(src: str | Path | dict[str, Any]) -> LiveConfig:
     if d.get("filters") is not None and not isinstance(d["filters"], dict):
         raise ValueError(f"{where}: filters must be a mapping (lot_size, min_notional, symbols)")
     if "redis" not in d and os.environ.get("QUANTARENA_REDIS"):
-        d["redis"] = os.environ[
-            "QUANTARENA_REDIS"
-        ]  # a submitted job's Redis (no password in configs)
-    rest = {k: v for k, v in d.items() if k not in ("agents", "allocation")}
+        # a submitted job's Redis (no password in configs)
+        d["redis"] = os.environ["QUANTARENA_REDIS"]
+    rest = {k: v for k, v in d.items() if k not in ("agents", "allocation", "promote")}
     return LiveConfig(
         agents=tuple(agents),
+        promote=promote,
         allocation=LiveAllocationConfig.from_dict(d.get("allocation")),
         **rest,
     )
@@ -181,6 +191,16 @@ class LiveService:
         self._actors: list[Any] = []
         self._refs: list[Any] = []
         self._run = None
+        #: the agents trading now: the config's, then promoted ones (demoted ones leave)
+        self.agents: list[AgentSpec] = list(config.agents)
+        self._by_name: dict[str, Any] = {}  # agent -> its RedisTrader / actor
+        self._idle_stop_s: float | None = None
+        self.promoter = None
+        if config.promote is not None:
+            from quantarena.live.promoter import Promoter
+
+            self.promoter = Promoter(config.promote, self.r, self.keys,
+                                     {a.name for a in config.agents})  # fmt: skip
 
     # ------------------------------------------------------------------ traders
 
@@ -203,26 +223,56 @@ class LiveService:
 
     def start_traders(self, idle_stop_s: float | None = None) -> None:
         """One paper trader per agent: Ray actors (``ray: true``) or threads."""
+        self._idle_stop_s = idle_stop_s
+        for spec in self.agents:
+            self.start_trader(spec)
+
+    def start_trader(self, spec: AgentSpec, start_day: int | None = None) -> None:
+        """Start ``spec``'s paper trader: from the feed's start, or — ``start_day`` (UTC day
+        number) — from that day's first bar, its indicators warmed up on the bars before
+        (``promote.warmup_bars``). A trader with a snapshot in Redis resumes from it."""
         symbols, interval_ns, _ = self.feed_shape()
+        start_id, history = "0", None
+        if start_day is not None and self.r.get(self.keys.state(spec.name)) is None:
+            from quantarena.live.promoter import feed_position
+
+            warm = self.cfg.promote.warmup_bars if self.cfg.promote is not None else 0
+            start_id, history = feed_position(
+                self.r, self.keys.feed(self.cfg.feed), start_day * NS_PER_DAY, warm
+            )
         if self.cfg.ray:
             from quantarena.actors.paper import start_paper_actor
 
-            for spec in self.cfg.agents:
-                actor = start_paper_actor(self.cfg, spec, symbols, interval_ns)
-                self._actors.append(actor)
-                self._refs.append(actor.run.remote(idle_stop_s))
+            actor = start_paper_actor(self.cfg, spec, symbols, interval_ns,
+                                      start_id=start_id, history=history)  # fmt: skip
+            self._actors.append(actor)
+            self._refs.append(actor.run.remote(self._idle_stop_s))
+            self._by_name[spec.name] = actor
             return
         from quantarena.live.redis_trader import RedisTrader
 
-        for spec in self.cfg.agents:
-            tr = make_trader(spec, symbols, interval_ns, self.cfg.limits, self.cfg)
-            rt = RedisTrader(connect(self.cfg.redis), tr, self.cfg.feed, self.cfg.out,
-                             keys=self.keys, batch=self.cfg.batch)  # fmt: skip
-            self._traders.append(rt)
-            th = threading.Thread(target=rt.run, kwargs={"idle_stop_s": idle_stop_s}, daemon=True,
-                                  name=f"paper-{spec.name}")  # fmt: skip
-            th.start()
-            self._threads.append(th)
+        tr = make_trader(spec, symbols, interval_ns, self.cfg.limits, self.cfg)
+        if history is not None:
+            tr.warm_up(history)
+        rt = RedisTrader(connect(self.cfg.redis), tr, self.cfg.feed, self.cfg.out,
+                         keys=self.keys, batch=self.cfg.batch, start_id=start_id)  # fmt: skip
+        self._traders.append(rt)
+        self._by_name[spec.name] = rt
+        th = threading.Thread(target=rt.run, kwargs={"idle_stop_s": self._idle_stop_s},
+                              daemon=True, name=f"paper-{spec.name}")  # fmt: skip
+        th.start()
+        self._threads.append(th)
+
+    def stop_trader(self, name: str) -> None:
+        """Stop one agent's trader (a demotion) and drop it from the agents directed."""
+        t = self._by_name.pop(name, None)
+        if t is not None and self.cfg.ray:
+            import ray
+
+            ray.kill(t)
+        elif t is not None:
+            t.stop_requested = True
+        self.agents = [a for a in self.agents if a.name != name]
 
     def traders_alive(self) -> bool:
         if self.cfg.ray:
@@ -237,7 +287,7 @@ class LiveService:
     def bar_day(self) -> int | None:
         """The UTC day every trader has reached (the slowest one's), None before all started."""
         days = []
-        for s in self.cfg.agents:
+        for s in self.agents:
             v = self.r.hget(self.keys.status(s.name), "last_ts")
             if v is None:
                 return None
@@ -247,7 +297,7 @@ class LiveService:
     def daily(self, before_day: int) -> dict[str, pd.Series]:
         """Each agent's daily equity marks of the days before ``before_day``."""
         out = {}
-        for s in self.cfg.agents:
+        for s in self.agents:
             h = self.r.hgetall(self.keys.daily(s.name))
             ser = pd.Series({int(k): float(v) for k, v in h.items()}, dtype=np.float64).sort_index()
             out[s.name] = ser[ser.index < before_day]
@@ -255,13 +305,17 @@ class LiveService:
 
     def step(self, day: int) -> Reallocation:
         """Reallocate on the days before ``day``; write capital, the record and MLflow."""
-        res = reallocate(self.daily(day), self.cfg.allocation)
+        daily = self.daily(day)
+        res = reallocate(daily, self.cfg.allocation)
         res.day = day
+        promo: dict[str, Any] = {}
+        if self.promoter is not None:
+            res, promo = self._promotions(res, daily, day)
         pipe = self.r.pipeline(transaction=True)
         for n, c in res.capital.items():
             pipe.set(self.keys.capital(n), repr(c))
         rec = {"day": day, "weights": res.weights, "capital": res.capital,
-               "gates_failed": {n: g.failed for n, g in res.gates.items()}}  # fmt: skip
+               "gates_failed": {n: g.failed for n, g in res.gates.items()}, **promo}  # fmt: skip
         pipe.xadd(self.keys.allocations(), {"json": json.dumps(rec)})
         pipe.execute()
         self.reallocations.append(res)
@@ -269,6 +323,52 @@ class LiveService:
         if self.on_step is not None:
             self.on_step(res)
         return res
+
+    def _promotions(
+        self, res: Reallocation, daily: dict[str, pd.Series], day: int
+    ) -> tuple[Reallocation, dict[str, Any]]:
+        """Demote failing promoted agents (stopped, capital 0; the others reallocated
+        without them), then promote the newest tournament's new candidates from ``day``."""
+        assert self.promoter is not None
+        status = {
+            n: {k.decode(): v.decode() for k, v in self.r.hgetall(self.keys.status(n)).items()}
+            for n in res.gates
+        }
+        demoted = self.promoter.review(res.gates, self.cfg.allocation.gates.binding, status, day)
+        if demoted:
+            for n in demoted:
+                self.stop_trader(n)
+            gates = res.gates
+            res = reallocate({n: s for n, s in daily.items() if n not in demoted},
+                             self.cfg.allocation)  # fmt: skip
+            res.day = day
+            res.gates = {**gates, **res.gates}
+            res.weights.update(dict.fromkeys(demoted, 0.0))
+            res.capital.update(dict.fromkeys(demoted, 0.0))
+        promoted = []
+        if self.promoter.due(day):
+            promoted, retired = self._promote(day)
+            for n in retired:
+                demoted[n] = "replaced"
+                res.capital[n] = res.weights[n] = 0.0
+            for n in promoted:
+                res.capital.setdefault(n, 0.0)
+                res.weights.setdefault(n, 0.0)
+        return res, {"promoted": promoted, "demoted": demoted}
+
+    def _promote(self, day: int | None) -> tuple[list[str], list[str]]:
+        """Promote the newest tournament's new candidates (start their traders; stop the
+        ones they replace). Returns (promoted, retired) account names."""
+        assert self.promoter is not None
+        new, retired = self.promoter.promote(day)
+        for n in retired:
+            self.stop_trader(n)
+        for rec in new:
+            spec = AgentSpec(rec["account"], rec["kind"], dict(rec["params"]),
+                             dict(rec["options"]))  # fmt: skip
+            self.agents.append(spec)
+            self.start_trader(spec, start_day=day)
+        return [rec["account"] for rec in new], retired
 
     def _start_mlflow(self) -> None:
         if not self.cfg.mlflow or self._run is not None:
@@ -298,6 +398,8 @@ class LiveService:
                     metrics[f"{k}.{n}"] = float(v)
         mlflow.log_metrics(metrics, step=step)
         mlflow.log_text(res.leaderboard.to_csv(), f"leaderboard/step-{step:04d}.csv")
+        if self.promoter is not None:
+            self.promoter.log_mlflow()
 
     def stop_traders(self) -> None:
         """Ask the traders to stop after their current batch (threads) / kill the actors."""
@@ -326,7 +428,14 @@ class LiveService:
         _, _, first_ts = self.feed_shape()
         self.next_day = first_ts // NS_PER_DAY + every
         self._start_mlflow()  # its first call is slow: before the traders race ahead
+        if self.promoter is not None:  # promoted before (a restart), then the newest ones
+            for acct, rec in self.promoter.active().items():
+                if acct not in {a.name for a in self.agents}:
+                    self.agents.append(AgentSpec(acct, rec["kind"], dict(rec["params"]),
+                                                 dict(rec["options"])))  # fmt: skip
         self.start_traders(idle_stop_s)
+        if self.promoter is not None:
+            self._promote(None)
         try:
             while True:
                 alive = self.traders_alive()

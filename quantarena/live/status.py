@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 __all__ = ["status_table"]
@@ -21,6 +22,7 @@ def status_table(r: Any, keys: Any) -> Any:
     for col in (
         "agent",
         "state",
+        "capital",
         "equity",
         "PnL",
         "exposure",
@@ -29,16 +31,21 @@ def status_table(r: Any, keys: Any) -> Any:
         "bars",
         "rejections",
         "reason",
+        "promotion",
     ):
         t.add_column(
-            col, justify="left" if col in ("agent", "state", "positions", "reason") else "right"
+            col,
+            justify="left"
+            if col in ("agent", "state", "positions", "reason", "promotion")
+            else "right",
         )
     names = sorted(x.decode() for x in r.smembers(keys.agents()))
     kill_all = r.get(keys.kill())
+    promo = {k.decode(): json.loads(v) for k, v in r.hgetall(keys.promotions()).items()}
     for n in names:
         h = {k.decode(): v.decode() for k, v in r.hgetall(keys.status(n)).items()}
         if not h:
-            t.add_row(n, "starting", *[""] * 9)
+            t.add_row(n, "starting", *[""] * 9, _promotion(promo.get(n)))
             continue
         cap = float(h.get("capital", 1.0)) or 1.0
         pos = json.loads(h.get("positions", "{}"))
@@ -59,5 +66,19 @@ def status_table(r: Any, keys: Any) -> Any:
             h.get("bars", ""),
             h.get("rejections", ""),
             h.get("reason", ""),
+            _promotion(promo.get(n)),
         )
     return t
+
+
+def _promotion(rec: dict[str, Any] | None) -> str:
+    """An account's promotion record as a cell: ``promoted at start: rank 1 of NAME`` /
+    ``demoted on YYYY-MM-DD: reason`` ("" for an agent the config lists)."""
+    if rec is None:
+        return ""
+    if rec.get("day") is None:
+        day = "at start"
+    else:  # a UTC day number
+        day = time.strftime("on %Y-%m-%d", time.gmtime(int(rec["day"]) * 86_400))
+    color = "green" if rec["state"] == "promoted" else "red"
+    return f"[{color}]{rec['state']}[/] {day}: {rec.get('reason', '')}"

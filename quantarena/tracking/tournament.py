@@ -34,14 +34,19 @@ from quantarena.tracking.artifacts import (
 from quantarena.tracking.mlflow_logger import TournamentLogger
 
 __all__ = [
+    "FINAL_PARAMS",
     "LEADERBOARD_COLUMNS",
     "PLOTS",
     "TournamentRecorder",
     "leaderboard_view",
     "read_equity",
     "render_report",
+    "write_final_params",
     "write_leaderboard",
 ]
+
+#: file of each agent's kind, options and parameter set chosen in the last round
+FINAL_PARAMS = "final_params.json"
 
 #: columns of the leaderboard people read (CLI table, HTML, Markdown)
 LEADERBOARD_COLUMNS = (
@@ -282,6 +287,8 @@ class TournamentRecorder:
             "costs": self.cfg.costs.to_costs().describe(),
             "portfolio": {m: {k: float(v) for k, v in row.items()} for m, row in pm.iterrows()},
         }
+        write_final_params(out, self.cfg, result)
+        summary["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
 
         if self.log is not None:
@@ -337,6 +344,7 @@ class TournamentRecorder:
             "leaderboard_by_round.csv",
             "portfolio.csv",
             "summary.json",
+            FINAL_PARAMS,
             *(f"weights_{m}.csv" for m in result.weights),
         ]:
             log.log_artifact(out / name)
@@ -407,6 +415,34 @@ def write_leaderboard(
         images=list(images),
     )
     return [out / "leaderboard.csv", out / "leaderboard.md", html]
+
+
+def write_final_params(out: str | Path, cfg: Any, result: Any) -> Path:
+    """Write :data:`FINAL_PARAMS` into ``out``: per agent its ``kind``, ``max_position``,
+    ``leverage``, ``stops`` and ``params`` — the ONE parameter set it chose in the last round
+    (what paper trading promotes, :mod:`quantarena.live.promotion`) — plus the last round's
+    index. Written before ``summary.json``, so a finished tournament has both."""
+    last = result.reports[-1]
+    agents = {}
+    for a in cfg.agents:
+        res = last.results[a.name]
+        agents[a.name] = {
+            "kind": a.kind,
+            "params": {k: _plain(v) for k, v in res.chosen.items()},
+            "max_position": a.max_position,
+            "leverage": a.leverage,
+            "stops": a.stops.model_dump() if a.stops is not None else None,
+            "failed_last_round": bool(getattr(res, "failed", None)),
+        }
+    doc = {"name": cfg.name, "round": int(last.round.index), "agents": agents}
+    path = Path(out) / FINAL_PARAMS
+    path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    return path
+
+
+def _plain(v: Any) -> Any:
+    """A JSON value of a chosen parameter (NumPy scalars as Python numbers)."""
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def read_equity(path: str | Path) -> pd.DataFrame:

@@ -1,0 +1,343 @@
+"""Promotion into paper trading: candidates from the latest finished backtest tournament.
+
+Pure (no Redis, Ray or MLflow): reads the files a ``quantarena tournament run`` leaves in its
+``tracking.output_dir`` and says which agents may paper-trade, with which ONE parameter set.
+The live director (:mod:`.promoter`, :mod:`.service`) starts and stops the traders.
+
+What is read, and why:
+
+* ``summary.json`` — written last by a tournament: its presence means *finished*; its
+  ``finished_at`` (UTC, ISO 8601; the file's modification time for runs written before the
+  field existed) orders tournaments, newest first;
+* ``leaderboard.csv`` — rank, Sharpe, DSR and the failed gates of each agent;
+* ``final_params.json`` — each agent's kind, ``max_position``, ``leverage``, ``stops`` and the
+  parameter set it chose in the **last** round (for a scanned, tuned or ML agent alike).
+  Output folders written before that file existed fall back to the checkpoint
+  (``checkpoint.pkl``: the last round's ``RoundResult.chosen``; kinds from its config).
+
+A *folder of runs* (e.g. ``runs/``) holds one tournament per sub-folder: the newest finished
+one (by ``finished_at``) is used; a folder that is itself a finished tournament is used as is.
+
+Which agents are candidates (:func:`select`):
+
+* **gates**: the tournament's gates *but the paper gate*, which no backtest can meet (paper
+  trading decides it, :mod:`.director`); with ``require_gates`` every other gate in the
+  leaderboard's ``gates_failed`` must have passed;
+* **a streaming path**: bar agents with ``_stream`` (momentum, mean_reversion, breakout,
+  vol_target, buy_hold, ml); tick agents (market makers, arbitrageurs) are skipped for now,
+  with the reason; agents with ``stops`` or ``leverage`` other than 1 too (the paper exchange
+  applies neither yet);
+* **the best ``top``** of the remaining ones by tournament rank.
+
+An account is named :func:`account_name` — ``t-{agent}-{6 hex of the parameter set}`` — so a
+candidate whose parameters changed since it was promoted is a *new* account with a fresh paper
+record, and the same parameters always map to the same account (a director restarted finds
+it again in Redis).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = [
+    "Candidate",
+    "PromoteConfig",
+    "TournamentOutput",
+    "account_name",
+    "latest_tournament",
+    "read_tournament",
+    "select",
+]
+
+#: files of a finished tournament's output folder
+SUMMARY, LEADERBOARD, FINAL_PARAMS = "summary.json", "leaderboard.csv", "final_params.json"
+#: the gate a backtest cannot pass (paper trading decides it)
+PAPER_GATE = "paper"
+
+
+@dataclass(frozen=True)
+class PromoteConfig:
+    """The live config's ``promote:`` section.
+
+    Attributes:
+        source: a tournament's output folder, or a folder of them (key ``from``).
+        top: promote at most this many candidates of the newest tournament (best rank first).
+        require_gates: only agents that passed every tournament gate but ``paper``.
+        every_days: days of bar time between re-reads of the source (default: at each
+            reallocation, ``allocation.every_days``).
+        warmup_bars: a trader promoted mid-run warms its indicators on up to this many feed
+            bars before its promotion day.
+    """
+
+    source: str
+    top: int = 5
+    require_gates: bool = True
+    every_days: float | None = None
+    warmup_bars: int = 5000
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "promote") -> PromoteConfig:
+        """From the ``promote:`` mapping; errors name the key."""
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: give a mapping, e.g. {{from: runs/tournament, top: 5}}")
+        d = dict(d)
+        if "from" not in d:
+            raise ValueError(f"{where}: needs 'from' (a tournament's output folder)")
+        d["source"] = str(d.pop("from"))
+        known = set(cls.__dataclass_fields__) - {"source"}
+        bad = sorted(set(d) - known - {"source"})
+        if bad:
+            raise ValueError(
+                f"{where}: unknown key {bad[0]!r}; known: from, {', '.join(sorted(known))}"
+            )
+        cfg = cls(**d)
+        if int(cfg.top) < 1:
+            raise ValueError(f"{where}.top must be >= 1, got {cfg.top!r}")
+        if cfg.every_days is not None and not cfg.every_days > 0:
+            raise ValueError(f"{where}.every_days must be > 0, got {cfg.every_days!r}")
+        if int(cfg.warmup_bars) < 0:
+            raise ValueError(f"{where}.warmup_bars must be >= 0, got {cfg.warmup_bars!r}")
+        return cfg
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One agent of a finished tournament, as promotion sees it.
+
+    Attributes:
+        agent: the tournament's agent name. kind: its registered agent kind.
+        params: the ONE parameter set it chose in the tournament's last round.
+        options: agent constructor options for paper trading (``max_position``).
+        rank: its final rank (1 = best). sharpe: annualised OOS Sharpe. dsr: deflated Sharpe.
+        gates_failed: the tournament gates it failed, the paper gate left out.
+        streaming: whether it can paper-trade (a bar agent with a streaming path).
+        reason: why it is not promoted ("" when :attr:`promote`).
+        promote: chosen by :func:`select`.
+    """
+
+    agent: str
+    kind: str
+    params: dict[str, Any]
+    options: dict[str, Any]
+    rank: int
+    sharpe: float
+    dsr: float
+    gates_failed: tuple[str, ...]
+    streaming: bool
+    reason: str = ""
+    promote: bool = False
+
+    @property
+    def gates_passed(self) -> bool:
+        """Every tournament gate but ``paper`` passed."""
+        return not self.gates_failed
+
+    @property
+    def account(self) -> str:
+        """The paper account this candidate trades as (:func:`account_name`)."""
+        return account_name(self.agent, self.kind, self.params, self.options)
+
+
+@dataclass(frozen=True)
+class TournamentOutput:
+    """A finished tournament's output folder and its candidates (rank order)."""
+
+    path: Path
+    name: str
+    finished_at: str
+    candidates: tuple[Candidate, ...] = field(default_factory=tuple)
+
+
+def account_name(agent: str, kind: str, params: dict[str, Any], options: dict[str, Any]) -> str:
+    """``t-{agent}-{h}``: ``h`` = the first 6 hex digits of the SHA-256 of the kind, the
+    parameter set and the options in canonical JSON — a new parameter set is a new account."""
+    blob = json.dumps([kind, params, options], sort_keys=True, default=str)
+    return f"t-{agent}-{hashlib.sha256(blob.encode()).hexdigest()[:6]}"
+
+
+def _finished_at(folder: Path) -> str | None:
+    """When the tournament in ``folder`` finished (ISO UTC), None when it did not."""
+    s = folder / SUMMARY
+    if not (s.is_file() and (folder / LEADERBOARD).is_file()):
+        return None
+    try:
+        doc = json.loads(s.read_text())
+    except json.JSONDecodeError:
+        return None
+    at = doc.get("finished_at") if isinstance(doc, dict) else None
+    if not at:
+        at = pd.Timestamp(os.path.getmtime(s), unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(at)
+
+
+def latest_tournament(path: str | Path) -> Path:
+    """The folder of the newest finished tournament at ``path`` (itself, or the sub-folder
+    with the latest ``finished_at``). ``ValueError`` (one line) when there is none."""
+    p = Path(path)
+    if not p.is_dir():
+        raise ValueError(f"{p}: no such folder — give a tournament's output folder (runs/NAME)")
+    if _finished_at(p) is not None:
+        return p
+    found = [(at, d) for d in p.iterdir() if d.is_dir() and (at := _finished_at(d))]
+    if not found:
+        raise ValueError(
+            f"{p}: no finished tournament (a folder with {SUMMARY} and {LEADERBOARD}) — "
+            "run quantarena tournament run first, or wait for it to finish"
+        )
+    return max(found, key=lambda x: (x[0], x[1].name))[1]
+
+
+def _final_params(folder: Path) -> dict[str, dict[str, Any]]:
+    """agent → {kind, params, max_position, leverage, stops} of the last round."""
+    f = folder / FINAL_PARAMS
+    if f.is_file():
+        try:
+            return dict(json.loads(f.read_text())["agents"])
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(
+                f"{f}: not a final-params file ({e}) — run the tournament again"
+            ) from None
+    from quantarena.tournaments.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+    ck = folder / CHECKPOINT_NAME
+    ckpt = load_checkpoint(ck) if ck.is_file() else None
+    if ckpt is None or not ckpt.results:
+        raise ValueError(
+            f"{folder}: neither {FINAL_PARAMS} nor a checkpoint with rounds — the agents' last "
+            "parameters are unknown; run the tournament again"
+        )
+    cfg = {a["name"]: a for a in ckpt.config.get("agents", [])}
+    out = {}
+    for name, res in ckpt.results[-1].items():
+        a = cfg.get(name, {})
+        out[name] = {"kind": a.get("kind"), "params": dict(res.chosen),
+                     "max_position": a.get("max_position", 0.1),
+                     "leverage": a.get("leverage", 1.0), "stops": a.get("stops")}  # fmt: skip
+    return out
+
+
+def _num(v: Any) -> float:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+    return x
+
+
+def _gates(cell: Any) -> tuple[str, ...]:
+    if cell is None or (isinstance(cell, float) and math.isnan(cell)):
+        return ()
+    return tuple(g.strip() for g in str(cell).split(",") if g.strip() and g.strip() != PAPER_GATE)
+
+
+def read_tournament(path: str | Path) -> TournamentOutput:
+    """The candidates of the newest finished tournament at ``path`` (all agents, rank
+    order, :attr:`Candidate.promote` False; see :func:`select`). Errors are one line naming
+    the file, the agent and the field."""
+    from quantarena.strategies.base import Agent
+    from quantarena.strategies.registry import get_agent
+
+    folder = latest_tournament(path)
+    at = _finished_at(folder) or ""
+    name = str(json.loads((folder / SUMMARY).read_text()).get("name", folder.name))
+    board_path = folder / LEADERBOARD
+    board = pd.read_csv(board_path)
+    for col in ("rank", "agent"):
+        if col not in board.columns:
+            raise ValueError(f"{board_path}: no {col!r} column — not a tournament leaderboard")
+    final = _final_params(folder)
+    out = []
+    for i, row in board.sort_values("rank").iterrows():
+        agent = str(row["agent"])
+        where = f"{board_path} row {i + 2} (agent {agent!r})"
+        fp = final.get(agent)
+        if fp is None:
+            raise ValueError(f"{where}: no parameters in {folder / FINAL_PARAMS}")
+        kind = fp.get("kind")
+        try:
+            ag = get_agent(str(kind))
+        except (KeyError, ValueError, ImportError, FileNotFoundError) as e:
+            msg = str(e).strip().strip("'\"").splitlines()[0]
+            raise ValueError(f"{where}: unknown agent kind {kind!r} ({msg})") from None
+        tick = bool(getattr(ag, "tick", False))
+        streaming = not tick and type(ag)._stream is not Agent._stream
+        reason = ""
+        if tick:
+            reason = "tick agent: no paper-trading path yet"
+        elif not streaming:
+            reason = f"agent kind {kind!r} has no streaming path (_stream)"
+        elif fp.get("stops") and any(v for v in dict(fp["stops"]).values()):
+            reason = "stops: not applied in paper trading yet"
+        elif float(fp.get("leverage") or 1.0) != 1.0:
+            reason = f"leverage {fp['leverage']}: paper trading caps at 1"
+        out.append(
+            Candidate(
+                agent=agent,
+                kind=str(kind),
+                params=dict(fp.get("params") or {}),
+                options={"max_position": float(fp.get("max_position") or ag.max_position)},
+                rank=int(row["rank"]),
+                sharpe=_num(row.get("sharpe")),
+                dsr=_num(row.get("dsr")),
+                gates_failed=_gates(row.get("gates_failed")),
+                streaming=streaming,
+                reason=reason,
+            )
+        )
+    return TournamentOutput(folder, name, at, tuple(out))
+
+
+def select(t: TournamentOutput, top: int = 5, require_gates: bool = True) -> TournamentOutput:
+    """``t`` with :attr:`Candidate.promote` set on the best ``top`` agents (rank order) that
+    can paper-trade and — with ``require_gates`` — passed every gate but ``paper``; every
+    other candidate gets its reason."""
+    from dataclasses import replace
+
+    chosen, out = 0, []
+    for c in t.candidates:
+        reason = c.reason
+        if not reason and require_gates and not c.gates_passed:
+            reason = f"failed gates: {', '.join(c.gates_failed)}"
+        if not reason and chosen >= top:
+            reason = f"below the top {top}"
+        if not reason:
+            chosen += 1
+        out.append(replace(c, reason=reason, promote=not reason))
+    return replace(t, candidates=tuple(out))
+
+
+def demotion_reason(
+    gates: Any, binding: tuple[str, ...] | list[str], state: str = "", state_reason: str = ""
+) -> str:
+    """Why a promoted account is demoted at a reallocation ("" = it stays).
+
+    Args:
+        gates: the account's :class:`~quantarena.tournaments.gates.GateStatus` on its paper
+            record (:func:`.director.reallocate`).
+        binding: the live gates that bind (``allocation.gates.binding``).
+        state, state_reason: its risk state and reason (the trader's status hash).
+
+    Demoted: an account **halted by the drawdown breaker** (a kill-switch halt is an
+    operator's act, lifted by ``quantarena resume``, and demotes nothing), or one that failed
+    a binding gate **once it has the minimum paper days** (while the paper gate is not met it
+    is still on probation).
+    """
+    if state == "HALTED" and state_reason.startswith("max drawdown"):
+        return f"halted by the drawdown breaker ({state_reason})"
+    paper = gates.results.get(PAPER_GATE)
+    if paper is not None and not paper.passed:
+        return ""
+    failed = [g for g in gates.failed if g in binding and g != PAPER_GATE]
+    if not failed:
+        return ""
+    days = f" after {paper.value:g} paper days" if paper is not None and paper.value else ""
+    why = "; ".join(gates.results[g].reason or g for g in failed)
+    return f"failed {', '.join(failed)}{days}: {why}"

@@ -1,0 +1,437 @@
+"""Promotion from the latest backtest tournament into paper trading, and demotion.
+
+A small real tournament (3 agents, 2 weekly rounds of FTX BTC-PERP 15-minute bars) is run in
+process; its candidates must be the leaderboard's gate passers with the parameters chosen in
+the last round (read back independently from the checkpoint). A live run on replayed Coinbase
+BTC/USD hourly bars then promotes them, demotes the ones failing a live gate (stopped,
+capital 0) and promotes a newer tournament's changed parameters mid-run as a new account.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from quantarena.live.promotion import (
+    account_name,
+    latest_tournament,
+    read_tournament,
+    select,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+NS_PER_DAY = 86_400_000_000_000
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+TOURNAMENT = {
+    "name": "promo-small",
+    "seed": 1,
+    "data": {
+        "files": [{"path": str(ROOT / "data/sample/btc-perp-20211231-20220201_1m.csv"),
+                   "symbol": "BTCPERP"}],
+        "interval": "15m", "start": "2022-01-11", "end": "2022-02-01",
+    },
+    "schedule": {"round": "7d", "lookback": "5d", "warmup": "1d"},
+    "agents": [
+        {"name": "trend", "kind": "momentum", "params": {"fast": [4, 8], "slow": [24, 48]}},
+        {"name": "channel", "kind": "breakout", "params": {"window": [10, 20], "exit_window": 5}},
+        {"name": "hodl", "kind": "buy_hold"},
+    ],
+    "costs": {"fee_bps": 5, "slippage_bps": 1},
+    "allocation": {"min_rounds": 1},
+    "gates": {"min_sharpe": 0.0, "max_drawdown": 0.3, "min_win_rate": None,
+              "min_history_days": None, "min_paper_days": 7},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of runs holding one finished tournament, ``runs/small``."""
+    from quantarena.actors.driver import run_in_process
+    from quantarena.config import TournamentConfig
+
+    root = tmp_path_factory.mktemp("runs")
+    cfg = TournamentConfig.model_validate(
+        {**TOURNAMENT, "tracking": {"output_dir": str(root / "small")}}
+    )
+    run_in_process(cfg, log_mlflow=False, backend="cpu")
+    return root
+
+
+def _last_chosen_from_checkpoint(folder: Path) -> dict[str, dict]:
+    from quantarena.tournaments.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(folder / "checkpoint.pkl")
+    return {a: dict(r.chosen) for a, r in ck.results[-1].items()}
+
+
+@pytest.mark.slow
+def test_candidates_are_the_gate_passers_with_their_last_round_params(runs: Path) -> None:
+    folder = latest_tournament(runs)
+    assert folder == runs / "small"
+    t = select(read_tournament(runs), top=5, require_gates=True)
+    board = pd.read_csv(folder / "leaderboard.csv")
+    # passers: every failed gate is the paper gate (no backtest can meet it)
+    passers = [
+        row.agent for row in board.sort_values("rank").itertuples()
+        if set(str(row.gates_failed).replace(" ", "").split(",")) <= {"paper", "nan", ""}
+    ]  # fmt: skip
+    assert passers, "the fixture tournament should have a gate passer"
+    assert len(passers) < len(board), "and an agent failing a gate"
+    assert [c.agent for c in t.candidates if c.promote] == passers
+    assert [c.agent for c in t.candidates] == list(board.sort_values("rank")["agent"])
+    chosen = _last_chosen_from_checkpoint(folder)
+    kinds = {a["name"]: a["kind"] for a in TOURNAMENT["agents"]}
+    for c in t.candidates:
+        assert c.params == chosen[c.agent]
+        assert c.kind == kinds[c.agent]
+        assert c.account == account_name(c.agent, c.kind, chosen[c.agent], {"max_position": 0.1})
+        if not c.promote:
+            assert c.reason.startswith("failed gates: ")
+    # without the gates every agent may paper-trade; top caps them, by rank
+    t2 = select(read_tournament(runs), top=2, require_gates=False)
+    assert [c.promote for c in t2.candidates] == [True, True, False]
+    assert t2.candidates[2].reason == "below the top 2"
+
+
+@pytest.mark.slow
+def test_newest_finished_run_wins_and_old_outputs_use_the_checkpoint(
+    runs: Path, tmp_path: Path
+) -> None:
+    many = tmp_path / "many"
+    shutil.copytree(runs / "small", many / "a")
+    shutil.copytree(runs / "small", many / "b", ignore=shutil.ignore_patterns("final_params*"))
+    (many / "unfinished").mkdir()
+    shutil.copy(runs / "small" / "leaderboard.csv", many / "unfinished")  # no summary.json
+    s = json.loads((many / "b" / "summary.json").read_text())
+    (many / "b" / "summary.json").write_text(
+        json.dumps({**s, "finished_at": "2099-01-01T00:00:00Z"})
+    )
+    assert latest_tournament(many) == many / "b"
+    # b has no final_params.json (an output written before it existed): the checkpoint's
+    # last round gives the same candidates
+    a = read_tournament(many / "a").candidates
+    b = read_tournament(many).candidates
+    assert [(c.agent, c.kind, c.params, c.account) for c in a] == [
+        (c.agent, c.kind, c.params, c.account) for c in b
+    ]
+
+
+@pytest.mark.slow
+def test_bad_input_is_one_line(runs: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"no such folder"):
+        read_tournament(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"no finished tournament"):
+        read_tournament(tmp_path / "empty")
+    bad = tmp_path / "bad"
+    shutil.copytree(runs / "small", bad)
+    fp = json.loads((bad / "final_params.json").read_text())
+    fp["agents"]["trend"]["kind"] = "no_such_agent"
+    (bad / "final_params.json").write_text(json.dumps(fp))
+    with pytest.raises(ValueError) as e:
+        read_tournament(bad)
+    msg = str(e.value)
+    assert "\n" not in msg and "leaderboard.csv row" in msg and "'trend'" in msg
+    assert "unknown agent kind 'no_such_agent'" in msg
+    from quantarena.live.service import load_live_config
+
+    with pytest.raises(ValueError, match=r"promote: unknown key 'topp'"):
+        load_live_config({"promote": {"from": str(runs), "topp": 3}})
+    with pytest.raises(ValueError, match=r"promote: needs 'from'"):
+        load_live_config({"promote": {"top": 3}})
+
+
+def test_tick_agents_are_skipped_with_a_reason(tmp_path: Path) -> None:
+    out = tmp_path / "t"
+    out.mkdir()
+    (out / "summary.json").write_text(json.dumps({"name": "ticks"}))
+    pd.DataFrame({"rank": [1, 2], "agent": ["mm", "mom"], "sharpe": [2.0, 1.0],
+                  "dsr": [0.9, 0.8], "gates_failed": ["paper", "paper"]}).to_csv(
+        out / "leaderboard.csv", index=False)  # fmt: skip
+    (out / "final_params.json").write_text(json.dumps({"agents": {
+        "mm": {"kind": "market_maker", "params": {}, "max_position": 0.1},
+        "mom": {"kind": "momentum", "params": {"fast": 5, "slow": 20}, "max_position": 0.2,
+                "stops": {"stop_loss": 0.02, "take_profit": None, "trailing": None}},
+    }}))  # fmt: skip
+    t = select(read_tournament(out))
+    assert [c.promote for c in t.candidates] == [False, False]
+    assert t.candidates[0].reason == "tick agent: no paper-trading path yet"
+    assert t.candidates[1].reason == "stops: not applied in paper trading yet"
+
+
+def test_the_promotion_module_is_pure() -> None:
+    code = (
+        "import sys, quantarena.live.promotion; "
+        "print(sorted(m for m in ('ray', 'mlflow', 'redis') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, env={"PYTHONPATH": str(ROOT)}, check=True)  # fmt: skip
+    assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------- live
+
+
+@pytest.fixture
+def redis_client():
+    redis = pytest.importorskip("redis")
+    r = redis.Redis.from_url(REDIS_URL)
+    try:
+        r.ping()
+    except redis.ConnectionError:
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    return r
+
+
+@pytest.mark.slow
+def test_live_run_promotes_trades_and_demotes(runs, redis_client, tmp_path, sample_dir):
+    from quantarena.engine.api import load_bars_any
+    from quantarena.live.director import paper_stats
+    from quantarena.live.feed import replay
+    from quantarena.live.redis_trader import read_events
+    from quantarena.live.service import LiveService, load_live_config, make_trader
+
+    r = redis_client
+    prefix = "qa-promote-test:"
+    for k in r.scan_iter(match=prefix + "*"):
+        r.delete(k)
+    bars = load_bars_any(sample_dir / "Coinbase_BTCUSD_1h.csv", None, "2018-01-01",
+                         "2018-03-05", None)  # fmt: skip
+    src = tmp_path / "runs"
+    shutil.copytree(runs / "small", src / "a")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = load_live_config({
+        "redis": REDIS_URL, "redis_prefix": prefix, "feed": "btc1h", "out": str(tmp_path / "live"),
+        "limits": {"max_drawdown": 0.5, "daily_loss": None, "max_orders": None},
+        "allocation": {"every_days": 7, "capital": 100000.0,
+                       "gates": {"min_sharpe": 0.0, "min_win_rate": None, "max_drawdown": 0.5}},
+        "mlflow": {"uri": uri, "experiment": "promote-test"},
+        "promote": {"from": str(src), "top": 3, "require_gates": False, "warmup_bars": 200},
+        "agents": [{"name": "hold", "agent": "buy_hold"}],
+    })  # fmt: skip
+    newer: dict[str, str] = {}
+
+    def on_step(res) -> None:  # after the first reallocation a newer tournament appears
+        if newer:
+            return
+        shutil.copytree(src / "a", src / "b")
+        fp = json.loads((src / "b" / "final_params.json").read_text())
+        fp["agents"]["channel"]["params"] = {"window": 20, "exit_window": 5}
+        (src / "b" / "final_params.json").write_text(json.dumps(fp))
+        s = json.loads((src / "b" / "summary.json").read_text())
+        (src / "b" / "summary.json").write_text(
+            json.dumps({**s, "finished_at": "2099-01-01T00:00:00Z"})
+        )
+        newer["day"] = str(res.day)
+
+    svc = LiveService(cfg, r, on_step=on_step)
+    replay(r, svc.keys.feed("btc1h"), bars)
+    reallocs = svc.run(idle_stop_s=1.0, poll_s=0.05)
+    assert len(reallocs) == (bars.n_bars // 24 - 1) // 7
+
+    log = [json.loads(v[b"json"]) for _, v in r.xrange(svc.keys.promotion_log())]
+    recs = {k.decode(): json.loads(v) for k, v in r.hgetall(svc.keys.promotions()).items()}
+    t0 = select(read_tournament(src / "a"), top=3, require_gates=False)
+    start_accounts = [c.account for c in t0.candidates]
+    # at the start: the three candidates, promoted (day None), in rank order
+    assert [e["account"] for e in log[:3]] == start_accounts
+    assert all(e["state"] == "promoted" and e["day"] is None for e in log[:3])
+    assert "hold" not in recs  # the config's own agent is never promoted or demoted
+
+    # each demotion: at a reallocation, after >= 7 paper days, for a failed binding gate —
+    # checked against the agent's daily marks in Redis, recomputed here
+    demoted = [e for e in log if e["state"] == "demoted" and not e["reason"].startswith("replaced")]
+    assert demoted, "the run should demote an agent failing a live gate"
+    for e in demoted:
+        d = e["day"]
+        h = r.hgetall(svc.keys.daily(e["account"]))
+        marks = pd.Series({int(k): float(v) for k, v in h.items()}).sort_index()
+        st = paper_stats(marks[marks.index < d])
+        assert st["paper_days"] >= 7
+        assert not (st["sharpe"] > 0.0 and st["max_drawdown"] < 0.5), (e, st)
+        # stopped (in a fast replay the traders run ahead of the director: it stops at the
+        # bar it had reached when the director demoted it, well before the feed's end)
+        assert float(r.get(svc.keys.capital(e["account"]))) == 0.0
+        status = r.hgetall(svc.keys.status(e["account"]))
+        assert int(status[b"last_ts"]) // NS_PER_DAY >= d
+        assert int(status[b"bars"]) < bars.n_bars
+        assert e["account"] not in [a.name for a in svc.agents]
+        assert recs[e["account"]]["state"] == "demoted"
+        later = [x for x in reallocs if x.day > d]
+        assert all(e["account"] not in x.weights or x.weights[e["account"]] == 0 for x in later)
+    # and every review decided as recomputed here: demoted iff >= 7 paper days and a gate failed
+    for x in reallocs:
+        for acct in x.gates:
+            if acct == "hold" or (acct in recs and recs[acct]["state"] == "demoted"
+                                  and recs[acct]["day"] < x.day):  # fmt: skip
+                continue
+            h = r.hgetall(svc.keys.daily(acct))
+            marks = pd.Series({int(k): float(v) for k, v in h.items()}, dtype=float).sort_index()
+            st = paper_stats(marks[marks.index < x.day])
+            fail = (st["paper_days"] or 0) >= 7 and not (
+                st["sharpe"] > 0 and st["max_drawdown"] < 0.5
+            )
+            was = any(e["account"] == acct and e["day"] == x.day for e in demoted)
+            assert was == fail, (acct, x.day, st)
+    survivors = [a for a in start_accounts if recs[a]["state"] == "promoted"]
+    # the config's agent is judged but never demoted: it traded every bar
+    assert int(r.hget(svc.keys.status("hold"), "bars")) == bars.n_bars
+    # every reallocation's record names its promotions and demotions
+    alloc = [json.loads(v[b"json"]) for _, v in r.xrange(svc.keys.allocations())]
+    assert sum(len(a["demoted"]) for a in alloc) == len([e for e in log if e["state"] == "demoted"])
+
+    # the newer tournament's changed channel parameters: a new account, promoted at the next
+    # reallocation, from that day's first bar, warmed up on the 200 bars before it
+    (new,) = [e for e in log if e["state"] == "promoted" and e["day"] is not None]
+    assert new["agent"] == "channel" and new["params"] == {"window": 20, "exit_window": 5}
+    old = next(c.account for c in t0.candidates if c.agent == "channel")
+    assert new["account"] != old
+    if recs[old]["day"] == new["day"]:  # still promoted then: retired by the new one
+        assert recs[old]["reason"] == f"replaced by {new['account']} (parameters changed)"
+    d = new["day"]
+    assert d > int(newer["day"]) - 1
+    start = int(np.searchsorted(bars.ts, d * NS_PER_DAY))
+    spec = (
+        next(a for a in svc.agents if a.name == new["account"])
+        if new["account"] in [a.name for a in svc.agents]
+        else None
+    )
+    assert spec is not None or recs[new["account"]]["state"] == "demoted"
+    # independent replay: the same trader warmed on bars[start-200:start], fed bars[start:]
+    from quantarena.live.service import AgentSpec
+
+    ref = make_trader(AgentSpec(new["account"], "breakout", new["params"], new["options"]),
+                      bars.symbols, bars.interval_ns, cfg.limits)  # fmt: skip
+    ref.warm_up(bars.select(slice(start - 200, start)))
+    n_done = int(r.hget(svc.keys.status(new["account"]), "bars"))
+    ref.run(bars.select(slice(start, start + n_done)))
+    assert float(r.hget(svc.keys.status(new["account"]), "equity")) == pytest.approx(
+        ref.exchange.equity, rel=1e-12
+    )
+    ev = read_events(cfg.out, new["account"])
+    assert int(ev["ts"].dropna().min()) >= d * NS_PER_DAY
+    assert survivors or demoted  # the run made decisions either way
+
+    # MLflow: tags per account and the CSV of every promotion/demotion
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("promote-test").experiment_id])
+    tags = run.data.tags
+    for e in demoted:
+        assert tags[f"promotion.{e['account']}"].startswith("demoted day")
+    assert tags[f"promotion.{new['account']}"].startswith(("promoted day", "demoted day"))
+    csv = client.download_artifacts(run.info.run_id, "promotions.csv", str(tmp_path))
+    df = pd.read_csv(csv)
+    assert len(df) == len(log)
+    for k in r.scan_iter(match=prefix + "*"):
+        r.delete(k)
+
+
+def test_changed_parameters_retire_the_old_account(runs, redis_client, tmp_path):
+    from quantarena.live.promoter import Promoter
+    from quantarena.live.promotion import PromoteConfig
+    from quantarena.live.redis_io import LiveKeys
+
+    r = redis_client
+    keys = LiveKeys("qa-promote-retire-test:")
+    for k in r.scan_iter(match=keys.prefix + "*"):
+        r.delete(k)
+    src = tmp_path / "runs"
+    shutil.copytree(runs / "small", src / "a")
+    p = Promoter(PromoteConfig(str(src), top=5, require_gates=False), r, keys, {"hold"})
+    first, retired = p.promote(None)
+    assert len(first) == 3 and retired == []
+    assert p.promote(3) == ([], [])  # the same tournament again: nothing new
+    shutil.copytree(src / "a", src / "b")
+    fp = json.loads((src / "b" / "final_params.json").read_text())
+    fp["agents"]["trend"]["params"]["fast"] = 8
+    (src / "b" / "final_params.json").write_text(json.dumps(fp))
+    s = json.loads((src / "b" / "summary.json").read_text())
+    (src / "b" / "summary.json").write_text(
+        json.dumps({**s, "finished_at": "2099-01-01T00:00:00Z"})
+    )
+    new, retired = p.promote(7)
+    old = next(x["account"] for x in first if x["agent"] == "trend")
+    assert [x["agent"] for x in new] == ["trend"] and retired == [old]
+    assert new[0]["params"]["fast"] == 8 and new[0]["account"] != old
+    recs = p.records()
+    assert recs[old]["state"] == "demoted" and recs[old]["day"] == 7
+    assert recs[old]["reason"] == f"replaced by {new[0]['account']} (parameters changed)"
+    assert set(p.active()) == {x["account"] for x in first if x["agent"] != "trend"} | {
+        new[0]["account"]
+    }
+    # a demoted account is never promoted again (its paper record failed or was replaced)
+    (src / "b" / "final_params.json").write_text(json.dumps({**fp, "agents": {
+        **fp["agents"], "trend": json.loads((src / "a" / "final_params.json").read_text())["agents"]["trend"]}}))  # fmt: skip
+    assert p.promote(14)[0] == []
+    for k in r.scan_iter(match=keys.prefix + "*"):
+        r.delete(k)
+
+
+@pytest.mark.slow
+def test_cli_promote_and_status(runs, redis_client, tmp_path):
+    from typer.testing import CliRunner
+
+    from quantarena.cli import app
+    from quantarena.live.promoter import Promoter
+    from quantarena.live.promotion import PromoteConfig
+    from quantarena.live.redis_io import LiveKeys
+
+    env = {"COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"}
+    runner = CliRunner()
+    res = runner.invoke(app, ["live", "promote", "--from", str(runs)], env=env)
+    assert res.exit_code == 0, res.output
+    t = select(read_tournament(runs))
+    for c in t.candidates:
+        line = next(x for x in res.stdout.splitlines() if f" {c.agent} " in x)
+        assert c.account in line and ("promote" in line) == c.promote
+    assert f"{sum(c.promote for c in t.candidates)} of 3 agents would be promoted" in res.stdout
+    res = runner.invoke(app, ["live", "promote", "--from", str(runs), "--json", "--any-gates",
+                              "--top", "2"], env=env)  # fmt: skip
+    doc = json.loads(res.stdout)
+    assert [c["promote"] for c in doc["candidates"]] == [True, True, False]
+    assert doc["candidates"][0]["params"] == t.candidates[0].params
+    res = runner.invoke(app, ["live", "promote", "--from", str(tmp_path / "none")], env=env)
+    assert res.exit_code == 2 and "no such folder" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    # status shows the promotion state of each account
+    keys = LiveKeys("qa-promote-status-test:")
+    r = redis_client
+    for k in r.scan_iter(match=keys.prefix + "*"):
+        r.delete(k)
+    p = Promoter(PromoteConfig(str(runs), top=1), r, keys, set())
+    (rec,), _ = p.promote(None)
+    p.review({}, ("sharpe",), {}, 7)  # no gates for it: stays promoted
+    r.sadd(keys.agents(), rec["account"])
+    res = runner.invoke(app, ["live", "status", "--redis-prefix", keys.prefix], env=env)
+    assert res.exit_code == 0, res.output
+    assert "promoted at start: rank 1 of promo-small" in res.stdout
+    res = runner.invoke(app, ["live", "status", "--json", "--redis-prefix", keys.prefix], env=env)
+    assert json.loads(res.stdout)[rec["account"]]["promotion"]["state"] == "promoted"
+    for k in r.scan_iter(match=keys.prefix + "*"):
+        r.delete(k)
+
+
+@pytest.mark.slow
+def test_demo_live_promotes_from_its_tournament(redis_client, tmp_path):
+    from quantarena.live.demo import run_demo
+
+    cfgfile = tmp_path / "live.yaml"
+    text = (ROOT / "configs" / "live.yaml").read_text()
+    cfgfile.write_text(text.replace('"quantarena-demo:"', '"qa-promote-demo-test:"'))
+    svc = run_demo(cfgfile, REDIS_URL, tmp_path / "out", echo=False, tournament=True)
+    assert len(svc.reallocations) == 8
+    t = select(read_tournament(tmp_path / "out" / "tournament"), top=3)
+    promoted = [e["account"] for e in svc.promoter.events if e["state"] == "promoted"]
+    assert promoted == [c.account for c in t.candidates if c.promote] and promoted
+    for k in redis_client.scan_iter(match="qa-promote-demo-test:*"):
+        redis_client.delete(k)
