@@ -229,3 +229,27 @@ def test_through_redis_with_a_crash_equals_backtest(store, messages, redis_clien
     finally:
         for k in r.scan_iter(match=keys.prefix + "*"):
             r.delete(k)
+
+
+def test_cli_feed_replay_ticks_and_live_trade(store, redis_client, tmp_path):
+    from typer.testing import CliRunner
+
+    from quantarena.cli import app
+
+    r, pre = redis_client, "qa-livetick-cli"
+    red = ["--redis", "redis://127.0.0.1:6379/0", "--redis-prefix", pre]
+    try:
+        out = CliRunner().invoke(app, ["feed", "replay", "--store", str(store), "--symbols", USDM,
+                                       "--ticks", "--feed", "t", "--reset", *red])  # fmt: skip
+        assert out.exit_code == 0, out.output
+        assert "published 87402 quote/trade messages" in out.output
+        args = ["live", "trade", "--agent", "market_maker", "--feed", "t", "--out", str(tmp_path),
+                "--idle-stop", "0.5", "--limits", '{"max_position_qty": 0.004}', *red]  # fmt: skip
+        args += [x for k, v in MM.items() for x in ("--param", f"{k}={v}")]
+        out = CliRunner().invoke(app, args)
+        assert out.exit_code == 0, out.output
+        res = _backtest(store, "market_maker", {**MM, "max_inventory": 2.0})
+        assert f"fills {int(res.state.account('n_fills')[0])}" in out.output
+    finally:
+        for k in r.scan_iter(match=pre + ":*"):
+            r.delete(k)
