@@ -102,10 +102,14 @@ def tick_backtest(
     calendar: str = "24/7",
     grid: bool = True,
     venue: Any = None,
+    depth: bool = True,
+    max_log: int = 0,
     **agent_options: Any,
 ) -> TickBacktestResult:
     """Replay tick agent ``agent`` on ``symbol``'s events in ``store`` for every parameter set
-    (the cartesian grid of ``params``; ``grid=False``: equal-length arrays as the population)."""
+    (the cartesian grid of ``params``; ``grid=False``: equal-length arrays as the population).
+    ``depth=False``: quotes and trades only (what a tick feed publishes), even where L2 rows
+    are stored; ``max_log``: fills kept per parameter set in ``state.fills(col)``."""
     import time
 
     ag = get_agent(agent, **agent_options)
@@ -122,7 +126,7 @@ def tick_backtest(
         )
     ins = to_ns(interval or "1m")
     if need == 1:
-        events = load_events(store, symbols[0], start, end)
+        events = load_events(store, symbols[0], start, end, depth=depth)
         all_ts = events.ts
         venue = venue or ag.venue or default_venue(events)
     else:
@@ -135,7 +139,8 @@ def tick_backtest(
         all_ts = np.array([lo, hi], dtype=np.int64)
     bar_ts = bar_closes(all_ts, ins)
     t0 = time.perf_counter()
-    state = ag.run_ticks(events, pop, venue=venue, sample_ts=bar_ts)
+    extra = {"max_log": max_log} if max_log else {}
+    state = ag.run_ticks(events, pop, venue=venue, sample_ts=bar_ts, **extra)
     elapsed = time.perf_counter() - t0
     equity = state.EQ
     m = tick_metrics(state, equity, ag.capital, bars_per_year(calendar, ins), ins)

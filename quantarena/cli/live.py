@@ -51,6 +51,9 @@ def feed_replay(
     ),
     reset: bool = typer.Option(False, "--reset", help="Delete the stream first."),
     trades: bool = typer.Option(False, "--trades", help="Publish the store's trades, not bars."),
+    ticks: bool = typer.Option(
+        False, "--ticks", help="Publish the store's quotes and trades (tick agents)."
+    ),
     redis_url: str = REDIS,
     redis_prefix: str = PREFIX,
 ) -> None:
@@ -66,6 +69,11 @@ def feed_replay(
         keys = _keys(redis_prefix)
         r = connect(redis_url)
         stream = keys.feed(feed)
+        if ticks:
+            from quantarena.cli.live_ticks import publish_ticks
+
+            publish_ticks(r, stream, store, symbols, start, end, sp, maxlen, reset)
+            return
         if trades:
             from quantarena.data.read import load_trades
             from quantarena.live.feed import replay_trades
@@ -178,6 +186,14 @@ def live_trade(
             )
         m = decode(first[0][1], f"{keys.feed(feed)} entry {first[0][0].decode()}")
         ag = get_agent(agent)
+        if getattr(ag, "tick", False):
+            from quantarena.cli.live_ticks import trade_ticks
+
+            sym = getattr(m, "symbol", None)
+            if sym is None:
+                raise ValueError(f"--agent {agent}: a tick agent needs a tick feed (--ticks)")
+            return trade_ticks(r, keys, ag, name, _parse_params(param), feed, out,
+                               json.loads(limits or "{}"), idle_stop, sym)  # fmt: skip
         lim = RiskLimits.from_dict({"max_position": ag.max_position, **json.loads(limits or "{}")})
         tr = PaperTrader(
             name or ag.name, ag, _parse_params(param), list(m.symbols), m.interval_ns,

@@ -17,6 +17,13 @@ A ``trade`` message carries one trade: ``symbol``, ``ts`` (ns), ``price``, ``qty
 (``buy``/``sell``: the taker's side; empty when the source does not say), ``id`` (the
 exchange's trade id, or empty).
 
+Version 2 adds the ``quote`` message, the top of the book (Binance ``bookTicker``): ``symbol``,
+``ts`` (ns, the exchange's time), ``bid``, ``bid_qty``, ``ask``, ``ask_qty`` (Python repr;
+"nan" = that side is empty) and ``recv`` (the capture's receive time, ns; "-1" when unknown).
+Writers stamp ``quote`` messages ``v="2"`` and the others ``v="1"`` (their format did not
+change), so a version-1 reader refuses quotes by name instead of misreading them. A tick feed
+(:func:`.feed.replay_ticks`) interleaves quotes and trades in the tick simulator's event order.
+
 Readers check ``v`` (an unknown version is refused, never guessed), and the :class:`SeqCheck`
 reports a gap (a skipped ``seq`` — e.g. entries trimmed by MAXLEN before they were read — or a
 skipped bar time) and refuses out-of-order or repeated messages. Pure: no Redis.
@@ -33,15 +40,21 @@ __all__ = [
     "VERSION",
     "BarsMessage",
     "MessageError",
+    "QuoteMessage",
     "SeqCheck",
     "TradeMessage",
     "decode",
     "encode_bars",
+    "encode_quote",
     "encode_trade",
 ]
 
-#: the message format version this code writes and reads
+#: the message format version of ``bars`` and ``trade`` messages
 VERSION = "1"
+#: the version of ``quote`` messages (format 2 = format 1 + quotes)
+VERSION_QUOTES = "2"
+#: the versions this code reads
+READ_VERSIONS = (VERSION, VERSION_QUOTES)
 
 
 class MessageError(ValueError):
@@ -74,6 +87,20 @@ class TradeMessage:
     qty: float
     side: str
     id: str = ""
+
+
+@dataclass(frozen=True)
+class QuoteMessage:
+    """The top of one symbol's book after a change (format version 2)."""
+
+    seq: int
+    ts: int
+    symbol: str
+    bid: float
+    bid_qty: float
+    ask: float
+    ask_qty: float
+    recv: int = -1
 
 
 def _nums(a: Any) -> str:
@@ -129,6 +156,31 @@ def encode_trade(
     }
 
 
+def encode_quote(
+    seq: int,
+    ts: int,
+    symbol: str,
+    bid: float,
+    bid_qty: float,
+    ask: float,
+    ask_qty: float,
+    recv: int = -1,
+) -> dict[str, str]:
+    """The fields of a ``quote`` message (version 2)."""
+    return {
+        "v": VERSION_QUOTES,
+        "kind": "quote",
+        "seq": str(int(seq)),
+        "ts": str(int(ts)),
+        "symbol": symbol,
+        "bid": repr(float(bid)),
+        "bid_qty": repr(float(bid_qty)),
+        "ask": repr(float(ask)),
+        "ask_qty": repr(float(ask_qty)),
+        "recv": str(int(recv)),
+    }
+
+
 def _s(fields: dict[Any, Any], key: str, where: str) -> str:
     v = fields.get(key, fields.get(key.encode()))
     if v is None:
@@ -136,14 +188,29 @@ def _s(fields: dict[Any, Any], key: str, where: str) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def decode(fields: dict[Any, Any], where: str = "message") -> BarsMessage | TradeMessage:
+def decode(
+    fields: dict[Any, Any], where: str = "message"
+) -> BarsMessage | TradeMessage | QuoteMessage:
     """A message from its Redis fields (str or bytes); ``where`` names it in errors
     (e.g. the stream entry id)."""
     v = _s(fields, "v", where)
-    if v != VERSION:
-        raise MessageError(f"{where}: format version {v!r} is not {VERSION!r} — upgrade the reader")
+    if v not in READ_VERSIONS:
+        raise MessageError(
+            f"{where}: format version {v!r} is not one of {', '.join(READ_VERSIONS)} — "
+            "upgrade the reader"
+        )
     kind = _s(fields, "kind", where)
     try:
+        if kind == "quote":
+            if v != VERSION_QUOTES:
+                raise MessageError(f"{where}: a quote message needs format version 2, got {v!r}")
+            return QuoteMessage(
+                int(_s(fields, "seq", where)),
+                int(_s(fields, "ts", where)),
+                _s(fields, "symbol", where),
+                *(float(_s(fields, k, where)) for k in ("bid", "bid_qty", "ask", "ask_qty")),
+                int(_s(fields, "recv", where)),
+            )
         seq = int(_s(fields, "seq", where))
         ts = int(_s(fields, "ts", where))
         if kind == "bars":
@@ -171,7 +238,7 @@ def decode(fields: dict[Any, Any], where: str = "message") -> BarsMessage | Trad
         if isinstance(e, MessageError):
             raise
         raise MessageError(f"{where}: {e}") from None
-    raise MessageError(f"{where}: unknown kind {kind!r} (expected 'bars' or 'trade')")
+    raise MessageError(f"{where}: unknown kind {kind!r} (expected 'bars', 'trade' or 'quote')")
 
 
 class SeqCheck:

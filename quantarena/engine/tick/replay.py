@@ -184,15 +184,7 @@ def replay_orders(
         # orders arriving inside this block (earlier ones were applied already)
         lo = 0 if i0 == 0 else int(np.searchsorted(c["c_arr"], events.ts[i0 - 1], "right"))
         hi = int(np.searchsorted(c["c_arr"], ev.ts[-1], "right"))
-        C.run_script(
-            ev.ts, ev.kind, ev.side, ev.px, ev.qty, ev.prev, ev.bid, ev.bid_qty, ev.ask,
-            ev.ask_qty, state.top, *(v[lo:hi] for v in c.values()), V, state.OF, state.OI,
-            state.AC, state.FLT, state.FL, state.sample_ts, state.EQ, state.k, fund_ts, fund_rate,
-            state.kf,
-        )  # fmt: skip
-        state.k = int(np.searchsorted(state.sample_ts, ev.ts[-1], "right"))
-        state.kf = int(np.searchsorted(fund_ts, ev.ts[-1], "right"))
-        state.top = np.array([ev.bid[-1], ev.bid_qty[-1], ev.ask[-1], ev.ask_qty[-1]])
+        script_block(state, ev, {k: v[lo:hi] for k, v in c.items()}, V, fund_ts, fund_rate)
     state.finish()
     return state
 
@@ -200,6 +192,15 @@ def replay_orders(
 def decision_mask(events: EventStream, feed: np.ndarray, requote_ns: int) -> np.ndarray:
     """Events on which market makers re-quote: the first quote event the agent receives in
     each ``requote_ns`` interval of its clock (``ts + feed``)."""
+    return decision_block(events, feed, requote_ns, None)[0]
+
+
+def decision_block(
+    events: EventStream, feed: np.ndarray, requote_ns: int, last_bucket: int | None
+) -> tuple[np.ndarray, int | None]:
+    """:func:`decision_mask` of one block of a stream, given the re-quote interval number of
+    the last quote before the block (``None``: none yet); returns the mask and the number
+    to carry into the next block."""
     if requote_ns <= 0:
         raise ValueError(f"requote interval must be > 0 ns, got {requote_ns}")
     isq = events.kind == QUOTE
@@ -210,8 +211,69 @@ def decision_mask(events: EventStream, feed: np.ndarray, requote_ns: int) -> np.
         b = bucket[qi]
         first = np.ones(qi.size, dtype=bool)
         first[1:] = b[1:] != b[:-1]
+        if last_bucket is not None:
+            first[0] = bool(b[0] != last_bucket)
         out[qi[first]] = True
-    return out
+        last_bucket = int(b[-1])
+    return out, last_bucket
+
+
+def mm_block(
+    state: TickState,
+    ev: EventStream,
+    feed: np.ndarray,
+    decide: np.ndarray,
+    features: np.ndarray,
+    quote_kind: int,
+    prm: np.ndarray,
+    V: np.ndarray,
+    draws: np.ndarray,
+    fund_ts: np.ndarray,
+    fund_rate: np.ndarray,
+) -> None:
+    """Run the market makers of ``state`` over one block of events (``feed``, ``decide``,
+    ``features``: the block's rows), carrying the state (top of book, sample and funding
+    cursors) into the next block."""
+    if len(ev) == 0:
+        return
+    C.run_mm(
+        ev.ts, ev.kind, ev.side, ev.px, ev.qty, ev.prev, ev.bid, ev.bid_qty, ev.ask,
+        ev.ask_qty, state.top, feed, decide, features, int(quote_kind), prm, V, draws,
+        state.OF, state.OI, state.AC, state.FLT, state.FL, state.sample_ts, state.EQ, state.k,
+        fund_ts, fund_rate, state.kf, numba.get_num_threads(),
+    )  # fmt: skip
+    _advance(state, ev, fund_ts)
+
+
+def script_block(
+    state: TickState,
+    ev: EventStream,
+    orders: dict[str, np.ndarray],
+    V: np.ndarray,
+    fund_ts: np.ndarray,
+    fund_rate: np.ndarray,
+) -> None:
+    """Run ``state`` over one block of events with the compiled orders ``orders`` (the
+    ``c_*`` arrays of :func:`.core.run_script`, sorted by arrival, all arriving at or
+    before the block's last event), carrying the state into the next block."""
+    if len(ev) == 0:
+        return
+    C.run_script(
+        ev.ts, ev.kind, ev.side, ev.px, ev.qty, ev.prev, ev.bid, ev.bid_qty, ev.ask,
+        ev.ask_qty, state.top, *(orders[k] for k in _C_FIELDS), V, state.OF, state.OI,
+        state.AC, state.FLT, state.FL, state.sample_ts, state.EQ, state.k, fund_ts, fund_rate,
+        state.kf,
+    )  # fmt: skip
+    _advance(state, ev, fund_ts)
+
+
+_C_FIELDS = ("c_arr", "c_col", "c_slot", "c_op", "c_side", "c_px", "c_qty")
+
+
+def _advance(state: TickState, ev: EventStream, fund_ts: np.ndarray) -> None:
+    state.k = int(np.searchsorted(state.sample_ts, ev.ts[-1], "right"))
+    state.kf = int(np.searchsorted(fund_ts, ev.ts[-1], "right"))
+    state.top = np.array([ev.bid[-1], ev.bid_qty[-1], ev.ask[-1], ev.ask_qty[-1]])
 
 
 def replay_mm(
@@ -248,16 +310,8 @@ def replay_mm(
     n = len(events)
     for i0 in range(0, n, block):
         i1 = min(n, i0 + block)
-        ev = events.slice(i0, i1)
-        C.run_mm(
-            ev.ts, ev.kind, ev.side, ev.px, ev.qty, ev.prev, ev.bid, ev.bid_qty, ev.ask,
-            ev.ask_qty, state.top, feed[i0:i1], decide[i0:i1], features[i0:i1], int(quote_kind),
-            prm, V, draws, state.OF, state.OI, state.AC, state.FLT, state.FL, state.sample_ts,
-            state.EQ, state.k, fund_ts, fund_rate, state.kf, numba.get_num_threads(),
-        )  # fmt: skip
-        state.k = int(np.searchsorted(state.sample_ts, ev.ts[-1], "right"))
-        state.kf = int(np.searchsorted(fund_ts, ev.ts[-1], "right"))
-        state.top = np.array([ev.bid[-1], ev.bid_qty[-1], ev.ask[-1], ev.ask_qty[-1]])
+        mm_block(state, events.slice(i0, i1), feed[i0:i1], decide[i0:i1], features[i0:i1],
+                 quote_kind, prm, V, draws, fund_ts, fund_rate)  # fmt: skip
     state.finish()
     return state
 

@@ -1,0 +1,57 @@
+"""The tick side of ``quantarena feed replay --ticks`` and ``quantarena live trade`` with a
+tick agent (market_maker, glft): publish a store's quotes and trades, run one tick paper
+trader on them (:mod:`quantarena.live.tick_redis`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+
+def publish_ticks(
+    r: Any, stream: str, store: str, symbols: str | None, start: Any, end: Any,
+    speed: float | None, maxlen: int, reset: bool,
+) -> int:  # fmt: skip
+    """Publish the quotes and trades of ``symbols`` in ``store`` to ``stream``."""
+    from quantarena.engine.tick.events import load_events
+    from quantarena.live.tick_feed import replay_ticks
+
+    if not symbols:
+        raise ValueError("--ticks needs --symbols (the symbols whose quotes and trades to publish)")
+    evs = [load_events(store, s.strip(), start, end, depth=False) for s in symbols.split(",")]
+    if reset:
+        r.delete(stream)
+    last = r.xrevrange(stream, count=1)
+    first = int(last[0][1][b"seq"]) + 1 if last else 0
+    n = replay_ticks(r, stream, evs, speed=speed, maxlen=maxlen, first_seq=first)
+    typer.echo(f"published {n} quote/trade messages of {symbols} to {stream}")
+    return n
+
+
+def trade_ticks(
+    r: Any, keys: Any, agent: Any, name: str | None, params: dict[str, Any], feed: str,
+    out: str, limits: dict[str, Any], idle_stop: float | None, symbol: str,
+) -> None:  # fmt: skip
+    """Run one tick paper trader on ``feed`` until stopped (or idle)."""
+    from quantarena.live.tick_redis import TickRedisTrader
+    from quantarena.live.tick_trader import TickPaperTrader
+
+    unknown = set(limits) - {"max_position_qty"}
+    if unknown:
+        raise ValueError(
+            f"--limits {sorted(unknown)}: a tick agent takes max_position_qty (base units) only"
+        )
+    tr = TickPaperTrader(name or agent.name, agent, params or None, symbol,
+                         max_position=limits.get("max_position_qty"))  # fmt: skip
+    rt = TickRedisTrader(r, tr, feed, out, keys=keys)
+    typer.echo(f"tick paper trader {tr.name!r} on {keys.feed(feed)} ({symbol})")
+    try:
+        n = rt.run(idle_stop_s=idle_stop)
+    except KeyboardInterrupt:
+        n = None
+    t = rt.trader
+    typer.echo(
+        f"stopped after {n if n is not None else '?'} messages: equity {t.equity:.6g}, "
+        f"position {t.position:+g}, fills {t.n_fills}"
+    )
