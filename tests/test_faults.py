@@ -396,7 +396,7 @@ def test_tournament_survives_an_mlflow_outage(tmp_path, undisturbed, monkeypatch
     monkeypatch.setattr(MlflowClient, "log_batch", flaky)
     with pytest.warns(RuntimeWarning, match="MLflow unreachable"):
         summary = _run(_cfg(config_dict(tmp_path / "run")))
-    assert calls["n"] > 18 and "mlflow_error" not in summary
+    assert calls["n"] > 13 and "mlflow_error" not in summary
     assert len(summary["mlflow_warnings"]) >= 1
     out = Path(summary["output_dir"])
     pd.testing.assert_frame_equal(_board(out), _board(undisturbed[1]))

@@ -75,10 +75,14 @@ class FusedSignal:
 
 def time_last(stack: np.ndarray) -> np.ndarray:
     """``(T, A, W)`` or ``(T, W)`` indicator stack → C-contiguous ``(A, W, T)`` float64."""
-    s = np.asarray(stack, dtype=np.float64)
+    s = np.asarray(stack)
     if s.ndim == 2:
         s = s[:, None, :]
-    return np.ascontiguousarray(s.transpose(1, 2, 0))
+    if s.dtype not in (np.float32, np.float64):
+        s = s.astype(np.float64)
+    from quantarena.engine.transpose import time_last_copy  # Numba: loaded on first use
+
+    return time_last_copy(s)
 
 
 def empty_x0() -> np.ndarray:

@@ -93,7 +93,7 @@ if _layout_stamp() != _LAYOUT_STAMP:  # pragma: no cover - guards future edits
         "kernels_cpu.py (this also invalidates Numba's cache of the old kernels)"
     )
 # the same for the signal rules inlined into the fused kernels
-_RULES_STAMP = "e88cae8a0474"
+_RULES_STAMP = "57f8cf5d9fca"
 if _rules_stamp() != _RULES_STAMP:  # pragma: no cover - guards future edits
     raise RuntimeError(
         f"quantarena/engine/signal_rules.py changed: set _RULES_STAMP = {_rules_stamp()!r} in "

@@ -22,7 +22,7 @@ from quantarena.engine.signal_rules import stamp as _rules_stamp
 
 # Numba's on-disk cache is keyed on this file alone, yet the rules are inlined into the
 # kernels below: a change in signal_rules.py must change this file too, hence this stamp.
-_RULES_STAMP = "e88cae8a0474"
+_RULES_STAMP = "57f8cf5d9fca"
 if _rules_stamp() != _RULES_STAMP:  # pragma: no cover - guards future edits
     raise RuntimeError(
         f"quantarena/engine/signal_rules.py changed: set _RULES_STAMP = {_rules_stamp()!r} in "

@@ -9,32 +9,39 @@
 Formulas and references: docs/tournaments.md.
 """
 
-from quantarena.tournaments.allocation import (
-    equal_weights,
-    inverse_vol_weights,
-    kelly_weights,
-    ledoit_wolf,
-    shrunk_covariance,
-    solve_kelly,
-)
-from quantarena.tournaments.gates import GateConfig, GateResult, GateStatus, evaluate_gates
-from quantarena.tournaments.overfitting import (
-    PBOResult,
-    SharpeStats,
-    annualize_sharpe,
-    deannualize_sharpe,
-    deflated_sharpe,
-    expected_max_sharpe,
-    pbo,
-    probabilistic_sharpe,
-    probabilistic_sharpe_z,
-    sharpe_ratio,
-    sharpe_stats,
-    sharpe_std,
-    trials_sharpe_variance,
-)
-from quantarena.tournaments.ranking import cumulative_leaderboard, rank_agents
-from quantarena.tournaments.schedule import Round, duration_ns, walk_forward
+#: public name -> the submodule that defines it (imported on first use: an agent actor
+#: that needs only the rounds does not pay for SciPy's optimizers and pandas here)
+_LAZY = {
+    "GateConfig": "gates",
+    "GateResult": "gates",
+    "GateStatus": "gates",
+    "PBOResult": "overfitting",
+    "Round": "schedule",
+    "SharpeStats": "overfitting",
+    "annualize_sharpe": "overfitting",
+    "cumulative_leaderboard": "ranking",
+    "deannualize_sharpe": "overfitting",
+    "deflated_sharpe": "overfitting",
+    "duration_ns": "schedule",
+    "equal_weights": "allocation",
+    "evaluate_gates": "gates",
+    "expected_max_sharpe": "overfitting",
+    "inverse_vol_weights": "allocation",
+    "kelly_weights": "allocation",
+    "ledoit_wolf": "allocation",
+    "pbo": "overfitting",
+    "probabilistic_sharpe": "overfitting",
+    "probabilistic_sharpe_z": "overfitting",
+    "rank_agents": "ranking",
+    "sharpe_ratio": "overfitting",
+    "sharpe_stats": "overfitting",
+    "sharpe_std": "overfitting",
+    "shrunk_covariance": "allocation",
+    "solve_kelly": "allocation",
+    "trials_sharpe_variance": "overfitting",
+    "walk_forward": "schedule",
+}
+
 
 __all__ = [
     "GateConfig",
@@ -66,3 +73,14 @@ __all__ = [
     "trials_sharpe_variance",
     "walk_forward",
 ]
+
+
+def __getattr__(name: str) -> object:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{mod}"), name)
+    globals()[name] = value
+    return value

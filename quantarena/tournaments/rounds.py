@@ -49,7 +49,6 @@ from quantarena.strategies import params as P
 from quantarena.strategies.base import Agent
 from quantarena.strategies.runner import PopulationRun
 from quantarena.tournaments import carried as C
-from quantarena.tournaments.overfitting import deflated_sharpe, sharpe_stats
 from quantarena.tournaments.schedule import Round
 
 __all__ = [
@@ -195,6 +194,8 @@ def population_dsr(returns: np.ndarray) -> np.ndarray:
     (N = P, V = variance of the sets' per-period Sharpe ratios; skew and kurtosis per set).
     NaN with fewer than 3 bars. Selecting by it prefers a high Sharpe with benign higher
     moments, where plain Sharpe ignores skew and fat tails."""
+    from quantarena.tournaments.overfitting import deflated_sharpe, sharpe_stats  # SciPy: lazy
+
     r = np.asarray(returns, dtype=np.float64)
     if r.ndim == 1:
         r = r[:, None]

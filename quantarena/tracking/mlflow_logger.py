@@ -224,6 +224,7 @@ class TournamentLogger:
         self._pending: dict[str, list[Any]] = {}
         # metric points (run, key, step) the store holds / the buffer holds: none twice
         self._logged: set[tuple[str, str, int]] = set()
+        self._tag_cache: dict[tuple[str, str], str] = {}  # (run, key) -> value last set
         self._queued: set[tuple[str, str, int]] = set()
         self._finished = False
 
@@ -371,25 +372,25 @@ class TournamentLogger:
         values become metrics ``param.<name>`` at that step and every value is also set as
         tag ``param.<name>`` (the latest choice).
         """
-        from mlflow.entities import Metric, RunTag
+        from mlflow.entities import RunTag
 
         run = self.run_id(agent)
         if round_idx is None:
             self._write_params(run, flatten(dict(params)))
             return
-        ts = int(time.time() * 1000)
-        metrics = []
+        # the numbers go with the round's metrics (buffered like them); a tag is written only
+        # when its value changes, so a choice that holds costs no database round trip
+        numeric = {f"param.{k}": v for k, v in params.items() if not isinstance(v, bool | str)}
+        if numeric:
+            self.log_round(agent, int(round_idx), numeric)
         tags = []
         for k, v in params.items():
-            f = _finite(v) if not isinstance(v, bool | str) else None
-            if f is not None and (run, f"param.{k}", int(round_idx)) not in self._logged:
-                metrics.append(Metric(f"param.{k}", f, ts, int(round_idx)))
-            tags.append(RunTag(f"param.{k}", str(v)[:_MAX_TAG_CHARS]))
+            key, text = f"param.{k}", str(v)[:_MAX_TAG_CHARS]
+            if self._tag_cache.get((run, key)) != text:
+                tags.append(RunTag(key, text))
         for chunk in _chunks(tags, _MAX_TAGS):
             self.client.log_batch(run, metrics=[], tags=chunk, synchronous=True)
-        for chunk in _chunks(metrics, _MAX_METRICS):
-            self.client.log_batch(run, metrics=chunk, synchronous=True)
-            self._logged.update((run, m.key, int(m.step)) for m in chunk)
+            self._tag_cache.update(((run, t.key), t.value) for t in chunk)
 
     def set_tags(self, agent: str | None, tags: Mapping[str, Any]) -> None:
         """Set tags on ``agent``'s run (None: the parent run), in one batch."""
