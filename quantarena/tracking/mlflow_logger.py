@@ -222,6 +222,7 @@ class TournamentLogger:
         self.parent_run_id: str | None = None
         self._agents: dict[str, str] = {}
         self._pending: dict[str, list[Any]] = {}
+        self._pending_tags: dict[str, dict[str, str]] = {}  # run -> tag -> value, buffered
         # metric points (run, key, step) the store holds / the buffer holds: none twice
         self._logged: set[tuple[str, str, int]] = set()
         self._tag_cache: dict[tuple[str, str], str] = {}  # (run, key) -> value last set
@@ -345,22 +346,34 @@ class TournamentLogger:
             self.client.log_batch(run, metrics=chunk, synchronous=True)
 
     def flush(self) -> None:
-        """Write buffered round metrics (one ``log_batch`` per run per 1000 metrics)."""
-        for run in list(self._pending):
+        """Write buffered round metrics and tags (one ``log_batch`` per run per 1000
+        metrics)."""
+        for run in list(set(self._pending) | set(self._pending_tags)):
             self._flush_run(run)
 
     def _flush_run(self, run: str) -> None:
+        from mlflow.entities import RunTag
+
         pending = self._pending.pop(run, [])
-        for i, chunk in enumerate(_chunks(pending, _MAX_METRICS)):
+        tags = [RunTag(k, v) for k, v in self._pending_tags.pop(run, {}).items()]
+        n = max(1, -(-len(pending) // _MAX_METRICS), -(-len(tags) // _MAX_TAGS))
+        for i in range(n):
+            chunk = pending[i * _MAX_METRICS : (i + 1) * _MAX_METRICS]
+            tchunk = tags[i * _MAX_TAGS : (i + 1) * _MAX_TAGS]
+            if not chunk and not tchunk:
+                continue
             try:
-                self.client.log_batch(run, metrics=chunk, synchronous=True)
+                self.client.log_batch(run, metrics=chunk, tags=tchunk, synchronous=True)
             except Exception:  # unreachable past the retries: keep what is left for later
                 rest = pending[i * _MAX_METRICS :]
                 self._pending[run] = rest + self._pending.get(run, [])
+                left = {t.key: t.value for t in tags[i * _MAX_TAGS :]}
+                self._pending_tags[run] = {**left, **self._pending_tags.get(run, {})}
                 raise
             for m in chunk:
                 self._logged.add((run, m.key, int(m.step)))
                 self._queued.discard((run, m.key, int(m.step)))
+            self._tag_cache.update(((run, t.key), t.value) for t in tchunk)
 
     def log_params(
         self, agent: str | None, params: Mapping[str, Any], *, round_idx: int | None = None
@@ -388,6 +401,9 @@ class TournamentLogger:
             key, text = f"param.{k}", str(v)[:_MAX_TAG_CHARS]
             if self._tag_cache.get((run, key)) != text:
                 tags.append(RunTag(key, text))
+        if self.buffer:  # written with the buffered metrics, the latest value winning
+            self._pending_tags.setdefault(run, {}).update((t.key, t.value) for t in tags)
+            return
         for chunk in _chunks(tags, _MAX_TAGS):
             self.client.log_batch(run, metrics=[], tags=chunk, synchronous=True)
             self._tag_cache.update(((run, t.key), t.value) for t in chunk)
