@@ -129,7 +129,9 @@ def _check(r, cfg, svc, reallocs, bars, backtest):
     assert after and all(x.leaderboard.loc["mm", "paper_days"] == 1 for x in after)
     assert all(x.leaderboard.loc["mom", "paper_days"] == x.day - first for x in reallocs)
     # both traders compacted their finished days: day files, batch files of the last day only
-    # (the market maker's one day is its last: nothing to compact)
+    # (the capture ends just past midnight: the market maker compacted 2024-08-08)
+    mm_files = sorted(p.name[:12] for p in (Path(cfg.out) / "mm").glob("day-*"))
+    assert mm_files == ["day-20240808"]
     last_day = int(bars.ts[-1]) // NS_PER_DAY
     files = sorted(p.name for p in (Path(cfg.out) / "mom").iterdir())
     days = sorted(n for n in files if n.startswith("day-"))

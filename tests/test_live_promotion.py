@@ -174,8 +174,10 @@ def test_tick_agents_are_skipped_with_a_reason(tmp_path: Path) -> None:
     fp["agents"]["mm"]["kind"] = "cross_venue_arb"
     (out / "final_params.json").write_text(json.dumps(fp))
     c = read_tournament(out, tick_feed="ticks").candidates[0]
-    assert c.reason == "tick agent 'cross_venue_arb': only market makers paper-trade " \
+    assert (
+        c.reason == "tick agent 'cross_venue_arb': only market makers paper-trade "
         "(market_maker, glft)"
+    )
 
 
 def test_the_promotion_module_is_pure() -> None:
