@@ -106,27 +106,35 @@ def _days(df: pd.DataFrame) -> np.ndarray:
     )
 
 
+def _covered(metas: dict[Path, dict[str, Any]]) -> dict[str, set[int]]:
+    """File name -> the days of it already in a day file."""
+    covered: dict[str, set[int]] = {}
+    for m in metas.values():
+        for src in m["sources"]:
+            covered.setdefault(src, set()).add(int(m["day"]))
+    return covered
+
+
+def _rows(f: Path, covered: dict[str, set[int]]) -> pd.DataFrame:
+    """The live rows of file ``f`` (the rows of days a day file holds dropped), with ``_day``."""
+    df = pd.read_parquet(f)
+    for c in _TEXT:  # one dtype whatever the file (an all-null column reads as null)
+        if c in df:
+            df[c] = df[c].astype(object).where(df[c].notna(), None)
+    df["_day"] = _days(df)
+    gone = covered.get(f.name)
+    if gone:
+        df = df[~df["_day"].isin(sorted(gone))]
+    return df
+
+
 def _state(folder: Path) -> tuple[dict[Path, pd.DataFrame], dict[Path, dict[str, Any]]]:
     """Every live row of the folder's files (merged rows dropped), per file; and the day
     files' records."""
     files = _files(folder)
     metas = {f: m for f in files if (m := _meta(f)) is not None}
-    covered: dict[str, set[int]] = {}  # file name -> days already in a day file
-    for m in metas.values():
-        for src in m["sources"]:
-            covered.setdefault(src, set()).add(int(m["day"]))
-    rows: dict[Path, pd.DataFrame] = {}
-    for f in files:
-        df = pd.read_parquet(f)
-        for c in _TEXT:  # one dtype whatever the file (an all-null column reads as null)
-            if c in df:
-                df[c] = df[c].astype(object).where(df[c].notna(), None)
-        df["_day"] = _days(df)
-        gone = covered.get(f.name)
-        if gone:
-            df = df[~df["_day"].isin(sorted(gone))]
-        rows[f] = df
-    return rows, metas
+    covered = _covered(metas)
+    return {f: _rows(f, covered) for f in files}, metas
 
 
 def read_events(out_dir: str | Path, agent: str, layout: EventLayout | None = None) -> pd.DataFrame:
@@ -180,9 +188,19 @@ def compact(
         raise FileNotFoundError(f"{folder}: no events of agent {agent!r} — check --out / --agent")
     for tmp in folder.glob(".day-*.tmp"):  # left by a compaction that crashed
         tmp.unlink()
-    rows, metas = _state(folder)
-    layout = layout or _layout(list(rows))
+    # only the batch files are read whole; a day file holds the rows of its day (its record
+    # says which), read when that day is compacted again — so a trader compacting every day
+    # reads its new batch files, not its history
+    files = _files(folder)
+    metas = {f: m for f in files if (m := _meta(f)) is not None}
+    covered = _covered(metas)
+    rows = {f: _rows(f, covered) for f in files if f not in metas}
+    layout = layout or _layout(files)
     days_of = {f: set(df["_day"].tolist()) for f, df in rows.items()}
+    for f, m in metas.items():  # a day file a newer one merged holds no live row
+        d = int(m["day"])
+        days_of[f] = set() if d in covered.get(f.name, set()) else {d}
+    days_of = {f: days_of[f] for f in files}  # the folder's order: batch files, then day files
     all_days = sorted(set().union(*days_of.values())) if days_of else []
     last = all_days[-1] if all_days else None
     gens: dict[int, int] = {}
@@ -197,12 +215,15 @@ def compact(
             continue
         if before_day is None and day == last and not include_last_day:
             continue
-        srcs = [f for f in rows if day in days_of[f]]
+        srcs = [f for f in days_of if day in days_of[f]]
         if len(srcs) == 1 and srcs[0] in metas and days_of[srcs[0]] == {day}:
             continue  # already one day file
         todo.append((day, srcs))
     written: dict[int, list[Path]] = {}
     for day, srcs in todo:
+        for f in srcs:
+            if f not in rows:
+                rows[f] = _rows(f, covered)
         part = pd.concat([rows[f][rows[f]["_day"] == day] for f in srcs], ignore_index=True)
         part = part.drop(columns="_day").drop_duplicates(subset=["kind", "id"], keep="last")
         part = part.sort_values(list(layout.order), kind="stable").reset_index(drop=True)
