@@ -194,10 +194,10 @@ def _check_agent(spec: AgentSpec, ag: Any, d: dict[str, Any]) -> None:
         q = spec.limits.get("max_position_qty")
         if q is not None and not (isinstance(q, int | float) and q > 0):
             raise ValueError(f"limits.max_position_qty must be > 0 base units, got {q!r}")
-    elif spec.limits:
+    else:
+        if spec.symbol is not None:
+            raise ValueError("symbol: is for tick agents (a bar agent trades its feed's symbols)")
         RiskLimits.from_dict({**(d.get("limits") or {}), **spec.limits})
-    elif spec.symbol is not None:
-        raise ValueError("symbol: is for tick agents (a bar agent trades its feed's symbols)")
 
 
 def make_trader(
