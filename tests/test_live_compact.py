@@ -132,3 +132,84 @@ def test_cli_compacts_every_agent(tmp_path: Path) -> None:
         pd.testing.assert_frame_equal(read_events(tmp_path, a), before[a])
     res = CliRunner().invoke(app, ["live", "compact", "--out", str(tmp_path / "none")])
     assert res.exit_code == 2 and "no agent folders there" in res.output
+
+
+# ------------------------------------------------------------------ traders compact themselves
+
+
+def test_traders_compact_finished_days_as_they_go(tmp_path: Path, sample_dir: Path) -> None:
+    """A long replay (9 weeks of hourly bars) through a trader that compacts: it ends with day
+    files and only the last day's batch files, and reads back exactly the events of a trader
+    that never compacted — also when it is killed in the middle of a compaction."""
+    redis = pytest.importorskip("redis")
+    from quantarena.engine.api import load_bars_any
+    from quantarena.live.feed import replay
+    from quantarena.live.redis_io import LiveKeys
+    from quantarena.live.redis_trader import RedisTrader
+    from quantarena.live.service import AgentSpec, make_trader
+
+    r = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        r.ping()
+    except redis.ConnectionError:
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    bars = load_bars_any(sample_dir / "Coinbase_BTCUSD_1h.csv", None, "2018-01-01", "2018-03-05",
+                         None)  # fmt: skip
+    spec = AgentSpec("mr", "mean_reversion", {"window": 24})
+    lim = {"max_drawdown": None, "daily_loss": None, "max_orders": None}
+
+    def trader(prefix: str, out: Path, comp: bool) -> RedisTrader:
+        tr = make_trader(spec, bars.symbols, bars.interval_ns, lim)
+        return RedisTrader(r, tr, "f", out, keys=LiveKeys(prefix), batch=7, compact=comp)
+
+    prefixes = ("qa-compact-self-a", "qa-compact-self-b")
+    for p in prefixes:
+        for k in r.scan_iter(match=p + ":*"):
+            r.delete(k)
+        replay(r, LiveKeys(p).feed("f"), bars)
+    try:
+        plain = trader(prefixes[0], tmp_path / "plain", False)
+        plain.run(idle_stop_s=0.3)
+        # killed in the middle of its 20th compaction: after a day file was renamed into
+        # place, before its sources were deleted
+        seen = {"n": 0}
+
+        def crash(stage: str, path: Path) -> None:
+            if stage == "renamed":
+                seen["n"] += 1
+                if seen["n"] == 20:
+                    raise RuntimeError("killed mid-compaction")
+
+        t1 = trader(prefixes[1], tmp_path / "self", True)
+        t1.compact_hook = crash
+        with pytest.raises(RuntimeError, match="killed mid-compaction"):
+            t1.run(idle_stop_s=0.3)
+        t2 = trader(prefixes[1], tmp_path / "self", True)  # restarted: resumes, compacts on
+        t2.run(idle_stop_s=0.3)
+        assert t2.trader.exchange.n_bars == plain.trader.exchange.n_bars == bars.n_bars
+        assert t2.trader.exchange.equity == plain.trader.exchange.equity
+    finally:
+        for p in prefixes:
+            for k in r.scan_iter(match=p + ":*"):
+                r.delete(k)
+    folder = tmp_path / "self" / "mr"
+    last = int(bars.ts[-1]) // DAY
+    stamp = pd.Timestamp(last * DAY, tz="UTC").strftime("%Y%m%d")
+    names = _names(folder)
+    days = [n for n in names if n.startswith("day-")]
+    batches = [n for n in names if n.startswith("events-")]
+    assert not [n for n in names if n.endswith(".tmp")]
+    # a day file per finished day with events, none of the last (running) day
+    plain_ev = read_events(tmp_path / "plain", "mr")
+    ev_days = sorted({int(t) // DAY for t in plain_ev["ts"].dropna()})
+    assert sorted(n[4:12] for n in days) == sorted(
+        {pd.Timestamp(d * DAY, tz="UTC").strftime("%Y%m%d") for d in ev_days if d < last}
+    )
+    # only batch files holding the last day's events are left
+    assert 0 < len(batches) < len(list((tmp_path / "plain" / "mr").glob("events-*")))
+    for n in batches:
+        assert (pd.read_parquet(folder / n)["ts"].dropna() // DAY == last).any(), n
+    assert stamp not in "".join(days)
+    got = read_events(tmp_path / "self", "mr")
+    assert len(got) > 100
+    pd.testing.assert_frame_equal(got, plain_ev)

@@ -163,8 +163,21 @@ def test_tick_agents_are_skipped_with_a_reason(tmp_path: Path) -> None:
     }}))  # fmt: skip
     t = select(read_tournament(out))
     assert [c.promote for c in t.candidates] == [False, False]
-    assert t.candidates[0].reason == "tick agent: no paper-trading path yet"
+    assert t.candidates[0].reason == (
+        "tick agent: no tick feed configured (tick_feed: in the live config)"
+    )
     assert t.candidates[1].reason == "stops: not applied in paper trading yet"
+    # with a tick feed the market maker is a candidate; an arbitrageur never is
+    t = select(read_tournament(out, tick_feed="ticks"))
+    assert [c.promote for c in t.candidates] == [True, False]
+    fp = json.loads((out / "final_params.json").read_text())
+    fp["agents"]["mm"]["kind"] = "cross_venue_arb"
+    (out / "final_params.json").write_text(json.dumps(fp))
+    c = read_tournament(out, tick_feed="ticks").candidates[0]
+    assert (
+        c.reason == "tick agent 'cross_venue_arb': only market makers paper-trade "
+        "(market_maker, glft)"
+    )
 
 
 def test_the_promotion_module_is_pure() -> None:
@@ -435,3 +448,81 @@ def test_demo_live_promotes_from_its_tournament(redis_client, tmp_path):
     assert promoted == [c.account for c in t.candidates if c.promote] and promoted
     for k in redis_client.scan_iter(match="qa-promote-demo-test:*"):
         redis_client.delete(k)
+
+
+# ---------------------------------------------------------------------------- tick agents
+
+USDM = "BINANCE-USDM:BTCUSDT"
+
+
+@pytest.mark.slow
+def test_market_makers_promoted_onto_the_tick_feed(redis_client, tmp_path):
+    """configs/ticks.yaml shrunk to its two market makers on the USD-M capture: a live run
+    with a tick feed promotes both with their last round's parameters; each one's paper
+    account equals its standalone tick backtest with those parameters."""
+    import yaml
+
+    from quantarena.actors.driver import run_in_process
+    from quantarena.config import TournamentConfig
+    from quantarena.data.store import Store
+    from quantarena.engine.tick.events import load_events
+    from quantarena.live.launch import tick_position
+    from quantarena.live.service import LiveService, load_live_config
+    from quantarena.live.tick_feed import replay_ticks
+    from quantarena.live.tick_redis import read_tick_events
+    from quantarena.tick_backtest import tick_backtest
+
+    d = yaml.safe_load((ROOT / "configs" / "ticks.yaml").read_text())
+    d["data"]["files"] = [str(ROOT / d["data"]["files"][0])]  # the USD-M capture
+    d["data"]["symbols"] = [USDM]
+    d["agents"] = [a for a in d["agents"] if a["kind"] in ("market_maker", "glft")]
+    d["agents"][0]["params"] = {"gamma": [0.001, 0.1], "k": [1.0], "horizon_s": [0.1, 10.0]}
+    d["agents"][1]["params"] = {"gamma": [0.01, 1.0], "min_half_spread": [0.5]}
+    d["tracking"] = {"output_dir": str(tmp_path / "runs" / "ticks")}
+    d.pop("ray", None)
+    run_in_process(TournamentConfig.model_validate(d), log_mlflow=False, backend="cpu")
+    last = _last_chosen_from_checkpoint(tmp_path / "runs" / "ticks")
+    # without a tick feed in the live config they are skipped, with the reason
+    cands = select(read_tournament(tmp_path / "runs"), require_gates=False).candidates
+    assert {c.agent: c.promote for c in cands} == {"maker": False, "glft": False}
+
+    r = redis_client
+    prefix = "qa-promote-tick-test"
+    for k in r.scan_iter(match=prefix + ":*"):
+        r.delete(k)
+    store = tmp_path / "store"
+    Store(store).ingest([ROOT / d["data"]["files"][0]])
+    ev = load_events(store, USDM, depth=False)
+    cfg = load_live_config({
+        "redis": REDIS_URL, "redis_prefix": prefix, "tick_feed": "ticks",
+        "out": str(tmp_path / "live"),
+        "promote": {"from": str(tmp_path / "runs"), "require_gates": False},
+    })  # fmt: skip
+    svc = LiveService(cfg, r)
+    try:
+        replay_ticks(r, svc.keys.feed("ticks"), [ev])
+        # where a market maker promoted mid-run starts: after the last message before
+        head = r.xrange(svc.keys.feed("ticks"), count=2000)
+        ts = [int(f[b"ts"]) for _, f in head]
+        k = next(i for i in range(1000, 2000) if ts[i] > ts[i - 1])
+        assert tick_position(r, svc.keys.feed("ticks"), ts[k]) == head[k - 1][0].decode()
+        assert tick_position(r, svc.keys.feed("ticks"), ts[0]) == "0"
+        svc.run(idle_stop_s=1.0, poll_s=0.05)
+        recs = {a: json.loads(v) for a, v in
+                ((k.decode(), v) for k, v in r.hgetall(svc.keys.promotions()).items())}  # fmt: skip
+        assert {rec["agent"] for rec in recs.values()} == {"maker", "glft"}
+        for acct, rec in recs.items():
+            assert rec["state"] == "promoted" and rec["day"] is None
+            assert rec["params"] == last[rec["agent"]]  # the last round's choice
+            res = tick_backtest(store, rec["kind"], {k: [v] for k, v in rec["params"].items()},
+                                symbol=USDM, depth=False, max_log=100_000)  # fmt: skip
+            st = r.hgetall(svc.keys.status(acct))
+            assert float(st[b"equity"]) == res.state.equity()[0]
+            assert float(st[b"fees"]) == res.state.account("fees")[0]
+            f = read_tick_events(cfg.out, acct)
+            f = f[f.kind == "fill"]
+            assert len(f) == res.state.account("n_fills")[0] > 0
+            np.testing.assert_array_equal(f["qty"].to_numpy(), res.state.fills(0)["qty"])
+    finally:
+        for k in r.scan_iter(match=prefix + ":*"):
+            r.delete(k)

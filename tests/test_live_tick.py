@@ -226,6 +226,19 @@ def test_through_redis_with_a_crash_equals_backtest(store, messages, redis_clien
         ids = [json.loads(v[b"json"])["id"] for _, v in r.xrange(keys.events("mm1"))]
         fill_ids = [i for i in ids if i.startswith("mm1:")]
         assert len(fill_ids) == len(set(fill_ids)) == len(bf["ts"])
+        # the capture ends just past midnight: the trader compacted 2024-08-08 itself; the
+        # last day by hand — day files only, the same events in feed order
+        from quantarena.live.events import compact
+
+        assert sorted(p.name[:12] for p in (tmp_path / "mm1").glob("day-*")) == ["day-20240808"]
+        assert compact(tmp_path, "mm1", include_last_day=True)["days"] == 1
+        names = sorted(p.name[:12] for p in (tmp_path / "mm1").iterdir())
+        assert names == ["day-20240808", "day-20240809"]
+        after = read_tick_events(tmp_path, "mm1")
+        assert list(after.columns) == list(df.columns)
+        np.testing.assert_array_equal(after["id"].to_numpy(), df["id"].to_numpy())
+        for c in ("qty", "price", "ts", "equity", "seq"):
+            np.testing.assert_array_equal(after[c].to_numpy(), df[c].to_numpy())
     finally:
         for k in r.scan_iter(match=keys.prefix + "*"):
             r.delete(k)

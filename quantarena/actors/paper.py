@@ -1,7 +1,8 @@
 """The paper-trader actor: one promoted agent trading on paper, as a Ray actor.
 
-A few lines around :class:`~quantarena.live.redis_trader.RedisTrader`: the actor builds its
-trader, reads the feed through its consumer group and makes every batch durable before it
+A few lines around :class:`~quantarena.live.redis_trader.RedisTrader` (or, for a tick agent
+on a tick feed, :class:`~quantarena.live.tick_redis.TickRedisTrader`; :mod:`.live.launch`
+builds either): the actor builds its trader, reads the feed through its consumer group and makes every batch durable before it
 acknowledges it. Its state lives in Redis, not in the actor, so an actor killed with
 ``ray.kill`` and started again (same name) resumes from its pending entries: no fill lost
 or doubled.
@@ -22,16 +23,12 @@ class PaperTraderActor:
         self, cfg: Any, spec: Any, symbols: list[str], interval_ns: int,
         start_id: str = "0", history: Any = None,
     ) -> None:  # fmt: skip
-        from quantarena.live.redis_io import LiveKeys, connect
-        from quantarena.live.redis_trader import RedisTrader
-        from quantarena.live.service import make_trader
+        from quantarena.live.launch import FeedShape, redis_trader
+        from quantarena.live.redis_io import connect
 
-        tr = make_trader(spec, symbols, interval_ns, cfg.limits, cfg)
-        if history is not None:  # a trader promoted mid-run: indicators warmed on the feed
-            tr.warm_up(history)
-        self.rt = RedisTrader(connect(cfg.redis), tr, cfg.feed, cfg.out,
-                              keys=LiveKeys(cfg.redis_prefix), batch=cfg.batch,
-                              start_id=start_id)  # fmt: skip
+        # interval 0: a tick feed (symbols: the symbol quoted) — a tick agent's tick trader
+        shape = FeedShape(int(interval_ns) == 0, tuple(symbols), int(interval_ns), 0)
+        self.rt = redis_trader(cfg, spec, connect(cfg.redis), shape, start_id, history)
         self.rt.on_commit = PaperMetrics(spec.name).record
 
     def run(self, idle_stop_s: float | None = None, max_messages: int | None = None) -> int:
@@ -39,7 +36,15 @@ class PaperTraderActor:
         return self.rt.run(max_messages=max_messages, idle_stop_s=idle_stop_s)
 
     def equity(self) -> float:
-        return self.rt.trader.exchange.equity
+        """The paper account's equity (quote units; a bar trader's unit account)."""
+        tr = self.rt.trader
+        return float(tr.exchange.equity if hasattr(tr, "exchange") else tr.equity)
+
+    def account(self) -> list[float]:
+        """A tick trader's account row (``engine.tick.core.ACCOUNT_FIELDS``); [] for a bar
+        trader."""
+        tr = self.rt.trader
+        return [] if hasattr(tr, "exchange") else [float(x) for x in tr.state.AC[0]]
 
 
 class PaperMetrics:
@@ -86,7 +91,8 @@ def start_paper_actor(
 ) -> Any:  # fmt: skip
     """A :class:`PaperTraderActor` named ``paper:{agent}`` (a fraction of a CPU: paper
     trading is light; it sleeps in ``XREADGROUP`` between bars). ``start_id``: where a new
-    consumer group starts reading; ``history``: bars to warm the agent's indicators on."""
+    consumer group starts reading; ``history``: bars to warm the agent's indicators on.
+    ``interval_ns`` 0 means a tick feed, ``symbols`` then the one symbol a tick agent quotes."""
     return PaperTraderActor.options(name=f"paper:{spec.name}", num_cpus=num_cpus).remote(
         cfg, spec, symbols, interval_ns, start_id, history
     )

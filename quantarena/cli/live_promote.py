@@ -24,6 +24,9 @@ def promote_cmd(
         True, "--require-gates/--any-gates", help="Only agents that passed the tournament gates."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the candidates as JSON."),
+    tick_feed: str = typer.Option(
+        None, "--tick-feed", help="The live config's tick feed: market makers can be promoted."
+    ),
 ) -> None:
     """Show the candidates for paper trading from the latest backtest tournament (a dry run:
     `quantarena live run` with a `promote:` section promotes them)."""
@@ -32,7 +35,7 @@ def promote_cmd(
 
         if top < 1:
             raise ValueError(f"--top must be >= 1, got {top}")
-        t = select(read_tournament(source), top, require_gates)
+        t = select(read_tournament(source, tick_feed), top, require_gates)
     if as_json:
         rows = [
             {"agent": c.agent, "kind": c.kind, "rank": c.rank, "params": c.params,

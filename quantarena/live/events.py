@@ -17,6 +17,12 @@ day D — they are in that day file — and keeps its other rows. So after a cra
 steps (some day files renamed, sources not deleted yet) every event is read once; a later
 :func:`compact` finishes the job. Events are also de-duplicated by ``(kind, id)`` (a batch
 re-written by a restarted trader counts once). Pure: no Redis, no Ray.
+
+The traders compact their own files (``compact: true``, the default of a live config): after
+a batch whose bars (ticks) reach a new UTC day they compact the days before it
+(``before_day``), between two batches — so nothing writes while they compact, and a crash
+mid-compaction is one of the crash points above. A tick trader's files have the columns of
+:data:`TICK_EVENT_COLUMNS` (``seq`` in place of ``bar``); both kinds are told apart by it.
 """
 
 from __future__ import annotations
@@ -24,13 +30,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["EVENT_COLUMNS", "compact", "read_events"]
+__all__ = [
+    "BAR_LAYOUT", "EVENT_COLUMNS", "TICK_EVENT_COLUMNS", "TICK_LAYOUT", "EventLayout",
+    "compact", "read_events",
+]  # fmt: skip
 
 NS_PER_DAY = 86_400_000_000_000
 META_KEY = b"quantarena.compact"
@@ -39,12 +49,39 @@ EVENT_COLUMNS = [
     "kind", "id", "bar", "ts", "symbol", "qty", "price", "fee", "target", "reason", "equity",
 ]  # fmt: skip
 
+#: a tick trader's events (:mod:`.tick_redis`): ``seq`` (the feed's message number) instead
+#: of ``bar``, ``maker`` instead of ``target``
+TICK_EVENT_COLUMNS = [
+    "kind", "id", "seq", "ts", "symbol", "qty", "price", "fee", "maker", "reason", "equity",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EventLayout:
+    """The columns of an agent's event files and the order its events are read in."""
+
+    columns: tuple[str, ...]
+    order: tuple[str, ...]
+
+
+BAR_LAYOUT = EventLayout(tuple(EVENT_COLUMNS), ("bar", "kind"))
+TICK_LAYOUT = EventLayout(tuple(TICK_EVENT_COLUMNS), ("seq", "ts"))
+
 _TEXT = ("kind", "id", "symbol", "reason")
 _DAY = re.compile(r"^day-(\d{8})-(\d{4})\.parquet$")
 
 
 def _files(folder: Path) -> list[Path]:
     return sorted(folder.glob("events-*.parquet")) + sorted(folder.glob("day-*.parquet"))
+
+
+def _layout(files: list[Path]) -> EventLayout:
+    """A tick trader's files (a ``seq`` column) or a bar trader's."""
+    if not files:
+        return BAR_LAYOUT
+    import pyarrow.parquet as pq
+
+    return TICK_LAYOUT if "seq" in pq.read_schema(files[0]).names else BAR_LAYOUT
 
 
 def _meta(path: Path) -> dict[str, Any] | None:
@@ -69,41 +106,51 @@ def _days(df: pd.DataFrame) -> np.ndarray:
     )
 
 
+def _covered(metas: dict[Path, dict[str, Any]]) -> dict[str, set[int]]:
+    """File name -> the days of it already in a day file."""
+    covered: dict[str, set[int]] = {}
+    for m in metas.values():
+        for src in m["sources"]:
+            covered.setdefault(src, set()).add(int(m["day"]))
+    return covered
+
+
+def _rows(f: Path, covered: dict[str, set[int]]) -> pd.DataFrame:
+    """The live rows of file ``f`` (the rows of days a day file holds dropped), with ``_day``."""
+    df = pd.read_parquet(f)
+    for c in _TEXT:  # one dtype whatever the file (an all-null column reads as null)
+        if c in df:
+            df[c] = df[c].astype(object).where(df[c].notna(), None)
+    df["_day"] = _days(df)
+    gone = covered.get(f.name)
+    if gone:
+        df = df[~df["_day"].isin(sorted(gone))]
+    return df
+
+
 def _state(folder: Path) -> tuple[dict[Path, pd.DataFrame], dict[Path, dict[str, Any]]]:
     """Every live row of the folder's files (merged rows dropped), per file; and the day
     files' records."""
     files = _files(folder)
     metas = {f: m for f in files if (m := _meta(f)) is not None}
-    covered: dict[str, set[int]] = {}  # file name -> days already in a day file
-    for m in metas.values():
-        for src in m["sources"]:
-            covered.setdefault(src, set()).add(int(m["day"]))
-    rows: dict[Path, pd.DataFrame] = {}
-    for f in files:
-        df = pd.read_parquet(f)
-        for c in _TEXT:  # one dtype whatever the file (an all-null column reads as null)
-            if c in df:
-                df[c] = df[c].astype(object).where(df[c].notna(), None)
-        df["_day"] = _days(df)
-        gone = covered.get(f.name)
-        if gone:
-            df = df[~df["_day"].isin(sorted(gone))]
-        rows[f] = df
-    return rows, metas
+    covered = _covered(metas)
+    return {f: _rows(f, covered) for f in files}, metas
 
 
-def read_events(out_dir: str | Path, agent: str) -> pd.DataFrame:
-    """All Parquet events of ``agent`` under ``out_dir`` (batch and day files), in bar order,
-    one row per event: rows a day file holds are read from it only, and a batch written twice
-    by a restart counts once."""
+def read_events(out_dir: str | Path, agent: str, layout: EventLayout | None = None) -> pd.DataFrame:
+    """All Parquet events of ``agent`` under ``out_dir`` (batch and day files), in bar order
+    (a tick agent's: feed order), one row per event: rows a day file holds are read from it
+    only, and a batch written twice by a restart counts once. ``layout``: the files' (default:
+    told by their columns)."""
     folder = Path(out_dir, agent)
     rows, _ = _state(folder) if folder.is_dir() else ({}, {})
+    layout = layout or _layout(list(rows))
     frames = [df for df in rows.values() if len(df)]
     if not frames:
-        return pd.DataFrame(columns=EVENT_COLUMNS)
+        return pd.DataFrame(columns=list(layout.columns))
     df = pd.concat(frames, ignore_index=True).drop(columns="_day")
     df = df.drop_duplicates(subset=["kind", "id"], keep="last")
-    return df.sort_values(["bar", "kind"], kind="stable").reset_index(drop=True)
+    return df.sort_values(list(layout.order), kind="stable").reset_index(drop=True)
 
 
 def compact(
@@ -111,6 +158,8 @@ def compact(
     agent: str,
     *,
     include_last_day: bool = False,
+    before_day: int | None = None,
+    layout: EventLayout | None = None,
     hook: Callable[[str, Path], None] | None = None,
 ) -> dict[str, int]:
     """Merge ``agent``'s batch files into one Parquet file per UTC day (see the module).
@@ -120,6 +169,10 @@ def compact(
         agent: the agent's name.
         include_last_day: also compact the newest day (by default it is left alone: a
             running trader may still be writing it).
+        before_day: compact only the UTC days (days since the epoch) before this one — a
+            running trader passes the day of its bar clock: the days before are finished.
+        layout: the files' columns and order (default: told by their columns; a tick
+            trader's have ``seq``).
         hook: test hook, called as ``hook(stage, path)`` at ``"written"`` (temp file
             complete), ``"renamed"`` (day file in place) and ``"deleted"`` (a source gone);
             raising there simulates a crash at that point.
@@ -135,8 +188,19 @@ def compact(
         raise FileNotFoundError(f"{folder}: no events of agent {agent!r} — check --out / --agent")
     for tmp in folder.glob(".day-*.tmp"):  # left by a compaction that crashed
         tmp.unlink()
-    rows, metas = _state(folder)
+    # only the batch files are read whole; a day file holds the rows of its day (its record
+    # says which), read when that day is compacted again — so a trader compacting every day
+    # reads its new batch files, not its history
+    files = _files(folder)
+    metas = {f: m for f in files if (m := _meta(f)) is not None}
+    covered = _covered(metas)
+    rows = {f: _rows(f, covered) for f in files if f not in metas}
+    layout = layout or _layout(files)
     days_of = {f: set(df["_day"].tolist()) for f, df in rows.items()}
+    for f, m in metas.items():  # a day file a newer one merged holds no live row
+        d = int(m["day"])
+        days_of[f] = set() if d in covered.get(f.name, set()) else {d}
+    days_of = {f: days_of[f] for f in files}  # the folder's order: batch files, then day files
     all_days = sorted(set().union(*days_of.values())) if days_of else []
     last = all_days[-1] if all_days else None
     gens: dict[int, int] = {}
@@ -147,18 +211,23 @@ def compact(
             gens[d] = max(gens.get(d, 0), int(m.group(2)))
     todo = []
     for day in all_days:
-        if day < 0 or (day == last and not include_last_day):
+        if day < 0 or (before_day is not None and day >= before_day):
             continue
-        srcs = [f for f in rows if day in days_of[f]]
+        if before_day is None and day == last and not include_last_day:
+            continue
+        srcs = [f for f in days_of if day in days_of[f]]
         if len(srcs) == 1 and srcs[0] in metas and days_of[srcs[0]] == {day}:
             continue  # already one day file
         todo.append((day, srcs))
     written: dict[int, list[Path]] = {}
     for day, srcs in todo:
+        for f in srcs:
+            if f not in rows:
+                rows[f] = _rows(f, covered)
         part = pd.concat([rows[f][rows[f]["_day"] == day] for f in srcs], ignore_index=True)
         part = part.drop(columns="_day").drop_duplicates(subset=["kind", "id"], keep="last")
-        part = part.sort_values(["bar", "kind"], kind="stable").reset_index(drop=True)
-        part = part.reindex(columns=EVENT_COLUMNS)
+        part = part.sort_values(list(layout.order), kind="stable").reset_index(drop=True)
+        part = part.reindex(columns=list(layout.columns))
         stamp = pd.Timestamp(day * NS_PER_DAY, tz="UTC").strftime("%Y%m%d")
         gen = gens.get(int(stamp), 0) + 1
         name = f"day-{stamp}-{gen:04d}.parquet"

@@ -42,11 +42,17 @@ class Promoter:
     Args:
         cfg: the ``promote:`` section. r: a Redis client. keys: the run's
             :class:`~.redis_io.LiveKeys`. reserved: account names not to use (the agents the
-            config lists).
+            config lists). tick_feed: the live config's tick feed (market makers are
+            promoted onto it; None: they are skipped with the reason).
     """
 
-    def __init__(self, cfg: PromoteConfig, r: Any, keys: Any, reserved: set[str]) -> None:
+    def __init__(
+        self, cfg: PromoteConfig, r: Any, keys: Any, reserved: set[str],
+        tick_feed: str | None = None,
+    ) -> None:  # fmt: skip
         self.cfg = cfg
+        #: the live config's tick feed: market makers are promoted onto it (None: skipped)
+        self.tick_feed = tick_feed
         self.r = r
         self.keys = keys
         self.reserved = set(reserved)
@@ -80,7 +86,8 @@ class Promoter:
     def promote(self, day: int | None) -> tuple[list[dict[str, Any]], list[str]]:
         """Re-read the newest tournament and promote its new candidates on ``day`` (None: at
         the start). Returns (the new promotions' records, the accounts retired by them)."""
-        t = select(read_tournament(self.cfg.source), self.cfg.top, self.cfg.require_gates)
+        t = select(read_tournament(self.cfg.source, self.tick_feed), self.cfg.top,
+                   self.cfg.require_gates)  # fmt: skip
         self.last = t
         if day is not None and self.cfg.every_days is not None:
             self.next_day = day + max(1, int(round(self.cfg.every_days)))

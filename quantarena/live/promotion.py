@@ -24,9 +24,10 @@ Which agents are candidates (:func:`select`):
   trading decides it, :mod:`.director`); with ``require_gates`` every other gate in the
   leaderboard's ``gates_failed`` must have passed;
 * **a streaming path**: bar agents with ``_stream`` (momentum, mean_reversion, breakout,
-  vol_target, buy_hold, ml); tick agents (market makers, arbitrageurs) are skipped for now,
-  with the reason; agents with ``stops`` or ``leverage`` other than 1 too (the paper exchange
-  applies neither yet);
+  vol_target, buy_hold, ml), or a market maker (market_maker, glft) when the live config
+  has a ``tick_feed`` to trade it on (otherwise skipped, with the reason); arbitrageurs are
+  skipped with the reason; agents with ``stops`` or ``leverage`` other than 1 too (the paper
+  exchange applies neither yet);
 * **the best ``top``** of the remaining ones by tournament rank.
 
 An account is named :func:`account_name` — ``t-{agent}-{6 hex of the parameter set}`` — so a
@@ -118,7 +119,8 @@ class Candidate:
         options: agent constructor options for paper trading (``max_position``).
         rank: its final rank (1 = best). sharpe: annualised OOS Sharpe. dsr: deflated Sharpe.
         gates_failed: the tournament gates it failed, the paper gate left out.
-        streaming: whether it can paper-trade (a bar agent with a streaming path).
+        streaming: whether it can paper-trade (a bar agent with a streaming path, or a
+            market maker — on the live config's tick feed).
         reason: why it is not promoted ("" when :attr:`promote`).
         promote: chosen by :func:`select`.
     """
@@ -238,10 +240,11 @@ def _gates(cell: Any) -> tuple[str, ...]:
     return tuple(g.strip() for g in str(cell).split(",") if g.strip() and g.strip() != PAPER_GATE)
 
 
-def read_tournament(path: str | Path) -> TournamentOutput:
+def read_tournament(path: str | Path, tick_feed: str | None = None) -> TournamentOutput:
     """The candidates of the newest finished tournament at ``path`` (all agents, rank
-    order, :attr:`Candidate.promote` False; see :func:`select`). Errors are one line naming
-    the file, the agent and the field."""
+    order, :attr:`Candidate.promote` False; see :func:`select`). Market makers can be
+    promoted only with a ``tick_feed`` (the live config's) to trade on; other tick agents
+    never. Errors are one line naming the file, the agent and the field."""
     from quantarena.strategies.base import Agent
     from quantarena.strategies.registry import get_agent
 
@@ -268,10 +271,15 @@ def read_tournament(path: str | Path) -> TournamentOutput:
             msg = str(e).strip().strip("'\"").splitlines()[0]
             raise ValueError(f"{where}: unknown agent kind {kind!r} ({msg})") from None
         tick = bool(getattr(ag, "tick", False))
-        streaming = not tick and type(ag)._stream is not Agent._stream
+        maker = tick and hasattr(ag, "quote_kind")
+        streaming = maker or (not tick and type(ag)._stream is not Agent._stream)
         reason = ""
-        if tick:
-            reason = "tick agent: no paper-trading path yet"
+        if tick and not maker:
+            reason = f"tick agent {kind!r}: only market makers paper-trade (market_maker, glft)"
+        elif tick and not tick_feed:
+            reason = "tick agent: no tick feed configured (tick_feed: in the live config)"
+        elif tick:
+            pass  # a market maker: paper-trades on the tick feed
         elif not streaming:
             reason = f"agent kind {kind!r} has no streaming path (_stream)"
         elif fp.get("stops") and any(v for v in dict(fp["stops"]).values()):

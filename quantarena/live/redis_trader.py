@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from quantarena.live.events import EVENT_COLUMNS, read_events
+from quantarena.live.events import BAR_LAYOUT, EVENT_COLUMNS, EventLayout, compact, read_events
 from quantarena.live.messages import BarsMessage, MessageError, SeqCheck, decode
 from quantarena.live.redis_io import LiveKeys, retry
 from quantarena.live.risk import RiskState
@@ -80,7 +80,12 @@ class RedisTrader:
         keys: the key names (prefix).
         batch: entries read per ``XREADGROUP``.
         start_id: where a new consumer group starts reading (``"0"``: the stream's start).
+        compact: compact the finished UTC days' event files into day files
+            (:func:`.events.compact`) after each batch that reaches a new UTC day.
     """
+
+    #: the columns and read order of this trader's event files
+    layout: EventLayout = BAR_LAYOUT
 
     def __init__(
         self,
@@ -92,8 +97,13 @@ class RedisTrader:
         keys: LiveKeys | None = None,
         batch: int = 100,
         start_id: str = "0",
+        compact: bool = True,
     ) -> None:
         self.r = r
+        self.compact = bool(compact)
+        #: the UTC day of the bar clock at the last compaction (None: none yet in this run)
+        self.compacted_day: int | None = None
+        self.compact_hook: Any = None  # test hook, passed to events.compact
         self.name = trader.name
         self.keys = keys or LiveKeys()
         self.stream = self.keys.feed(feed)
@@ -260,6 +270,30 @@ class RedisTrader:
         self._commit(ids, events, first_seq)
         return applied
 
+    def clock_day(self) -> int | None:
+        """The UTC day of the trader's bar clock (None before its first bar)."""
+        ex = self.trader.exchange
+        return int(ex._ts) // NS_PER_DAY if ex.n_bars else None
+
+    def _compact_finished_days(self) -> None:
+        """After a durable batch: when the bar clock reached a new UTC day (or at the first
+        batch of this run), compact the days before it into day files. Between batches
+        nothing else writes the folder; a crash mid-way is one of compaction's crash points
+        (read_events reads every event once, the next compaction finishes). A failure is
+        logged, never fatal: the batch files stay readable as they are."""
+        day = self.clock_day()
+        if not self.compact or day is None:
+            return
+        if self.compacted_day is not None and day <= self.compacted_day:
+            return
+        self.compacted_day = day
+        try:
+            compact(self.out.parent, self.name, before_day=day, layout=self.layout,
+                    hook=self.compact_hook)  # fmt: skip
+        except (OSError, ValueError) as e:
+            log.warning("agent %r: compacting the event files failed (%s); "
+                        "they stay as batch files", self.name, e)  # fmt: skip
+
     def seq_prev_ts(self, msg: BarsMessage) -> int:
         """The bar time before ``msg`` that the trader last saw (for filling gaps)."""
         return self.trader.exchange._ts if self.trader.exchange.n_bars else msg.ts - msg.interval_ns
@@ -332,6 +366,7 @@ class RedisTrader:
 
         self._retry(commit, "committing a batch")
         self._daily = {}
+        self._compact_finished_days()
         if self.on_commit is not None:
             now_ms = time.time() * 1e3
             ages = []

@@ -26,9 +26,17 @@ Config (YAML)::
     allocation: {every_days: 7, capital: 100000, gates: {min_sharpe: 0.0}}
     mlflow: {uri: "sqlite:///runs/live/mlflow.db", experiment: quantarena-live}
     promote: {from: runs/quick, top: 5, require_gates: true}   # optional (live/promotion.py)
+    tick_feed: ticks        # the tick agents' feed (quantarena feed replay --ticks); optional
+    compact: true           # traders compact their finished UTC days' event files
     agents:
       - {name: mom, agent: momentum, params: {fast: 10, slow: 50}}
       - {name: hold, agent: buy_hold}
+      - {name: mm, agent: market_maker, params: {gamma: 0.01}, limits: {max_position_qty: 0.01}}
+
+An agent's ``feed:`` overrides the feed it reads (default: ``feed`` for bar agents,
+``tick_feed`` for tick agents, :mod:`.launch`); ``limits:`` adds to the config's ``limits``
+(a tick agent: ``max_position_qty`` only); ``symbol:`` the symbol a tick agent quotes
+(default: the tick feed's first message's).
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from quantarena.live.director import LiveAllocationConfig, Reallocation, reallocate
-from quantarena.live.redis_io import DEFAULT_URL, LiveKeys, connect, retry
+from quantarena.live.redis_io import DEFAULT_URL, LiveKeys, connect
 
 __all__ = ["AgentSpec", "LiveConfig", "LiveService", "load_live_config"]
 
@@ -61,6 +69,12 @@ class AgentSpec:
     agent: str
     params: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    #: the feed it reads (None: the config's ``feed``, or ``tick_feed`` for a tick agent)
+    feed: str | None = None
+    #: risk limits of this agent, over the config's (a tick agent: ``max_position_qty``)
+    limits: dict[str, Any] = field(default_factory=dict)
+    #: the symbol a tick agent quotes (None: its feed's first message's)
+    symbol: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,9 @@ class LiveConfig:
     capital: float = 1.0
     filters: dict[str, Any] = field(default_factory=dict)
     promote: Any = None  # a PromoteConfig (live/promotion.py): agents from a tournament
+    tick_feed: str | None = None  # the tick agents' feed (quotes and trades)
+    tick_batch: int = 1000  # messages a tick trader reads per batch
+    compact: bool = True  # traders compact their finished UTC days' event files
 
 
 def load_live_config(src: str | Path | dict[str, Any]) -> LiveConfig:
@@ -105,14 +122,17 @@ def load_live_config(src: str | Path | dict[str, Any]) -> LiveConfig:
     for i, a in enumerate(d.get("agents") or []):
         if not isinstance(a, dict) or "agent" not in a:
             raise ValueError(f"{where}: agents[{i}] needs an 'agent' (e.g. momentum)")
-        extra = sorted(set(a) - {"name", "agent", "params", "options"})
+        extra = sorted(set(a) - set(AgentSpec.__dataclass_fields__))
         if extra:
             raise ValueError(f"{where}: agents[{i}]: unknown key {extra[0]!r}")
         spec = AgentSpec(str(a.get("name") or a["agent"]), str(a["agent"]),
-                         dict(a.get("params") or {}), dict(a.get("options") or {}))  # fmt: skip
+                         dict(a.get("params") or {}), dict(a.get("options") or {}),
+                         feed=a.get("feed"), limits=dict(a.get("limits") or {}),
+                         symbol=a.get("symbol"))  # fmt: skip
         try:
             ag = get_agent(spec.agent, **spec.options)
             ag.check_params({k: [v] for k, v in spec.params.items()})
+            _check_agent(spec, ag, d)
         except (ValueError, KeyError) as e:
             raise ValueError(f"{where}: agents[{i}] ({spec.name}): {e}") from None
         agents.append(spec)
@@ -140,6 +160,10 @@ def load_live_config(src: str | Path | dict[str, Any]) -> LiveConfig:
     if "redis" not in d and os.environ.get("QUANTARENA_REDIS"):
         # a submitted job's Redis (no password in configs)
         d["redis"] = os.environ["QUANTARENA_REDIS"]
+    if not isinstance(d.get("compact", True), bool):
+        raise ValueError(f"{where}: compact must be true or false, got {d['compact']!r}")
+    if int(d.get("tick_batch", 1000)) < 1:
+        raise ValueError(f"{where}: tick_batch must be >= 1, got {d['tick_batch']!r}")
     rest = {k: v for k, v in d.items() if k not in ("agents", "allocation", "promote")}
     return LiveConfig(
         agents=tuple(agents),
@@ -147,6 +171,33 @@ def load_live_config(src: str | Path | dict[str, Any]) -> LiveConfig:
         allocation=LiveAllocationConfig.from_dict(d.get("allocation")),
         **rest,
     )
+
+
+def _check_agent(spec: AgentSpec, ag: Any, d: dict[str, Any]) -> None:
+    """A config agent's feed and limits fit its kind (tick or bar agent)."""
+    from quantarena.live.launch import TICK_LIMITS
+    from quantarena.live.risk import RiskLimits
+
+    if getattr(ag, "tick", False):
+        if not hasattr(ag, "quote_kind"):
+            raise ValueError(
+                f"{spec.agent}: only market makers (market_maker, glft) paper-trade ticks"
+            )
+        if not (spec.feed or d.get("tick_feed")):
+            raise ValueError(
+                "a tick agent needs a tick feed: set tick_feed: in the config (a feed of "
+                "quantarena feed replay --ticks) or the agent's feed:"
+            )
+        bad = sorted(set(spec.limits) - TICK_LIMITS)
+        if bad:
+            raise ValueError(f"limits {bad}: a tick agent takes max_position_qty (base units)")
+        q = spec.limits.get("max_position_qty")
+        if q is not None and not (isinstance(q, int | float) and q > 0):
+            raise ValueError(f"limits.max_position_qty must be > 0 base units, got {q!r}")
+    else:
+        if spec.symbol is not None:
+            raise ValueError("symbol: is for tick agents (a bar agent trades its feed's symbols)")
+        RiskLimits.from_dict({**(d.get("limits") or {}), **spec.limits})
 
 
 def make_trader(
@@ -164,7 +215,7 @@ def make_trader(
     from quantarena.strategies.registry import get_agent
 
     ag = get_agent(spec.agent, **spec.options)
-    lim = RiskLimits.from_dict({"max_position": ag.max_position, **limits})
+    lim = RiskLimits.from_dict({"max_position": ag.max_position, **limits, **spec.limits})
     extra: dict[str, Any] = {}
     if cfg is not None:
         extra["init_cash"] = float(cfg.capital)
@@ -200,26 +251,27 @@ class LiveService:
             from quantarena.live.promoter import Promoter
 
             self.promoter = Promoter(config.promote, self.r, self.keys,
-                                     {a.name for a in config.agents})  # fmt: skip
+                                     {a.name for a in config.agents},
+                                     tick_feed=config.tick_feed)  # fmt: skip
 
     # ------------------------------------------------------------------ traders
 
-    def feed_shape(self, wait_s: float = 60.0) -> tuple[list[str], int, int]:
-        """Symbols, bar interval and first bar time of the feed (waits for a first message)."""
-        from quantarena.live.messages import decode
+    def feed_shape(
+        self, wait_s: float = 60.0, feed: str | None = None
+    ) -> tuple[list[str], int, int]:
+        """Symbols, bar interval and first bar time of ``feed`` (default: the config's bar
+        feed; waits for a first message)."""
+        from quantarena.live.launch import feed_shape
 
-        stream = self.keys.feed(self.cfg.feed)
-        deadline = time.monotonic() + wait_s
-        while True:
-            first = retry(lambda: self.r.xrange(stream, count=1), "reading the feed")
-            if first:
-                m = decode(first[0][1], f"{stream} entry {first[0][0].decode()}")
-                return list(m.symbols), m.interval_ns, m.ts
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{stream} stayed empty for {wait_s:g} s — start quantarena feed replay"
-                )
-            time.sleep(0.1)
+        sh = feed_shape(self.r, self.keys.feed(feed or self.cfg.feed), wait_s)
+        return list(sh.symbols), sh.interval_ns, sh.first_ts
+
+    def feeds(self) -> list[str]:
+        """The feeds the agents trade on (the config's bar feed when none is known yet)."""
+        from quantarena.live.launch import agent_feed
+
+        out = sorted({agent_feed(self.cfg, s) for s in self.agents})
+        return out or [self.cfg.feed]
 
     def start_traders(self, idle_stop_s: float | None = None) -> None:
         """One paper trader per agent: Ray actors (``ray: true``) or threads."""
@@ -228,34 +280,33 @@ class LiveService:
             self.start_trader(spec)
 
     def start_trader(self, spec: AgentSpec, start_day: int | None = None) -> None:
-        """Start ``spec``'s paper trader: from the feed's start, or — ``start_day`` (UTC day
-        number) — from that day's first bar, its indicators warmed up on the bars before
-        (``promote.warmup_bars``). A trader with a snapshot in Redis resumes from it."""
-        symbols, interval_ns, _ = self.feed_shape()
+        """Start ``spec``'s paper trader on its feed (:func:`.launch.agent_feed`): from the
+        feed's start, or — ``start_day`` (UTC day number) — from that day's first message, a
+        bar agent's indicators warmed up on the bars before (``promote.warmup_bars``). A
+        trader with a snapshot in Redis resumes from it."""
+        from quantarena.live.launch import agent_feed, feed_shape, redis_trader, tick_position
+
+        stream = self.keys.feed(agent_feed(self.cfg, spec))
+        shape = feed_shape(self.r, stream)
         start_id, history = "0", None
         if start_day is not None and self.r.get(self.keys.state(spec.name)) is None:
             from quantarena.live.promoter import feed_position
 
-            warm = self.cfg.promote.warmup_bars if self.cfg.promote is not None else 0
-            start_id, history = feed_position(
-                self.r, self.keys.feed(self.cfg.feed), start_day * NS_PER_DAY, warm
-            )
+            if shape.tick:
+                start_id = tick_position(self.r, stream, start_day * NS_PER_DAY)
+            else:
+                warm = self.cfg.promote.warmup_bars if self.cfg.promote is not None else 0
+                start_id, history = feed_position(self.r, stream, start_day * NS_PER_DAY, warm)
         if self.cfg.ray:
             from quantarena.actors.paper import start_paper_actor
 
-            actor = start_paper_actor(self.cfg, spec, symbols, interval_ns,
+            actor = start_paper_actor(self.cfg, spec, list(shape.symbols), shape.interval_ns,
                                       start_id=start_id, history=history)  # fmt: skip
             self._actors.append(actor)
             self._refs.append(actor.run.remote(self._idle_stop_s))
             self._by_name[spec.name] = actor
             return
-        from quantarena.live.redis_trader import RedisTrader
-
-        tr = make_trader(spec, symbols, interval_ns, self.cfg.limits, self.cfg)
-        if history is not None:
-            tr.warm_up(history)
-        rt = RedisTrader(connect(self.cfg.redis), tr, self.cfg.feed, self.cfg.out,
-                         keys=self.keys, batch=self.cfg.batch, start_id=start_id)  # fmt: skip
+        rt = redis_trader(self.cfg, spec, connect(self.cfg.redis), shape, start_id, history)
         self._traders.append(rt)
         self._by_name[spec.name] = rt
         th = threading.Thread(target=rt.run, kwargs={"idle_stop_s": self._idle_stop_s},
@@ -285,14 +336,45 @@ class LiveService:
     # ------------------------------------------------------------------ director
 
     def bar_day(self) -> int | None:
-        """The UTC day every trader has reached (the slowest one's), None before all started."""
-        days = []
+        """The UTC day every trader has reached: the slowest one's among those with messages
+        of their feed still to read; when every trader has read its whole feed, the furthest
+        one's (a feed that ended — a replayed capture — holds nobody back). None before every
+        trader has committed a batch or read its whole feed."""
+        from quantarena.live.launch import agent_feed
+
+        days, behind = [], []
+        last_ids: dict[str, Any] = {}
         for s in self.agents:
             v = self.r.hget(self.keys.status(s.name), "last_ts")
-            if v is None:
-                return None
-            days.append(int(v) // NS_PER_DAY)
-        return min(days)
+            done = self._caught_up(s.name, self.keys.feed(agent_feed(self.cfg, s)), last_ids)
+            if v is None or int(v) == 0:
+                if not done:
+                    return None
+                continue
+            d = int(v) // NS_PER_DAY
+            days.append(d)
+            if not done:
+                behind.append(d)
+        if behind:
+            return min(behind)
+        return max(days) if days else None
+
+    def _caught_up(self, name: str, stream: str, last_ids: dict[str, Any]) -> bool:
+        """Whether agent ``name`` has read and acknowledged every message of ``stream``
+        (its consumer group's last delivered id is the stream's last id, nothing pending)."""
+        import redis
+
+        try:
+            if stream not in last_ids:
+                last_ids[stream] = self.r.xinfo_stream(stream)["last-generated-id"]
+            groups = self.r.xinfo_groups(stream)
+        except redis.ResponseError:  # no such stream yet
+            return False
+        for g in groups:
+            gname = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+            if gname == f"agent:{name}":
+                return g["pending"] == 0 and g["last-delivered-id"] == last_ids[stream]
+        return False
 
     def daily(self, before_day: int) -> dict[str, pd.Series]:
         """Each agent's daily equity marks of the days before ``before_day``."""
@@ -425,8 +507,6 @@ class LiveService:
         """Start the traders and direct them until they stop (``idle_stop_s`` without new
         bars; None: forever). Returns the reallocations made."""
         every = max(1, int(round(self.cfg.allocation.every_days)))
-        _, _, first_ts = self.feed_shape()
-        self.next_day = first_ts // NS_PER_DAY + every
         self._start_mlflow()  # its first call is slow: before the traders race ahead
         if self.promoter is not None:  # promoted before (a restart), then the newest ones
             for acct, rec in self.promoter.active().items():
@@ -436,6 +516,9 @@ class LiveService:
         self.start_traders(idle_stop_s)
         if self.promoter is not None:
             self._promote(None)
+        # the schedule counts from the earliest first message of the agents' feeds
+        first_ts = min(self.feed_shape(feed=f)[2] for f in self.feeds())
+        self.next_day = first_ts // NS_PER_DAY + every
         try:
             while True:
                 alive = self.traders_alive()

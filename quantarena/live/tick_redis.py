@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from quantarena.engine.tick.core import A_MID
+from quantarena.live.events import TICK_EVENT_COLUMNS, TICK_LAYOUT, read_events
 from quantarena.live.messages import MessageError, QuoteMessage, TradeMessage, decode
 from quantarena.live.redis_io import LiveKeys
 from quantarena.live.redis_trader import RedisTrader
@@ -36,10 +37,6 @@ from quantarena.live.tick_trader import TickPaperTrader, TickStep
 __all__ = ["TICK_EVENT_COLUMNS", "TickRedisTrader", "TickSeqCheck", "read_tick_events"]
 
 NS_PER_DAY = 86_400_000_000_000
-
-TICK_EVENT_COLUMNS = [
-    "kind", "id", "seq", "ts", "symbol", "qty", "price", "fee", "maker", "reason", "equity",
-]  # fmt: skip
 
 
 class TickSeqCheck:
@@ -71,13 +68,9 @@ class TickSeqCheck:
 
 def read_tick_events(out_dir: str | Path, agent: str) -> pd.DataFrame:
     """All Parquet events of tick agent ``agent`` under ``out_dir`` in feed order (a batch
-    written twice by a restart counts once)."""
-    files = sorted(Path(out_dir, agent).glob("events-*.parquet"))
-    if not files:
-        return pd.DataFrame(columns=TICK_EVENT_COLUMNS)
-    df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    df = df.drop_duplicates(subset=["kind", "id"], keep="last")
-    return df.sort_values(["seq", "ts"], kind="stable").reset_index(drop=True)
+    written twice by a restart counts once; batch and compacted day files,
+    :func:`.events.read_events`)."""
+    return read_events(out_dir, agent, TICK_LAYOUT)
 
 
 class TickRedisTrader(RedisTrader):
@@ -94,8 +87,17 @@ class TickRedisTrader(RedisTrader):
         keys: LiveKeys | None = None,
         batch: int = 1000,
         start_id: str = "0",
+        compact: bool = True,
     ) -> None:
-        super().__init__(r, trader, feed, out_dir, keys=keys, batch=batch, start_id=start_id)  # type: ignore[arg-type]
+        super().__init__(r, trader, feed, out_dir, keys=keys, batch=batch, start_id=start_id,
+                         compact=compact)  # type: ignore[arg-type]  # fmt: skip
+
+    layout = TICK_LAYOUT
+
+    def clock_day(self) -> int | None:
+        """The UTC day of the last event applied (None before the first)."""
+        t = self.trader.last_ts  # type: ignore[attr-defined]
+        return None if t is None else int(t) // NS_PER_DAY
 
     def _load(self) -> None:
         self._daily = {}
@@ -230,7 +232,9 @@ class TickRedisTrader(RedisTrader):
 
         self._retry(commit, "committing a batch")
         self._daily = {}
+        self._compact_finished_days()
         if self.on_commit is not None:
             kinds = [e["kind"] for e in events]
             self.on_commit({"orders": 0, "fills": kinds.count("fill"), "rejections": 0,
-                            "equity": eq, "pnl": eq - tr.capital, "latency_s": []})  # fmt: skip
+                            "equity": eq, "pnl": eq - tr.capital,
+                            "exposure": float(status["exposure"]), "latency_s": []})  # fmt: skip
