@@ -18,15 +18,15 @@ Four checks:
   ``audit_bars(bars, params)``; those bars are added to the cuts below.
 
   An agent class of quantarena itself (not a user subclass) with a streaming path
-  (:meth:`Agent.stream`) is checked on every bar in one incremental pass instead: its stream,
-  fed the bars one at a time from the first, must give the positions computed on all the
-  bars at EVERY bar (not just the last ``every_bar_span``). The stream never holds a later
-  bar, so equality proves each weight the backtest uses is a function of the bars up to its
-  own — with no ``horizon`` or ``window`` limit — at ``O(window)`` per bar instead of a
-  ``window + block`` bar run per cut. Where the stream differs anywhere (a changed agent, a
-  device's rounding) the truncation check above decides, so the fast path can only
-  confirm a pass, never hide or invent a failure. ``every_bar_method="truncate"`` forces
-  the truncation check.
+  (:meth:`Agent.stream`) is checked in one incremental pass instead: from ``s0`` (the
+  window before the span's first cut, where the truncation check's first runs start; bar 0
+  when the span is every bar) its stream, fed the bars one at a time, must give at every bar
+  the positions computed on all of ``bars[s0:]``. The stream never holds a later bar, so
+  equality proves each of those weights is a function of the bars up to its own — with no
+  ``horizon`` limit — at ``O(window)`` per bar instead of a ``window + block`` bar run per
+  cut. Where the stream differs anywhere (a changed agent, a device's rounding) the
+  truncation check above decides, so the fast path can only confirm a pass, never hide or
+  invent a failure. ``every_bar_method="truncate"`` forces the truncation check.
 * ``truncate`` — the positions computed on ``bars[:t+1]`` must equal rows ``0..t`` of the
   positions computed on the full data. An agent that reads ``close[t+1]`` sees a
   different (missing) value when the data stops at ``t``.
@@ -350,7 +350,14 @@ def audit(
         result.every_bar_window = window
         first = 0 if every_bar_span is None else max(0, T - int(every_bar_span))
         streamed = every_bar_method == "auto" and has_shipped_stream(ag)
-        if streamed and _stream_reproduces(ag, bars, sub, full[:, :, cols], atol):
+        if streamed:
+            # the stream pass starts a window before the span (where the truncation check's
+            # first runs start) and is compared with the positions computed from that bar
+            s0 = max(0, first - window)
+            tail = bars.select(slice(s0, T))
+            want = full[:, :, cols] if s0 == 0 else _as3d(ag.positions(tail, sub, xp), len(cols))
+            streamed = _stream_reproduces(ag, tail, sub, want, atol)
+        if streamed:
             result.every_bar_method = "stream"
             found = None
         else:  # no shipped stream, or it differs somewhere: the truncation check decides
