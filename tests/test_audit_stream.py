@@ -73,6 +73,17 @@ def test_a_leak_in_a_shipped_agent_falls_back_to_truncation_and_is_caught(
     assert res.first_ts % (60 * MINUTE) == 0 and res.first_bar == res.cut
 
 
+def test_a_stream_that_cannot_run_leaves_the_truncation_check(
+    bars: BarPanel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_stream(self, params, n_assets, interval_ns):
+        raise NotImplementedError("no stream here")
+
+    monkeypatch.setattr(Momentum, "_stream", no_stream)
+    res = audit("momentum", bars.select(slice(0, 800)), checks=("every_bar",))
+    assert res.passed and res.every_bar_method == "truncate"
+
+
 def test_first_diff_is_isclose_with_rtol_0() -> None:
     rng = np.random.default_rng(0)
     a = rng.normal(size=(50, 2, 7)).astype(np.float32)
