@@ -4,7 +4,8 @@ For each array agent (its default grid): the whole audit (every-bar check over t
 bars + truncate / perturb at 6 cuts + stream), the every-bar check alone, and the slow
 definition it replaces — for each of the same 5,000 cuts ``c``, the positions on every prefix
 ``bars[:c+1]`` against the full run — timed on 50 cuts and scaled to 5,000 (both on the
-every-bar check's parameter sets, Numba on one thread as in the check).
+every-bar check's parameter sets, Numba on one thread as in the check). For these shipped
+agents the every-bar check is the incremental stream pass (docs/agents.md).
 
 ``python -m benchmarks.bench_audit`` or ``python -m benchmarks.run --only audit``.
 """

@@ -16,6 +16,17 @@ Four checks:
   other checks use all of it). Agents whose every call trains models (the
   ``ml`` agent) set ``audit_every_bar = False`` and name their critical bars (refits) in
   ``audit_bars(bars, params)``; those bars are added to the cuts below.
+
+  An agent class of quantarena itself (not a user subclass) with a streaming path
+  (:meth:`Agent.stream`) is checked in one incremental pass instead: from ``s0`` (the
+  window before the span's first cut, where the truncation check's first runs start; bar 0
+  when the span is every bar) its stream, fed the bars one at a time, must give at every bar
+  the positions computed on all of ``bars[s0:]``. The stream never holds a later bar, so
+  equality proves each of those weights is a function of the bars up to its own — with no
+  ``horizon`` limit — at ``O(window)`` per bar instead of a ``window + block`` bar run per
+  cut. Where the stream differs anywhere (a changed agent, a device's rounding) the
+  truncation check above decides, so the fast path can only confirm a pass, never hide or
+  invent a failure. ``every_bar_method="truncate"`` forces the truncation check.
 * ``truncate`` — the positions computed on ``bars[:t+1]`` must equal rows ``0..t`` of the
   positions computed on the full data. An agent that reads ``close[t+1]`` sees a
   different (missing) value when the data stops at ``t``.
@@ -29,7 +40,8 @@ Four checks:
 that reach far ahead, e.g. a full-sample mean); ``every_bar`` catches leaks a few bars ahead
 on any bar.
 
-Positions are compared with a tiny tolerance (``atol=1e-7``: float32 weights) and NaN = NaN.
+Positions are compared with a tiny tolerance (``atol=1e-7``: float32 weights) and NaN = NaN
+(bit-equal blocks are recognised in one ``==`` pass; only unequal rows are compared in float64).
 The result names the first offending bar and parameter set.
 """
 
@@ -52,7 +64,7 @@ if TYPE_CHECKING:
 
 
 #: bumped when a change of the audit can change a verdict (cached verdicts then expire)
-AUDIT_VERSION = 2
+AUDIT_VERSION = 3
 
 CHECKS: tuple[str, ...] = ("every_bar", "truncate", "perturb", "stream")
 
@@ -72,7 +84,9 @@ class AuditResult:
     ``passed`` is True when every check held at every cut. Otherwise ``check`` names the
     failing check, ``cut`` the cut point, ``first_bar`` the first bar index whose weights
     differ (and ``first_ts`` its time, ns), ``param_index`` / ``params`` the first differing
-    parameter set, ``expected`` / ``got`` the two weights.
+    parameter set, ``expected`` / ``got`` the two weights. ``every_bar_window`` is the
+    truncation runs' history (bars) and ``every_bar_method`` which every-bar check ran
+    (``"stream"``: the incremental pass; ``"truncate"``: the truncation runs).
     """
 
     agent: str
@@ -91,6 +105,7 @@ class AuditResult:
     expected: float | None = None
     got: float | None = None
     every_bar_window: int | None = None
+    every_bar_method: str | None = None
 
     @property
     def verdict(self) -> str:
@@ -129,8 +144,11 @@ class AuditResult:
 
 
 def _as3d(a: Any, n_params: int) -> np.ndarray:
-    """Weights as ``(T, A, P)`` float64 on the host; one column stands for every set."""
-    h = np.asarray(to_numpy(a), dtype=np.float64)
+    """Weights as ``(T, A, P)`` floats on the host (their own float dtype: no float64 copy
+    of a float32 block); one column stands for every set."""
+    h = np.asarray(to_numpy(a))
+    if h.dtype.kind != "f":
+        h = h.astype(np.float64)
     if h.ndim == 1:
         h = h[:, None]
     if h.ndim == 2:
@@ -164,11 +182,23 @@ def perturb_after(bars: BarPanel, t: int, seed: int = 0) -> BarPanel:
 
 
 def _first_diff(expected: np.ndarray, got: np.ndarray, atol: float) -> tuple[int, int, int] | None:
-    same = np.isclose(got, expected, rtol=0.0, atol=atol, equal_nan=True)
+    """The first ``(row, asset, set)`` where ``got`` and ``expected`` differ by more than
+    ``atol`` (NaN = NaN; ``np.isclose`` with ``rtol=0`` in float64), or None.
+
+    Bit-equal blocks (a causal agent's, nearly always) cost one ``==`` pass in their own dtype;
+    only the rows with an unequal value are compared in float64."""
+    eq = got == expected
+    if eq.all():
+        return None
+    rows = np.flatnonzero(~eq.reshape(eq.shape[0], -1).all(axis=1))
+    g = np.asarray(np.broadcast_to(got, eq.shape)[rows], dtype=np.float64)
+    e = np.asarray(np.broadcast_to(expected, eq.shape)[rows], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        same = eq[rows] | (np.isnan(g) & np.isnan(e)) | (np.abs(g - e) <= atol)
     if same.all():
         return None
-    t, a, p = np.argwhere(~same)[0]
-    return int(t), int(a), int(p)
+    r, a, p = np.argwhere(~same)[0]
+    return int(rows[r]), int(a), int(p)
 
 
 def default_cuts(n_bars: int, n_cuts: int = 6, seed: int = 0) -> list[int]:
@@ -231,6 +261,7 @@ def audit(
     every_bar_span: int | None = EVERY_BAR_SPAN,
     max_window: int = MAX_WINDOW,
     population: P.Params | None = None,
+    every_bar_method: str = "auto",
 ) -> AuditResult:
     """Audit ``agent`` for look-ahead on ``bars`` (see the module docstring).
 
@@ -254,10 +285,16 @@ def audit(
         every_bar_span: ``every_bar``: check the last this many bars (None: every bar).
         max_window: ``every_bar``: the widest window (see the module docstring).
         population: an explicit population (name -> (P,) array) instead of ``params``.
+        every_bar_method: ``every_bar``: ``"auto"`` (an agent of quantarena with a streaming
+            path passes when its stream reproduces its positions at every bar; any other
+            agent, or a stream that differs, is checked by truncation) or ``"truncate"``
+            (truncation always).
     """
     unknown = [c for c in checks if c not in CHECKS]
     if unknown:
         raise ValueError(f"unknown audit check {unknown[0]!r}: use {', '.join(CHECKS)}")
+    if every_bar_method not in ("auto", "truncate"):
+        raise ValueError(f"unknown every_bar_method {every_bar_method!r}: use auto or truncate")
     for name, v in (("window", window), ("block", block), ("horizon", horizon)):
         if int(v) < 1:
             raise ValueError(f"audit option {name} must be at least 1 bar, got {v}")
@@ -314,7 +351,22 @@ def audit(
         window = min(max(int(window), 2 * warmup), max(int(max_window), int(window)))
         result.every_bar_window = window
         first = 0 if every_bar_span is None else max(0, T - int(every_bar_span))
-        found = _every_bar(ag, bars, sub, xp, atol, int(window), int(block), int(horizon), first)
+        streamed = every_bar_method == "auto" and has_shipped_stream(ag)
+        if streamed:
+            # the stream pass starts a window before the span (where the truncation check's
+            # first runs start) and is compared with the positions computed from that bar
+            s0 = max(0, first - window)
+            tail = bars.select(slice(s0, T))
+            want = full[:, :, cols] if s0 == 0 else _as3d(ag.positions(tail, sub, xp), len(cols))
+            streamed = _stream_reproduces(ag, tail, sub, want, atol)
+        if streamed:
+            result.every_bar_method = "stream"
+            found = None
+        else:  # no shipped stream, or it differs somewhere: the truncation check decides
+            result.every_bar_method = "truncate"
+            found = _every_bar(
+                ag, bars, sub, xp, atol, int(window), int(block), int(horizon), first
+            )
         if found is not None:
             cut, s, d, exp, got = found
             return fail("every_bar", cut, d, exp, got, offset=s, cols=cols)
@@ -340,6 +392,29 @@ def audit(
     if d is not None:
         return fail("stream", None, d, full, streamed)
     return result
+
+
+def has_shipped_stream(ag: Agent) -> bool:
+    """Whether ``ag`` is an agent class of :mod:`quantarena.strategies` itself (not a user
+    subclass) with a streaming path: its stream is fed one bar at a time and sees no later
+    bar, so it is a causal computation the audit can trust."""
+    cls = type(ag)
+    return cls.__module__.startswith("quantarena.strategies.") and (
+        cls._stream is not Agent._stream
+    )
+
+
+def _stream_reproduces(
+    ag: Agent, bars: BarPanel, pop: P.Params, expected: np.ndarray, atol: float
+) -> bool:
+    """Whether the agent's stream, fed ``bars`` one at a time from the first, gives
+    ``expected`` (the positions on all of ``bars``, ``(T, A, P)``) at every bar."""
+    try:
+        st = ag.stream(pop, n_assets=bars.n_assets, interval_ns=int(bars.interval_ns))
+        streamed = st.run(bars)
+    except (NotImplementedError, ValueError):  # no stream for this case: truncation decides
+        return False
+    return _first_diff(expected, streamed, atol) is None
 
 
 def _every_bar(

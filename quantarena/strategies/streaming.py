@@ -232,28 +232,31 @@ class ChannelStream:
     def __init__(self, windows: Sequence[int], n_cols: int) -> None:
         self.w = [int(w) for w in windows]
         self.C = int(n_cols)
-        self.hi = Ring(max(self.w), self.C)
-        self.lo = Ring(max(self.w), self.C)
+        self.size = max(1, max(self.w))
+        self.k = np.asarray(self.w, dtype=np.int64) - 1  # row w-1 of a newest-first scan
+        # each bar is written twice (rows i and i + size), so the last `size` bars are one
+        # contiguous slice; bars before the first are NaN
+        self.hi = np.full((2 * self.size, self.C), np.nan)
+        self.lo = np.full((2 * self.size, self.C), np.nan)
+        self.t = 0  # bars pushed so far = index of the bar being decided
 
     def update(self, high: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The channels at the coming bar (from the bars pushed so far), then push this bar."""
-        t = self.hi.t + 1  # index of the bar being decided
-        W = len(self.w)
-        up = np.full((self.C, W), np.nan)
-        dn = np.full((self.C, W), np.nan)
-        for c in range(self.C):
-            for j, w in enumerate(self.w):
-                if t < w:
-                    continue
-                hs = self.hi.window(c, t - w, t - 1)
-                ls = self.lo.window(c, t - w, t - 1)
-                if all(_finite(v) for v in hs):
-                    up[c, j] = max(hs)
-                if all(_finite(v) for v in ls):
-                    dn[c, j] = min(ls)
-        self.hi.push(high)
-        self.lo.push(low)
-        return up, dn
+        """The channels at the coming bar (from the bars pushed so far), then push this bar.
+
+        One newest-first scan of the last ``max(w)`` bars gives every window at once: the
+        running max (min) over bars ``t-1 .. t-w`` and whether all of them are finite."""
+        t, size = self.t, self.size
+        end = t % size + size  # one past bar t-1 in the doubled buffer
+        out = []
+        for buf, acc in ((self.hi, np.maximum), (self.lo, np.minimum)):
+            rows = buf[end - size : end][::-1]  # row k: bar t-1-k
+            ok = np.logical_and.accumulate(np.isfinite(rows), axis=0)[self.k]
+            out.append(np.where(ok, acc.accumulate(rows, axis=0)[self.k], np.nan).T)
+        i = t % size
+        self.hi[i] = self.hi[i + size] = high
+        self.lo[i] = self.lo[i + size] = low
+        self.t = t + 1
+        return out[0], out[1]
 
 
 def _row(v: Any, n_assets: int, name: str) -> np.ndarray:
