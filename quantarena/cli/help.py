@@ -35,6 +35,8 @@ EXAMPLES: dict[str, str] = {
     "live trade": "quantarena live trade --agent momentum --param fast=10 --param slow=50",
     "live status": "quantarena live status --watch",
     "live run": "quantarena live run configs/live.yaml",
+    "live promote": "quantarena live promote --from runs/demo --top 5",
+    "live compact": "quantarena live compact --out runs/live",
     "kill": "quantarena kill --agent momentum --reason drill",
     "resume": "quantarena resume --agent momentum",
     "data synth": "quantarena data synth --store store --symbols 4 --bars 10000 --interval 1m",
