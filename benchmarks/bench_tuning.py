@@ -11,7 +11,7 @@ bar's open) on the first 30,000 real FTX BTC-PERP 1-minute bars of ``data/sample
   (same budget, same batches), paired by seed: mean difference ± 1 s.e. and a two-sided sign
   test, on two problems — the momentum Sharpe above, and the Hartmann-6 function (6 floats in
   [0, 1], maximise −H6, optimum 3.32237) so the sampler is not tuned to one landscape. Goal: no
-  worse. Seeds: ``QA_TUNING_SEEDS`` (default 6, to keep the suite short; Optuna's TPE costs
+  worse. Seeds: ``QA_TUNING_SEEDS`` (default 3, to keep the suite short; Optuna's TPE costs
   ≈ 10 s a seed) or ``python -m benchmarks.bench_tuning --seeds 100``.
 
 Reported per case: wall time, trials/s, engine calls and the engine's share of the time (the
@@ -34,7 +34,7 @@ DATA = ROOT / "data" / "sample" / "btc-perp-20211231-20220201_1m.csv"
 N_BARS = 30_000
 SPACE = {"fast": "2:200", "slow": "10:1000", "ma": "sma"}
 N_TRIALS = 512
-QUALITY_SEEDS = int(os.environ.get("QA_TUNING_SEEDS", "6"))
+QUALITY_SEEDS = int(os.environ.get("QA_TUNING_SEEDS", "3"))
 QUALITY_ONLY = False  # --quality-only: skip the speed cases
 
 # Hartmann-6 (Surjanovic & Bingham's library): maximise sum_i c_i exp(-sum_j a_ij (x_j - p_ij)^2)
