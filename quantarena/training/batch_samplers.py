@@ -23,8 +23,9 @@ snap back to their grid), a categorical one to the index of its choice.
   pruned and failed trials — invalid or never-trading sets — count as bad). Each density is an
   equal-weight mixture of one kernel per observation plus a uniform prior component: a product
   of normals truncated to ``[0, 1]`` with bandwidth ``σ = 0.2 · (n + 1)^(−1/(d + 4))`` (Scott's
-  rule, as Optuna's multivariate TPE did before 4.x; at least half a grid step for integers)
-  and, for categoricals, ``(1 − α)`` on the observed choice plus ``α / K`` on each. A batch of
+  rule, as in Falkner et al.'s multivariate KDE; Optuna 5's per-kernel neighbour gaps measured
+  worse here, see docs/benchmarks.md; at least half a grid step for integers) and, for
+  categoricals, ``(1 − α)`` on the observed choice plus ``α / K`` on each. A batch of
   ``k`` draws ``k × 24`` candidates from ``l``, drops sets the agent rejects (``valid``), and
   takes the argmax of ``log l − log g`` in each row of 24 (Optuna's ``n_ei_candidates``),
   skipping sets already taken in the batch or already evaluated. Each pick then joins ``g`` as
