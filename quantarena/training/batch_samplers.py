@@ -23,12 +23,17 @@ snap back to their grid), a categorical one to the index of its choice.
   pruned and failed trials — invalid or never-trading sets — count as bad). Each density is an
   equal-weight mixture of one kernel per observation plus a uniform prior component: a product
   of normals truncated to ``[0, 1]`` with bandwidth ``σ = 0.2 · (n + 1)^(−1/(d + 4))`` (Scott's
-  rule, as Optuna's multivariate TPE; at least half a grid step for integers) and, for
-  categoricals, ``(1 − α)`` on the observed choice plus ``α / K`` on each. A batch of ``k``
-  draws ``k × 24`` candidates from ``l``, drops sets the agent rejects (``valid``), and takes
-  the argmax of ``log l − log g`` in each row of 24 (Optuna's ``n_ei_candidates``), skipping
-  sets already taken in the batch or already evaluated. The first ``n_startup`` trials (10) are
-  uniform random.
+  rule, as in Falkner et al.'s multivariate KDE; Optuna 5's per-kernel neighbour gaps measured
+  worse here, see docs/benchmarks.md; at least half a grid step for integers) and, for
+  categoricals, ``(1 − α)`` on the observed choice plus ``α / K`` on each. A batch of
+  ``k`` draws ``k × 24`` candidates from ``l``, drops sets the agent rejects (``valid``), and
+  takes the argmax of ``log l − log g`` in each row of 24 (Optuna's ``n_ei_candidates``),
+  skipping sets already taken in the batch or already evaluated. Each pick then joins ``g`` as
+  a "constant liar" kernel before the next row is scored, with the bandwidth Optuna's refit
+  would give it (the larger gap to its neighbours among g's centres, per dimension, at least
+  ``1 / min(100, n + 2)``): a local lie, so the batch spreads over the good region without
+  being pushed out of it, as Optuna's TPE with ``constant_liar=True`` refitting on every ask —
+  with no refit. The first ``n_startup`` trials (10) are a scrambled Sobol design.
 * :class:`BatchCmaEsSampler` — CMA-ES (Hansen, 2016) through the ``cmaes`` package, one
   generation per batch (``popsize = batch``): a batch is told to the optimiser when the next one
   is prepared (maximised objectives are negated; pruned/failed trials get the worst value seen).
@@ -304,6 +309,26 @@ def _single(d: BaseDistribution) -> Any:
 # ---------------------------------------------------------------------------------- TPE
 
 
+def _neighbour_sigma(mu: np.ndarray) -> np.ndarray:
+    """Optuna's TPE bandwidths of kernel centres ``mu`` (n, d) in the unit cube, per dimension.
+
+    A kernel's σ is the larger gap to its sorted neighbours (the cube's ends count as
+    neighbours, except beside the outermost centres, which look only inward: Optuna's
+    ``consider_endpoints=False``). Clipping is the caller's.
+    """
+    n, d = mu.shape
+    order = np.argsort(mu, axis=0, kind="stable")
+    s = np.take_along_axis(mu, order, axis=0)
+    ext = np.concatenate([np.zeros((1, d)), s, np.ones((1, d))], axis=0)
+    sig = np.maximum(ext[1:-1] - ext[:-2], ext[2:] - ext[1:-1])
+    if n >= 2:
+        sig[0] = ext[2] - ext[1]
+        sig[-1] = ext[-2] - ext[-3]
+    out = np.empty_like(sig)
+    np.put_along_axis(out, order, sig, axis=0)
+    return out
+
+
 class _Parzen:
     """A mixture of truncated-normal × categorical kernels plus a uniform prior component."""
 
@@ -312,6 +337,7 @@ class _Parzen:
         self.mu = u
         self.c = c
         self.n_choices = unit.n_choices
+        self.grid_sigma = unit.min_sigma
         scale = (n + 1) ** (-1.0 / (unit.dim + 4))
         self.sigma = np.maximum(0.2 * scale, unit.min_sigma)  # (d_num,)
         self.alpha = min(0.5, 0.25 * scale * 4 / 3)  # categorical smoothing
@@ -347,18 +373,31 @@ class _Parzen:
         return u, c
 
     def log_kernel(
-        self, u: np.ndarray, c: np.ndarray, mu: np.ndarray, cat: np.ndarray
+        self, u: np.ndarray, c: np.ndarray, mu: np.ndarray, cat: np.ndarray, sigma: np.ndarray
     ) -> np.ndarray:
-        """Log density of points ``u``, ``c`` under one kernel centred at ``mu``, ``cat``."""
-        a = special.ndtr((0.0 - mu) / self.sigma)
-        b = special.ndtr((1.0 - mu) / self.sigma)
+        """Log density of points ``u``, ``c`` under one kernel at ``mu``, ``cat`` (bandwidth
+        ``sigma`` per numeric dimension, in unit-cube units)."""
+        a = special.ndtr((0.0 - mu) / sigma)
+        b = special.ndtr((1.0 - mu) / sigma)
         log_z = np.log(np.maximum(b - a, 1e-300))
-        z = (u - mu) / self.sigma
-        lp = (-0.5 * z * z - np.log(self.sigma * math.sqrt(2 * math.pi)) - log_z).sum(axis=1)
+        z = (u - mu) / sigma
+        lp = (-0.5 * z * z - np.log(sigma * math.sqrt(2 * math.pi)) - log_z).sum(axis=1)
         for j, k in enumerate(self.n_choices):
             same = c[:, j] == cat[j]
             lp += np.log(np.where(same, 1 - self.alpha + self.alpha / k, self.alpha / k))
         return lp
+
+    def liar_sigma(self, liars: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """Bandwidth (d_num,) of a lie at ``at`` joining this mixture after the ``liars`` (j, d_num).
+
+        What Optuna's refit would give it: its larger gap to its neighbours among all centres
+        (:func:`_neighbour_sigma`), at least ``1 / min(100, n + 2)`` (Optuna's magic clip, ``n``
+        centres with this one) and half a grid step. Local where the centres are dense, so a
+        lie pushes the next proposals off its own neighbourhood, not off the whole good region.
+        """
+        mu = np.concatenate([self.mu, liars, at[None]], axis=0)
+        lo = np.maximum(1.0 / min(100.0, len(mu) + 2.0), self.grid_sigma)
+        return np.maximum(_neighbour_sigma(mu)[-1], lo)
 
     def log_pdf(self, u: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Log density of points ``u`` (m, d_num), ``c`` (m, d_cat) under the mixture."""
@@ -384,12 +423,22 @@ class BatchTPESampler(BatchSampler):
         seed: seeds every draw.
         n_startup: trials drawn uniformly before the model is used.
         n_candidates: candidates drawn from ``l`` per proposal (argmax of ``l / g``).
+        liar: add each proposal to ``g`` as a local lie before the next one is chosen
+            (``False`` only to study the sampler: the batch then piles onto the argmax).
     """
 
-    def __init__(self, seed: int | None = 0, *, n_startup: int = 10, n_candidates: int = 24):
+    def __init__(
+        self,
+        seed: int | None = 0,
+        *,
+        n_startup: int = 10,
+        n_candidates: int = 24,
+        liar: bool = True,
+    ) -> None:
         super().__init__(seed)
         self.n_startup = int(n_startup)
         self.n_candidates = int(n_candidates)
+        self.liar = bool(liar)
 
     @staticmethod
     def gamma(n: int) -> int:
@@ -417,16 +466,22 @@ class BatchTPESampler(BatchSampler):
         chosen: list[int] = []
         taken = set(seen)
         n_g = len(bad) + 1  # components of g, the prior included
+        liars = np.empty((0, u.shape[1]))
         for row in rows:
             score = np.where(ok[row], log_l[row] - log_g[row], -np.inf)
             ranked = row[np.argsort(-score, kind="stable")]
             pick = next((i for i in ranked if tuple(keys[i]) not in taken), ranked[0])
             taken.add(tuple(keys[pick]))
             chosen.append(int(pick))
-            # constant liar: the pick joins g as a bad observation until it is told, so the
-            # next proposals of the batch move away from it
-            log_k = g_est.log_kernel(u, c, u[pick], c[pick])
+            if not self.liar:
+                continue
+            # constant liar: the pick joins g as a bad observation until it is told, with the
+            # bandwidth Optuna's refit would give it (local), so the next proposals of the
+            # batch move off its neighbourhood but stay in the good region
+            sig = g_est.liar_sigma(liars, u[pick])
+            log_k = g_est.log_kernel(u, c, u[pick], c[pick], sig)
             log_g = np.logaddexp(log_g + math.log(n_g), log_k) - math.log(n_g + 1)
+            liars = np.concatenate([liars, u[pick][None]], axis=0)
             n_g += 1
         sel = np.asarray(chosen, dtype=np.int64)
         return self._as_sets(unit, u[sel], c[sel])
