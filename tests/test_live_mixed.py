@@ -148,7 +148,7 @@ def test_bar_and_tick_agents_under_one_director(
     redis_client, tmp_path, store, bars, backtest
 ) -> None:
     cfg, svc, reallocs = _mixed_run(redis_client, "qa-live-mixed-test", tmp_path / "live",
-                                    store, bars)  # fmt: skip
+                                    store, bars, compact=True)  # fmt: skip
     try:
         _check(redis_client, cfg, svc, reallocs, bars, backtest)
     finally:
@@ -163,7 +163,7 @@ def test_bar_and_tick_agents_as_ray_actors(redis_client, tmp_path, store, bars, 
     prefix = "qa-live-mixed-ray-test"
     try:
         cfg, svc, reallocs = _mixed_run(redis_client, prefix, tmp_path / "live", store, bars,
-                                        ray=True)  # fmt: skip
+                                        ray=True, compact=True)  # fmt: skip
         _check(redis_client, cfg, svc, reallocs, bars, backtest)
         mm = ray.get_actor("paper:mm")
         np.testing.assert_array_equal(
@@ -187,4 +187,4 @@ def test_config_errors_for_tick_agents() -> None:
     with pytest.raises(ValueError, match="compact must be true or false"):
         load_live_config({**base, "tick_feed": "t", "compact": "yes"})
     cfg = load_live_config({**base, "agents": [{"agent": "market_maker", "feed": "t2"}]})
-    assert cfg.agents[0].feed == "t2" and cfg.compact is True
+    assert cfg.agents[0].feed == "t2" and cfg.compact is False  # off unless asked for

@@ -193,7 +193,8 @@ def test_through_redis_with_a_crash_equals_backtest(store, messages, redis_clien
         def trader():
             return TickPaperTrader("mm1", get_agent("market_maker"), MM, USDM)
 
-        rt = TickRedisTrader(r, trader(), "ticks", tmp_path, keys=keys, batch=2500)
+        rt = TickRedisTrader(r, trader(), "ticks", tmp_path, keys=keys, batch=2500,
+                             compact=True)  # fmt: skip
         calls = {"n": 0}
 
         def boom():
@@ -206,7 +207,8 @@ def test_through_redis_with_a_crash_equals_backtest(store, messages, redis_clien
             rt.run(idle_stop_s=0.5)
         assert r.xpending(keys.feed("ticks"), "agent:mm1")["pending"] == 2500
         # restart: the snapshot of batch 12, then the pending batch, then the rest
-        rt2 = TickRedisTrader(r, trader(), "ticks", tmp_path, keys=keys, batch=1700)
+        rt2 = TickRedisTrader(r, trader(), "ticks", tmp_path, keys=keys, batch=1700,
+                              compact=True)  # fmt: skip
         assert rt2.trader.n_events > 0 and rt2.seq.seq == 12 * 2500 - 1
         rt2.run(idle_stop_s=0.5)
         res = _backtest(store, "market_maker", MM)

@@ -97,7 +97,7 @@ class RedisTrader:
         keys: LiveKeys | None = None,
         batch: int = 100,
         start_id: str = "0",
-        compact: bool = True,
+        compact: bool = False,
     ) -> None:
         self.r = r
         self.compact = bool(compact)

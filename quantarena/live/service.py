@@ -27,7 +27,7 @@ Config (YAML)::
     mlflow: {uri: "sqlite:///runs/live/mlflow.db", experiment: quantarena-live}
     promote: {from: runs/quick, top: 5, require_gates: true}   # optional (live/promotion.py)
     tick_feed: ticks        # the tick agents' feed (quantarena feed replay --ticks); optional
-    compact: true           # traders compact their finished UTC days' event files
+    compact: false          # true: traders compact their finished UTC days' files themselves
     agents:
       - {name: mom, agent: momentum, params: {fast: 10, slow: 50}}
       - {name: hold, agent: buy_hold}
@@ -96,7 +96,7 @@ class LiveConfig:
     promote: Any = None  # a PromoteConfig (live/promotion.py): agents from a tournament
     tick_feed: str | None = None  # the tick agents' feed (quotes and trades)
     tick_batch: int = 1000  # messages a tick trader reads per batch
-    compact: bool = True  # traders compact their finished UTC days' event files
+    compact: bool = False  # traders compact their finished UTC days' files between batches
 
 
 def load_live_config(src: str | Path | dict[str, Any]) -> LiveConfig:
@@ -160,7 +160,7 @@ def load_live_config(src: str | Path | dict[str, Any]) -> LiveConfig:
     if "redis" not in d and os.environ.get("QUANTARENA_REDIS"):
         # a submitted job's Redis (no password in configs)
         d["redis"] = os.environ["QUANTARENA_REDIS"]
-    if not isinstance(d.get("compact", True), bool):
+    if not isinstance(d.get("compact", False), bool):
         raise ValueError(f"{where}: compact must be true or false, got {d['compact']!r}")
     if int(d.get("tick_batch", 1000)) < 1:
         raise ValueError(f"{where}: tick_batch must be >= 1, got {d['tick_batch']!r}")

@@ -87,7 +87,7 @@ class TickRedisTrader(RedisTrader):
         keys: LiveKeys | None = None,
         batch: int = 1000,
         start_id: str = "0",
-        compact: bool = True,
+        compact: bool = False,
     ) -> None:
         super().__init__(r, trader, feed, out_dir, keys=keys, batch=batch, start_id=start_id,
                          compact=compact)  # type: ignore[arg-type]  # fmt: skip
