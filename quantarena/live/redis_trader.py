@@ -275,6 +275,29 @@ class RedisTrader:
         ex = self.trader.exchange
         return int(ex._ts) // NS_PER_DAY if ex.n_bars else None
 
+    def _transact(self, events: list[dict], snap: Any, status: dict, ids: list) -> None:
+        """Make a batch's effects durable in ONE Redis transaction — its events, the trader's
+        snapshot, status and daily marks, and the XACK of its entries — retried with backoff;
+        then compact finished days (when on). The bar and tick traders' one commit path."""
+        if self.fail_before_commit is not None:
+            self.fail_before_commit()
+
+        def commit() -> None:
+            pipe = self.r.pipeline(transaction=True)
+            for ev in events:
+                pipe.xadd(self.keys.events(self.name), {"json": json.dumps(ev, default=float)})
+            pipe.set(self.keys.state(self.name), snap)
+            pipe.hset(self.keys.status(self.name), mapping=status)
+            if self._daily:
+                pipe.hset(self.keys.daily(self.name), mapping=self._daily)
+            if ids:
+                pipe.xack(self.stream, self.group, *ids)
+            pipe.execute()
+
+        self._retry(commit, "committing a batch")
+        self._daily = {}
+        self._compact_finished_days()
+
     def _compact_finished_days(self) -> None:
         """After a durable batch: when the bar clock reached a new UTC day (or at the first
         batch of this run), compact the days before it into day files. Between batches
@@ -349,24 +372,7 @@ class RedisTrader:
             "rejections": str(tr.n_rejections),
             "updated": str(time.time_ns()),
         }
-        if self.fail_before_commit is not None:
-            self.fail_before_commit()
-
-        def commit() -> None:
-            pipe = self.r.pipeline(transaction=True)
-            for ev in events:
-                pipe.xadd(self.keys.events(self.name), {"json": json.dumps(ev, default=float)})
-            pipe.set(self.keys.state(self.name), snap)
-            pipe.hset(self.keys.status(self.name), mapping=status)
-            if self._daily:
-                pipe.hset(self.keys.daily(self.name), mapping=self._daily)
-            if ids:
-                pipe.xack(self.stream, self.group, *ids)
-            pipe.execute()
-
-        self._retry(commit, "committing a batch")
-        self._daily = {}
-        self._compact_finished_days()
+        self._transact(events, snap, status, ids)
         if self.on_commit is not None:
             now_ms = time.time() * 1e3
             ages = []

@@ -215,24 +215,7 @@ class TickRedisTrader(RedisTrader):
             "last_ts": str(tr.last_ts if tr.last_ts is not None else 0),
             "updated": str(time.time_ns()),
         }
-        if self.fail_before_commit is not None:
-            self.fail_before_commit()
-
-        def commit() -> None:
-            pipe = self.r.pipeline(transaction=True)
-            for ev in events:
-                pipe.xadd(self.keys.events(self.name), {"json": json.dumps(ev, default=float)})
-            pipe.set(self.keys.state(self.name), snap)
-            pipe.hset(self.keys.status(self.name), mapping=status)
-            if self._daily:
-                pipe.hset(self.keys.daily(self.name), mapping=self._daily)
-            if ids:
-                pipe.xack(self.stream, self.group, *ids)
-            pipe.execute()
-
-        self._retry(commit, "committing a batch")
-        self._daily = {}
-        self._compact_finished_days()
+        self._transact(events, snap, status, ids)
         if self.on_commit is not None:
             kinds = [e["kind"] for e in events]
             self.on_commit({"orders": 0, "fills": kinds.count("fill"), "rejections": 0,
