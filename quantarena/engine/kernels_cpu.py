@@ -967,8 +967,10 @@ def run_block_multi(
 ):
     """The general kernel: every parameter set in parallel (see :func:`_multi_param`)."""
     for p in prange(S.shape[1]):
+        # prange's index is unsigned: cast it, so the callee compiles once for the int64 that
+        # its serial callers (the paper exchange) pass too
         _multi_param(
-            p,
+            np.int64(p),
             t0,
             B,
             pos,
@@ -1026,7 +1028,7 @@ def run_block_single(t0, B, pos, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, c
                      RI):  # fmt: skip
     """The fast one-asset kernel: groups of ``G`` parameter sets in parallel."""
     for g in prange((S.shape[1] + G - 1) // G):
-        _single_group(g, t0, B, pos, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw,
+        _single_group(np.int64(g), t0, B, pos, sk, so, X0, X1, X2, I1, I2, F1, F2, ssc, slo, carry, raw,
                       op, hi, lo, cl, vol, mask, maxpos, lev, fee_r, slip_r, imp_k, imp_a,
                       imp_max, lot, mnot, sl, tp, tr, has_stops, S, SA, rec_ret, rec_eq, rec_on,
                       offs, RF, RI)  # fmt: skip

@@ -17,7 +17,13 @@ from __future__ import annotations
 import numpy as np
 
 from quantarena.strategies.base import Agent, Carry, host_block
-from quantarena.strategies.indicators import lag, rolling_maxes, rolling_mins, to_numpy
+from quantarena.strategies.indicators import (
+    lag,
+    readonly_view,
+    rolling_maxes,
+    rolling_mins,
+    to_numpy,
+)
 from quantarena.strategies.params import Int
 from quantarena.strategies.streaming import AgentStream, ChannelStream
 
@@ -41,7 +47,7 @@ class Breakout(Agent):
         lo = lag(rolling_mins(bars.low, keys), 1)
         c = np.ascontiguousarray(np.asarray(to_numpy(bars.close), np.float64))
         return {
-            "close": c.reshape(c.shape[0], -1),
+            "close": readonly_view(c.reshape(c.shape[0], -1)),
             "hi": np.ascontiguousarray(hi.reshape(hi.shape[0], -1, keys.size)),
             "lo": np.ascontiguousarray(lo.reshape(lo.shape[0], -1, keys.size)),
             "wi": np.array([col[int(w)] for w in params["window"]], np.int64),

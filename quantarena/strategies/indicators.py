@@ -163,9 +163,18 @@ class Rolling:
         return xp.where(self.count_ok(w), xp.sqrt(var), xp.nan)
 
 
+def readonly_view(a: np.ndarray) -> np.ndarray:
+    """``a`` as a read-only view (no copy). Inputs of the compiled indicator kernels go in
+    read-only, so each kernel compiles once whether the data came from this process (writable)
+    or from Ray's object store (read-only)."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
 def _host2d(x: Any) -> tuple[np.ndarray, tuple[int, ...]]:
     h = np.ascontiguousarray(to_numpy(x), dtype=np.float64)
-    return h.reshape(h.shape[0], -1), h.shape
+    return readonly_view(h.reshape(h.shape[0], -1)), h.shape
 
 
 def _windows(windows: Sequence[int] | int) -> np.ndarray:
