@@ -110,3 +110,14 @@ def sample_dir() -> Path:
 def btc_1m_csv() -> Path:
     """FTX BTC-PERP 1-minute bars, 2021-12-31 → 2022-02-01 (45,031 rows)."""
     return SAMPLE / "btc-perp-20211231-20220201_1m.csv"
+
+
+@pytest.fixture(scope="session")
+def usdm_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding the real Binance USD-M BTCUSDT capture of 2024-08-08 (book, quotes,
+    trades), ingested once per session. Read it only: tests that write make their own."""
+    from quantarena.data.store import Store
+
+    root = tmp_path_factory.mktemp("usdm") / "store"
+    Store(root).ingest([SAMPLE / "ticks" / "binance-usdm-BTCUSDT-20240808-capture.gz"])
+    return root

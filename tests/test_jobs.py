@@ -209,58 +209,17 @@ def test_connect_by_address_sends_the_token(head: LocalHead, tmp_path: Path) -> 
     assert "started False cpus 1.0" in res.stdout
 
 
-def test_real_tournament_job_succeeds_and_logs_mlflow_runs(
-    head: LocalHead, right_token, tmp_path: Path
-) -> None:
-    """`quantarena submit configs/quick.yaml --wait` runs the real tournament entrypoint on
-    the head we started (agents as actors of that cluster) and logs every run to MLflow."""
-    from mlflow import MlflowClient
-    from typer.testing import CliRunner
-
-    uri = f"sqlite:///{tmp_path / 'tour.db'}"
-    out = tmp_path / "out"
-    res = CliRunner().invoke(
-        _app(),
-        [
-            "submit",
-            str(ROOT / "configs" / "quick.yaml"),
-            "--address",
-            head.dashboard_url,
-            "--wait",
-            "--timeout",
-            "400",
-            "--mlflow-uri",
-            uri,
-            "--output-dir",
-            str(out),
-        ],
-    )
-    assert res.exit_code == 0, res.output
-    assert "SUCCEEDED" in res.output
-    assert "relative" not in res.output  # the absolute override silences the warning
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name("quick")
-    runs = client.search_runs([exp.experiment_id])
-    parent = [r for r in runs if r.data.tags.get("quantarena.role") == "tournament"]
-    assert len(parent) == 1 and parent[0].info.status == "FINISHED"
-    children = {r.data.tags["quantarena.agent"]: r for r in runs if r is not parent[0]}
-    assert set(children) == {"trend", "reversion"}
-    n_rounds = len(client.get_metric_history(parent[0].info.run_id, "kelly_total_return"))
-    assert n_rounds >= 2
-    hist = client.get_metric_history(children["trend"].info.run_id, "oos_sharpe")
-    assert sorted(m.step for m in hist) == list(range(n_rounds))
-    assert (out / "leaderboard.csv").exists() and (out / "weights.png").exists()
-
-
 def test_submitted_tournament_spreads_agents_over_two_nodes(
     head: LocalHead, right_token, monkeypatch, tmp_path: Path
 ) -> None:
-    """A worker node joins the head (two nodes on this machine): a `submit`ted tournament
-    places its agents on both, the data reaching them through the object store, and gives
-    the numbers of the same tournament run in this process."""
+    """A worker node joins the head (two nodes on this machine): `quantarena submit
+    configs/quick.yaml --wait` runs the real tournament entrypoint, places its agents on both
+    nodes, the data reaching them through the object store, logs every run to MLflow, and
+    gives the numbers of the same tournament run in this process."""
     import json
 
     import pandas as pd
+    from mlflow import MlflowClient
     from typer.testing import CliRunner
 
     from quantarena.actors.driver import run_in_process
@@ -278,6 +237,19 @@ def test_submitted_tournament_spreads_agents_over_two_nodes(
          "--output-dir", str(out)],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
+    assert "SUCCEEDED" in res.output
+    assert "relative" not in res.output  # the absolute override silences the warning
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("quick").experiment_id])
+    parent = [r for r in runs if r.data.tags.get("quantarena.role") == "tournament"]
+    assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+    children = {r.data.tags["quantarena.agent"]: r for r in runs if r is not parent[0]}
+    assert set(children) == {"trend", "reversion"}
+    n_rounds = len(client.get_metric_history(parent[0].info.run_id, "kelly_total_return"))
+    assert n_rounds >= 2
+    hist = client.get_metric_history(children["trend"].info.run_id, "oos_sharpe")
+    assert sorted(m.step for m in hist) == list(range(n_rounds))
+    assert (out / "leaderboard.csv").exists() and (out / "weights.png").exists()
     text = res.output
     start = text.index('\n{\n  "name"') + 1
     summary = json.loads(text[start : text.index("\n}\n", start) + 2])

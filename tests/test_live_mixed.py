@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quantarena.data.store import Store
 from quantarena.engine.api import load_bars_any
 from quantarena.engine.tick import core as C
 from quantarena.engine.tick.events import load_events
@@ -34,10 +33,8 @@ FIELDS = [i for i in range(C.N_AC) if i != C.A_NLOG]
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Path:
-    root = tmp_path_factory.mktemp("livemixed") / "store"
-    Store(root).ingest([sample_dir / "ticks" / "binance-usdm-BTCUSDT-20240808-capture.gz"])
-    return root
+def store(usdm_store: Path) -> Path:
+    return usdm_store
 
 
 @pytest.fixture(scope="module")

@@ -456,7 +456,7 @@ USDM = "BINANCE-USDM:BTCUSDT"
 
 
 @pytest.mark.slow
-def test_market_makers_promoted_onto_the_tick_feed(redis_client, tmp_path):
+def test_market_makers_promoted_onto_the_tick_feed(redis_client, tmp_path, usdm_store):
     """configs/ticks.yaml shrunk to its two market makers on the USD-M capture: a live run
     with a tick feed promotes both with their last round's parameters; each one's paper
     account equals its standalone tick backtest with those parameters."""
@@ -464,7 +464,6 @@ def test_market_makers_promoted_onto_the_tick_feed(redis_client, tmp_path):
 
     from quantarena.actors.driver import run_in_process
     from quantarena.config import TournamentConfig
-    from quantarena.data.store import Store
     from quantarena.engine.tick.events import load_events
     from quantarena.live.launch import tick_position
     from quantarena.live.service import LiveService, load_live_config
@@ -490,8 +489,8 @@ def test_market_makers_promoted_onto_the_tick_feed(redis_client, tmp_path):
     prefix = "qa-promote-tick-test"
     for k in r.scan_iter(match=prefix + ":*"):
         r.delete(k)
-    store = tmp_path / "store"
-    Store(store).ingest([ROOT / d["data"]["files"][0]])
+    assert Path(d["data"]["files"][0]).name == "binance-usdm-BTCUSDT-20240808-capture.gz"
+    store = usdm_store
     ev = load_events(store, USDM, depth=False)
     cfg = load_live_config({
         "redis": REDIS_URL, "redis_prefix": prefix, "tick_feed": "ticks",

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from quantarena.data.store import Store
 from quantarena.engine.tick import core as C
 from quantarena.engine.tick.events import load_events
 from quantarena.engine.tick.features import FeatureState, market_features
@@ -29,10 +28,8 @@ FIELDS = [i for i in range(C.N_AC) if i != C.A_NLOG]
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Path:
-    root = tmp_path_factory.mktemp("livetick") / "store"
-    Store(root).ingest([sample_dir / "ticks" / "binance-usdm-BTCUSDT-20240808-capture.gz"])
-    return root
+def store(usdm_store: Path) -> Path:
+    return usdm_store
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import pytest
 from typer.testing import CliRunner
 
 from quantarena.cli import app
-from quantarena.data.store import Store
 from quantarena.engine.tick import (
     ConstantLatency,
     ExchangeFilters,
@@ -102,13 +101,6 @@ def test_quoting_loop_places_rounded_post_only_quotes_after_latency():
     assert st.account("cash")[0] == pytest.approx(-99.8 + 99.8 * 1e-4)
     ask = st.resting(0, 1)
     assert ask is not None and ask["px"] == pytest.approx(100.3) and ask["side"] == -1.0
-
-
-@pytest.fixture(scope="module")
-def usdm_store(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Path:
-    root = tmp_path_factory.mktemp("mm") / "store"
-    Store(root).ingest([sample_dir / "ticks" / "binance-usdm-BTCUSDT-20240808-capture.gz"])
-    return root
 
 
 def test_glft_on_real_capture_accounts_add_up(usdm_store: Path):

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from quantarena.data.store import Store
 from quantarena.engine.tick import core as C
 from quantarena.engine.tick import load_events
 from quantarena.engine.tick.features import market_features
@@ -46,10 +45,8 @@ extern "C" void qa_set_block(int b) { blockIdx.x = b; }
 
 
 @pytest.fixture(scope="module")
-def case(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> dict:
-    root = tmp_path_factory.mktemp("tgpu") / "store"
-    Store(root).ingest([sample_dir / "ticks" / "binance-usdm-BTCUSDT-20240808-capture.gz"])
-    ev = load_events(root, "BINANCE-USDM:BTCUSDT").slice(0, N_EVENTS)
+def case(usdm_store: Path) -> dict:
+    ev = load_events(usdm_store, "BINANCE-USDM:BTCUSDT").slice(0, N_EVENTS)
     base = default_venue(ev)
     venue = type(base)(
         queue=PowerProb(2.0),

@@ -11,14 +11,11 @@ import pytest
 pytest.importorskip("hftbacktest", reason="hftbacktest is not installed (extra `tickpeer`)")
 
 from benchmarks.tick_peer import compare  # noqa: E402
-from quantarena.data.store import Store  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Path:
-    root = tmp_path_factory.mktemp("peer") / "store"
-    Store(root).ingest([sample_dir / "ticks" / "binance-usdm-BTCUSDT-20240808-capture.gz"])
-    return root
+def store(usdm_store: Path) -> Path:
+    return usdm_store
 
 
 def test_fills_position_and_pnl_agree_with_hftbacktest(store: Path):
