@@ -226,3 +226,50 @@ def test_pbo_result_fields_and_errors() -> None:
         pbo(bad)
     # deterministic
     assert np.array_equal(pbo(perf, 8).logits, res.logits)
+
+
+def _sr_safe(x: np.ndarray) -> np.ndarray:
+    """The per-period Sharpe with the module's conventions (idle column → 0), computed on the
+    concatenated rows: an arithmetic independent of the per-block sums."""
+    from quantarena.tournaments.overfitting import _safe_sharpe
+
+    return _safe_sharpe(x.mean(axis=0), x.std(axis=0, ddof=1))
+
+
+def test_pbo_compiled_loop_equals_the_direct_loop_on_a_population_with_ties() -> None:
+    """A tournament-sized case (S = 16: 12,870 combinations) with what populations hold: idle
+    parameter sets (all-zero returns, tied at Sharpe 0), duplicated sets, and sets that trade
+    rarely. The compiled CSCV loop (each combination's metric computed once, reused as its
+    complement's OOS metric) picks the same IS-best set and gives the same PBO as the
+    per-combination loop over concatenated rows, and the brute force agrees."""
+    rng = np.random.default_rng(13)
+    perf = rng.normal(0.0002, 0.01, (364, 60))
+    perf[:, :6] = 0.0  # idle sets
+    perf[:, 6:10] = perf[:, 10:14]  # duplicates
+    perf[:, 14:20] *= rng.random((364, 6)) < 0.05  # rarely in the market
+    res = pbo(perf, n_splits=16)
+    direct = pbo(perf, n_splits=16, metric=_sr_safe)
+    assert res.n_combinations == 12_870 and res.n_dropped == 364 % 16
+    assert np.array_equal(res.is_best, direct.is_best)
+    assert res.pbo == direct.pbo
+    assert np.allclose(res.logits, direct.logits, rtol=1e-12, atol=0)
+    assert np.allclose(res.is_performance, direct.is_performance, rtol=1e-9, atol=1e-15)
+    lg, p = _bruteforce_pbo(perf[:, 14:], 8, _sr)  # no idle columns: the paper's loop
+    small = pbo(perf[:, 14:], n_splits=8)
+    assert small.pbo == p and np.allclose(small.logits, lg, rtol=1e-10, atol=1e-12)
+    # the mean metric with many exact ties (multiples of 1/128: every sum exact, in any order)
+    coarse = np.round(perf * 12_800) / 128
+    m = pbo(coarse, n_splits=16, metric="mean")
+    md = pbo(coarse, n_splits=16, metric=lambda x: x.mean(axis=0))
+    assert m.pbo == md.pbo and np.array_equal(m.is_best, md.is_best)
+    assert np.array_equal(m.logits, md.logits)
+
+
+def test_cscv_needs_complementary_rows() -> None:
+    from quantarena.tournaments.cscv import cscv_select
+    from quantarena.tournaments.overfitting import _combination_masks
+
+    masks = _combination_masks(4)
+    s = np.ones((4, 3))
+    with pytest.raises(ValueError, match="complement"):
+        cscv_select(masks[[1, 0, 2, 3, 4, 5]], s, s, s, 4, sharpe=True)

@@ -10,6 +10,7 @@ a small :class:`RoundResult`.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import ray
@@ -56,6 +57,7 @@ class AgentActor:
         threads: int | None = None,
         gpu_fraction: float | None = None,
     ):
+        self._boot = process_boot()  # before anything else this constructor does
         from quantarena.engine.backend import get_backend
 
         self.panel = panel
@@ -70,6 +72,9 @@ class AgentActor:
             numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
         self.rounds_done = 0
         self.previous: RoundResult | None = None
+        self._boot["ready"] = time.time()
+        self._boot["ready_cpu_s"] = time.process_time()
+        self._rounds: list[tuple[int, float, float, float]] = []
 
     def info(self) -> dict[str, Any]:
         """Where the actor runs and what it holds (for tests and the dashboard)."""
@@ -92,6 +97,7 @@ class AgentActor:
         ``previous`` (the agent's result of the round before; the director passes it, so a
         restarted actor needs no state of its own) or, when not given, from the result this
         actor last returned."""
+        t0, c0 = time.time(), time.process_time()
         res = run_agent_round(
             self.panel,
             self.entry,
@@ -103,4 +109,23 @@ class AgentActor:
         )
         self.previous = res
         self.rounds_done += 1
+        self._rounds.append((rnd.index, t0, time.time(), time.process_time() - c0))
         return res
+
+    def timeline(self) -> dict[str, Any]:
+        """When this actor's process started and was ready (epoch seconds; CPU seconds it
+        spent booting: Ray's worker, imports, the constructor), and each round it ran:
+        ``(round index, start, end, CPU seconds)`` — for the benchmark's phase breakdown."""
+        return {"agent": self.entry.name, "pid": os.getpid(), **self._boot, "rounds": self._rounds}
+
+
+def process_boot() -> dict[str, float]:
+    """This process's start time (epoch s), now, and the CPU seconds it has used so far."""
+    now = time.time()
+    try:
+        import psutil
+
+        created = float(psutil.Process().create_time())
+    except Exception:  # pragma: no cover - psutil is a Ray dependency
+        created = now
+    return {"created": created, "init": now, "init_cpu_s": time.process_time()}

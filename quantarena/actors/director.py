@@ -16,7 +16,7 @@ from typing import Any
 
 import ray
 
-from quantarena.actors.agent import AgentActor
+from quantarena.actors.agent import AgentActor, process_boot
 from quantarena.tournaments.pipeline import RoundPipeline
 
 
@@ -54,6 +54,23 @@ def running_slots(
         count[g] = count.get(g, 0) + 1
     slots = {g: max(1, min(n, int(node_cpus.get(g, 1)))) for g, n in count.items()}
     return slots, groups
+
+
+def _timelines(actors: list[Any], timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    """The agent actors' :meth:`AgentActor.timeline` (those that answer within
+    ``timeout_s``; a restarted actor's covers its new process only)."""
+    out = []
+    try:
+        refs = [a.timeline.remote() for a in actors]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    except Exception:  # noqa: BLE001 - diagnostics only: never fail a finished tournament
+        return out
+    for r in ready:
+        try:
+            out.append(ray.get(r))
+        except Exception:  # noqa: BLE001 - a dead actor: its timeline is lost, not the run
+            continue
+    return out
 
 
 @ray.remote(max_concurrency=2)
@@ -103,11 +120,20 @@ class DirectorActor:
 
         cfg = self.cfg
         t_start = time.perf_counter()
+        marks = process_boot()  # epoch seconds of the phases, for the benchmark's breakdown
+        marks["run"] = marks.pop("init")
+        marks["run_cpu_s"] = marks.pop("init_cpu_s")
+
+        def mark(name: str) -> None:
+            marks[name] = time.time()
+            marks[f"{name}_cpu_s"] = time.process_time()  # this process's, all its threads
+
         start = open_resume(cfg, resume)
         done = start.results if start is not None else []
         panel = ray.get(self.panel_ref)
         inputs = prepare(cfg, panel=panel, audit=False)  # the driver audited the entrants
         del panel
+        mark("prepared")
         self._set(total=len(inputs.rounds), done=len(done), stage="starting agents")
         asks = [agent_resources(a.gpu_fraction) for a in cfg.agents]
         cluster = ray.cluster_resources()
@@ -135,6 +161,7 @@ class DirectorActor:
                 threads,
                 ask.get("num_gpus"),
             )
+        mark("actors_created")
         info_refs = [a.info.remote() for a in actors.values()]
         ready, pending = ray.wait(
             info_refs, num_returns=len(info_refs), timeout=self.placement_timeout_s
@@ -148,6 +175,7 @@ class DirectorActor:
                 "for — lower agents[].gpu_fraction or add nodes"
             )
         infos = ray.get(info_refs)
+        mark("actors_ready")
         node_cpus = {
             n["NodeID"]: float(n["Resources"].get("CPU", 0.0)) for n in ray.nodes() if n["Alive"]
         }
@@ -180,18 +208,26 @@ class DirectorActor:
             on_failed=on_failed,
             initial=dict(done[-1]) if done else None,
         )
-        pipeline.start()  # agents work while MLflow sets up (its first call takes seconds)
+        # agents work while MLflow sets up (its first call takes seconds) and while the
+        # director records each round: a thread of the pipeline keeps the slots busy
+        pipeline.start_background()
+        mark("pipeline_started")
         try:
             rec, ckpt = open_recording(cfg, start, log_mlflow=log_mlflow)
         except BaseException:
+            pipeline.close()
             for a in actors.values():
                 ray.kill(a)
             raise
+        mark("recording_open")
+        last_index = inputs.rounds[-1].index if inputs.rounds else -1
 
         def evaluate(rnd: Any) -> dict[str, Any]:
             t0 = time.perf_counter()
             out = pipeline.results(rnd)
             timings["wait"] += time.perf_counter() - t0
+            if rnd.index == last_index:
+                mark("last_results")
             timings["replay"] += sum(
                 r.timings.get("replay_is", 0)
                 + r.timings.get("replay_oos", 0)
@@ -205,6 +241,8 @@ class DirectorActor:
             rec.on_round(report)
             ckpt.on_round(report)
             timings["tracking"] += time.perf_counter() - t0
+            if report.round.index == last_index:
+                mark("last_round_logged")
             best = report.cumulative.sort_values("sharpe", ascending=False).index[0]
             self._set(
                 done=report.round.index + 1,
@@ -216,6 +254,7 @@ class DirectorActor:
             self._set(stage="round 1")
             t0 = time.perf_counter()
             result = play(inputs, cfg, evaluate, on_round, done=done)
+            mark("play_done")
             timings["selection"] = max(
                 time.perf_counter() - t0 - timings["wait"] - timings["tracking"], 0.0
             )
@@ -226,15 +265,20 @@ class DirectorActor:
             t0 = time.perf_counter()
             summary = rec.finish(result, inputs.periods_per_year)
             timings["tracking"] += time.perf_counter() - t0
+            mark("finished")
+            agent_lines = _timelines(list(actors.values()))
         except BaseException:
             rec.fail()
             self._set(stage="failed", error=traceback.format_exc(limit=3))
             raise
         finally:
+            pipeline.close()
             for a in actors.values():
                 ray.kill(a)
         timings["total"] = time.perf_counter() - t_start
+        marks["cpu_s"] = time.process_time()
         summary["timings"] = timings
+        summary["timeline"] = {"director": marks, "agents": agent_lines}
         summary["agents_info"] = infos
         summary["leaderboard"] = leaderboard_view(result.leaderboard).to_dict("records")
         summary["bar_param_updates"] = float(

@@ -37,19 +37,24 @@ def run_on_ray(
     from quantarena.actors.director import DirectorActor
     from quantarena.cluster.runtime import connect
 
+    marks = {"start": time.time()}  # epoch seconds of the driver's phases
     t0 = time.perf_counter()
     panel = load_panel(cfg)
     t_data = time.perf_counter() - t0
+    marks["data"] = time.time()
     audit_entrants(cfg, panel)  # before Ray starts: a refused agent costs no Ray work
+    marks["audited"] = time.time()
     r = cfg.ray
     connect(
         r.address, num_cpus=r.num_cpus, num_gpus=r.num_gpus, include_dashboard=r.include_dashboard
     )
+    marks["ray_up"] = time.time()
     panel_ref = ray.put(panel)
     del panel
     director = DirectorActor.options(name=f"director:{cfg.name}", num_cpus=0).remote(
         cfg.model_dump(mode="json"), [panel_ref], backend
     )
+    marks["director_created"] = time.time()
     try:
         fut = director.run.remote(log_mlflow, resume)
         last = None
@@ -71,8 +76,11 @@ def run_on_ray(
                 raise cause from None  # a user error: one line, not a remote traceback
             raise
     finally:
+        marks["returned"] = time.time()
         ray.kill(director)
     summary.setdefault("timings", {})["data"] = t_data
+    marks["end"] = time.time()
+    summary.setdefault("timeline", {})["driver"] = marks
     return summary
 
 

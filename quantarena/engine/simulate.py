@@ -41,10 +41,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
-import pandas as pd
 
 from quantarena.data.calendars import ALWAYS_OPEN, bars_per_year
 from quantarena.data.panel import BarPanel
@@ -56,6 +55,9 @@ from quantarena.engine.fused import FusedSignal
 from quantarena.engine.metrics import metrics_from_state
 from quantarena.engine.stops import Stops
 from quantarena.engine.trades import open_trades, trades_frame
+
+if TYPE_CHECKING:  # pandas loads on first use: an agent actor's replay never needs it
+    import pandas as pd
 
 RECORDABLE = ("returns", "equity", "positions")
 
@@ -224,6 +226,8 @@ class SimResult:
 
     def metrics_frame(self) -> pd.DataFrame:
         """The metrics as a DataFrame: one row per parameter set (index ``param``)."""
+        import pandas as pd
+
         df = pd.DataFrame({k: np.asarray(v) for k, v in self.metrics.items()})
         df.index.name = "param"
         return df
@@ -266,6 +270,8 @@ def _kernel_prices(bars: BarPanel) -> tuple[np.ndarray, ...]:
     close = to_host(bars.close).astype(np.float64, copy=False)
     bad = ~np.isfinite(close)
     if bad.any():
+        import pandas as pd
+
         close = pd.DataFrame(np.where(bad, np.nan, close)).ffill().fillna(0.0).to_numpy()
     out = []
     for name in ("open", "high", "low"):

@@ -20,10 +20,14 @@ closing part of a flip). Adds and partial exits stay inside the trade:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from quantarena.engine import layout as L
+
+if TYPE_CHECKING:  # pandas loads on first use (trade lists), not with the engine
+    import pandas as pd
 
 TRADE_COLUMNS: tuple[str, ...] = (
     "param",
@@ -77,6 +81,8 @@ def trades_frame(
 ) -> pd.DataFrame:
     """The trade list as a DataFrame (columns :data:`TRADE_COLUMNS`), sorted by param,
     exit bar, asset."""
+    import pandas as pd
+
     entry_bar = RF[:, L.R_ENTRY_T].astype(np.int64)
     exit_bar = RF[:, L.R_EXIT_T].astype(np.int64)
     ts = np.asarray(ts, dtype=np.int64)

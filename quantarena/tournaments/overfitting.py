@@ -300,6 +300,38 @@ def _relative_rank(values: np.ndarray, chosen: np.ndarray) -> np.ndarray:
     return rank / (values.shape[1] + 1)
 
 
+def _cscv_callable(
+    masks: np.ndarray, x: np.ndarray, block: int, metric: Callable[[np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`pbo`'s CSCV loop for a user's ``metric`` (called twice per combination):
+    per combination the IS-best column, its relative OOS rank and its IS and OOS metric."""
+    n_splits, n = masks.shape[1], x.shape[1]
+    blocks = x.reshape(n_splits, block, n)
+    c = masks.shape[0]
+    best = np.empty(c, dtype=np.int64)
+    omega = np.empty(c)
+    is_best_perf = np.empty(c)
+    oos_best_perf = np.empty(c)
+    chunk = max(1, 1_000_000 // n)  # bounds memory at a few (chunk, N) float arrays
+    for lo in range(0, c, chunk):
+        hi = min(c, lo + chunk)
+        ms = masks[lo:hi]
+        is_m = np.empty((ms.shape[0], n))
+        oos_m = np.empty((ms.shape[0], n))
+        for k, mk in enumerate(ms):
+            is_m[k] = np.asarray(metric(blocks[mk].reshape(-1, n)), dtype=np.float64)
+            oos_m[k] = np.asarray(metric(blocks[~mk].reshape(-1, n)), dtype=np.float64)
+        is_m = np.where(np.isnan(is_m), -np.inf, is_m)
+        oos_m = np.where(np.isnan(oos_m), -np.inf, oos_m)
+        b = np.argmax(is_m, axis=1)
+        rows = np.arange(hi - lo)
+        best[lo:hi] = b
+        omega[lo:hi] = _relative_rank(oos_m, b)
+        is_best_perf[lo:hi] = is_m[rows, b]
+        oos_best_perf[lo:hi] = oos_m[rows, b]
+    return best, omega, is_best_perf, oos_best_perf
+
+
 def pbo(
     perf: ArrayLike,
     n_splits: int = 16,
@@ -348,57 +380,23 @@ def pbo(
     masks = _combination_masks(n_splits)
     c = masks.shape[0]
     half = block * (n_splits // 2)
-    best = np.empty(c, dtype=np.int64)
-    omega = np.empty(c)
-    is_best_perf = np.empty(c)
-    oos_best_perf = np.empty(c)
-    chunk = max(1, 1_000_000 // n)  # bounds memory at a few (chunk, N) float arrays
+    if metric in ("sharpe", "mean"):
+        from quantarena.tournaments.cscv import cscv_select
 
-    if callable(metric):
-        blocks = x.reshape(n_splits, block, n)
-
-        def _both(ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            is_m = np.empty((ms.shape[0], n))
-            oos_m = np.empty((ms.shape[0], n))
-            for k, mk in enumerate(ms):
-                is_m[k] = np.asarray(metric(blocks[mk].reshape(-1, n)), dtype=np.float64)
-                oos_m[k] = np.asarray(metric(blocks[~mk].reshape(-1, n)), dtype=np.float64)
-            return is_m, oos_m
-
-    elif metric in ("sharpe", "mean"):
         # per-block sums; the variance uses column-centred data (no cancellation), the mean
-        # raw sums (so equal-mean configurations tie exactly, as in a direct computation)
+        # raw sums (so equal-mean configurations tie exactly, as in a direct computation);
+        # each combination's metric is computed once and is its complement's OOS metric
         xc = x - x.mean(axis=0)
         s0 = x.reshape(n_splits, block, n).sum(axis=1)  # (S, N)
         s1 = xc.reshape(n_splits, block, n).sum(axis=1)
         s2 = (xc**2).reshape(n_splits, block, n).sum(axis=1)
-
-        def _metric(ms: np.ndarray) -> np.ndarray:
-            m = ms.astype(np.float64)
-            mean = (m @ s0) / half
-            if metric == "mean":
-                return mean
-            mean_c = (m @ s1) / half
-            var = np.maximum(m @ s2 - half * mean_c**2, 0.0) / (half - 1)
-            return _safe_sharpe(mean, np.sqrt(var))
-
-        def _both(ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return _metric(ms), _metric(~ms)
-
+        best, omega, is_best_perf, oos_best_perf = cscv_select(
+            masks, s0, s1, s2, half, sharpe=metric == "sharpe"
+        )
+    elif callable(metric):
+        best, omega, is_best_perf, oos_best_perf = _cscv_callable(masks, x, block, metric)
     else:
         raise ValueError(f"metric must be 'sharpe', 'mean' or a callable, got {metric!r}")
-
-    for lo in range(0, c, chunk):
-        hi = min(c, lo + chunk)
-        is_m, oos_m = _both(masks[lo:hi])
-        is_m = np.where(np.isnan(is_m), -np.inf, is_m)
-        oos_m = np.where(np.isnan(oos_m), -np.inf, oos_m)
-        b = np.argmax(is_m, axis=1)
-        rows = np.arange(hi - lo)
-        best[lo:hi] = b
-        omega[lo:hi] = _relative_rank(oos_m, b)
-        is_best_perf[lo:hi] = is_m[rows, b]
-        oos_best_perf[lo:hi] = oos_m[rows, b]
     logits = np.log(omega / (1.0 - omega))
     fin = np.isfinite(is_best_perf) & np.isfinite(oos_best_perf)
     if fin.sum() >= 2 and np.ptp(is_best_perf[fin]) > 0:

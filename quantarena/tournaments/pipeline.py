@@ -14,6 +14,12 @@ cores idle while the slowest agent finishes. With ``slots`` = the cores, each co
 exactly one agent-round to work on. On a GPU node every agent can run at once (``slots`` = the
 number of agents).
 
+Why a thread of its own (:meth:`RoundPipeline.start_background`): an agent-round of the
+tournament benchmark takes about 0.2 s, less than the director's own work on a round (records,
+ranking, an MLflow flush) or its MLflow set-up (seconds). When agent-rounds are started only
+while the director waits in :meth:`RoundPipeline.results`, the slots empty while it works and
+the cores idle; a background thread starts the next agent-round as soon as one finishes.
+
 Pure (no Ray): ``submit(agent, round) -> handle`` starts an agent-round and
 ``wait_any(handles) -> (handle, result)`` blocks until one of them is done; the director
 actor passes Ray's ``actor.run_round.remote`` and ``ray.wait``/``ray.get``, a test plain
@@ -22,6 +28,7 @@ functions.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -117,6 +124,10 @@ class RoundPipeline:
         self.latest: dict[str, Any] = dict(initial or {})
         self.retried: list[tuple[str, int]] = []
         self._attempts: dict[tuple[str, int], int] = {}
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._closed = False
 
     def _start_more(self) -> None:
         """Start agent-rounds, earliest round first, while slots are free."""
@@ -149,27 +160,86 @@ class RoundPipeline:
         """Start the first agent-rounds now (e.g. while the caller sets up its logging)."""
         self._start_more()
 
+    def start_background(self) -> None:
+        """Start the agent-rounds and keep the slots busy from a daemon thread of this
+        pipeline's own, whatever the caller is doing between :meth:`results` calls
+        (``submit``, ``wait_any`` and ``on_failed`` are then called from that thread, one call
+        at a time). An error there is raised by :meth:`results` for a round not complete."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._pump, name="round-pipeline", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    if self._closed:
+                        return
+                    self._start_more()
+                    handles = list(self._running)
+                    if not handles:
+                        if all(n >= len(self.rounds) for n in self._next.values()):
+                            return  # every agent-round started and collected
+                        self._cond.wait()  # held back by the lookahead: until results() asks
+                        continue
+                handle, value = self.wait_any(handles)
+                with self._cond:
+                    if self._closed:
+                        return
+                    self._collect(handle, value)
+                    self._cond.notify_all()
+        except BaseException as exc:
+            with self._cond:
+                self._error = exc
+                self._cond.notify_all()
+
+    def _collect(self, handle: Any, value: Any) -> None:
+        """Book one finished agent-round (or start a failed one again)."""
+        a, pos = self._running.pop(handle)
+        if isinstance(value, AgentRoundError):
+            value = self._failed(a, pos, value)
+            if value is None:  # started again
+                return
+        self.latest[a] = value
+        self._done.setdefault(pos, {})[a] = value
+
     def results(self, rnd: Round) -> dict[str, Any]:
         """Every agent's result of ``rnd`` (blocks until they are in); rounds must be asked
         for in schedule order."""
         k = self._pos.get(rnd.index)
         if k is None:
             raise KeyError(f"round {rnd.index} is not in the schedule")
+        if self._thread is not None:
+            return self._results_background(rnd, k)
         self._asked = k
         while len(self._done.get(k, {})) < len(self.agents):
             self._start_more()
             if not self._running:
                 raise RuntimeError(f"round {rnd.index}: nothing running and results missing")
-            handle, value = self.wait_any(list(self._running))
-            a, pos = self._running.pop(handle)
-            if isinstance(value, AgentRoundError):
-                value = self._failed(a, pos, value)
-                if value is None:  # started again
-                    continue
-            self.latest[a] = value
-            self._done.setdefault(pos, {})[a] = value
+            self._collect(*self.wait_any(list(self._running)))
         self._start_more()  # keep the slots busy while the director works on round k
         return self._done.pop(k)
+
+    def _results_background(self, rnd: Round, k: int) -> dict[str, Any]:
+        assert self._thread is not None
+        with self._cond:
+            self._asked = k
+            self._cond.notify_all()  # a lookahead may let more start now
+            while len(self._done.get(k, {})) < len(self.agents):
+                if self._error is not None:
+                    raise self._error
+                if not self._thread.is_alive():
+                    raise RuntimeError(f"round {rnd.index}: nothing running and results missing")
+                self._cond.wait(timeout=1.0)
+            return self._done.pop(k)
+
+    def close(self) -> None:
+        """Stop the background thread (it starts nothing more; an agent-round it waits for
+        is left to the caller, see :meth:`cancel`)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
     def _failed(self, agent: str, pos: int, err: AgentRoundError) -> Any:
         """Start a failed agent-round again (returns None) or, past the retries, its
@@ -186,5 +256,8 @@ class RoundPipeline:
         return self.on_failed(agent, rnd, err.error, self.latest.get(agent))
 
     def cancel(self) -> list[Any]:
-        """Handles still running (for the caller to cancel or kill)."""
-        return list(self._running)
+        """Handles still running (for the caller to cancel or kill); stops the background
+        thread."""
+        self.close()
+        with self._cond:
+            return list(self._running)
