@@ -49,10 +49,12 @@ objective only (multi-objective search uses Optuna's NSGA-II / MOTPE, see
 from __future__ import annotations
 
 import math
+import types
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numba
 import numpy as np
 import optuna
 from optuna.distributions import (
@@ -67,8 +69,9 @@ from scipy import special
 
 __all__ = ["BatchCmaEsSampler", "BatchQMCSampler", "BatchSampler", "BatchTPESampler"]
 
-#: a callable that takes parameter sets (a list of ``{name: value}``) and returns a bool mask
-Valid = Callable[[list[dict[str, Any]]], Any]
+#: a callable that takes a population of parameter sets (``{name: (N,) array}``, every
+#: parameter of the prepared space, fixed ones included) and returns a bool mask (N,)
+Valid = Callable[[dict[str, np.ndarray]], Any]
 
 _CANDIDATES_PER_TRIAL = 24  # Optuna's TPE n_ei_candidates
 
@@ -256,10 +259,13 @@ class BatchSampler(optuna.samplers.BaseSampler):
     def _valid_mask(self, unit: _UnitSpace, u: np.ndarray, c: np.ndarray) -> np.ndarray:
         if self._valid is None or len(u) == 0:
             return np.ones(len(u), dtype=bool)
-        fixed = {n: _single(d) for n, d in self._space.items() if d.single()}
-        sets = [{**s, **fixed} for s in self._as_sets(unit, u, c)]
+        pop: dict[str, np.ndarray] = dict(unit.from_unit(u, c))
+        for n, d in self._space.items():
+            if d.single():
+                pop[n] = np.asarray([_single(d)] * len(u))
+        pop = {n: pop[n] for n in self._space}
         try:
-            return np.asarray(self._valid(sets), dtype=bool).reshape(len(u))
+            return np.asarray(self._valid(pop), dtype=bool).reshape(len(u))
         except Exception:  # a user's valid() that cannot take these sets: no filter
             return np.ones(len(u), dtype=bool)
 
@@ -327,6 +333,54 @@ def _neighbour_sigma(mu: np.ndarray) -> np.ndarray:
     out = np.empty_like(sig)
     np.put_along_axis(out, order, sig, axis=0)
     return out
+
+
+def _mixture_log_pdf_py(u, c, mu, cmu, inv_sigma, const, log_same, log_diff, log_prior, out):  # noqa: E501  # pragma: no cover - compiled
+    """``out[i] = log(Σ_n exp(const[n] − ½ Σ_j ((u[i, j] − mu[n, j]) · inv_sigma[j])² +
+    Σ_j (log_same[j] if c[i, j] == cmu[n, j] else log_diff[j])) + exp(log_prior))``: the log
+    density of a mixture of product kernels plus one uniform component (a stable log-sum-exp,
+    over points in parallel in the parallel build). Compiled (numba, cached)."""
+    m, d = u.shape
+    n = mu.shape[0]
+    dc = c.shape[1]
+    for i in numba.prange(m):
+        buf = np.empty(n)
+        top = log_prior
+        for a in range(n):
+            v = const[a]
+            for j in range(d):
+                z = (u[i, j] - mu[a, j]) * inv_sigma[j]
+                v -= 0.5 * z * z
+            for j in range(dc):
+                v += log_same[j] if c[i, j] == cmu[a, j] else log_diff[j]
+            buf[a] = v
+            if v > top:
+                top = v
+        acc = math.exp(log_prior - top)
+        for a in range(n):
+            acc += math.exp(buf[a] - top)
+        out[i] = top + math.log(acc)
+
+
+def _compiled(name: str, **opts: Any) -> Any:
+    """:func:`_mixture_log_pdf_py` compiled under its own name (its own Numba cache entry)."""
+    fn = _mixture_log_pdf_py
+    f = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    f.__qualname__ = name
+    return numba.njit(cache=True, error_model="numpy", **opts)(f)
+
+
+# the same code twice: threads only pay off on large problems (a batch of one scores 24 points)
+_mixture_log_pdf_serial = _compiled("_mixture_log_pdf_serial")
+_mixture_log_pdf_parallel = _compiled("_mixture_log_pdf_parallel", parallel=True)
+_PARALLEL_WORK = 200_000  # points × kernels above which the parallel version runs
+
+
+def _mixture_log_pdf(u, c, mu, cmu, inv_sigma, const, log_same, log_diff, log_prior, out):
+    """See :func:`_mixture_log_pdf_py` (serial or parallel by size; the same numbers)."""
+    big = u.shape[0] * mu.shape[0] > _PARALLEL_WORK
+    f = _mixture_log_pdf_parallel if big else _mixture_log_pdf_serial
+    f(u, c, mu, cmu, inv_sigma, const, log_same, log_diff, log_prior, out)
 
 
 class _Parzen:
@@ -405,15 +459,27 @@ class _Parzen:
         log_prior = -float(np.sum(np.log(self.n_choices))) if len(self.n_choices) else 0.0
         if not len(self.mu):
             return np.full(m, log_prior)
-        z = (u[:, None, :] - self.mu[None, :, :]) / self.sigma  # (m, n, d)
-        lp = -0.5 * z * z - np.log(self.sigma * math.sqrt(2 * math.pi)) - self.log_z[None]
-        total = lp.sum(axis=2)  # (m, n)
-        for j, k in enumerate(self.n_choices):
-            same = c[:, None, j] == self.c[None, :, j]
-            total += np.log(np.where(same, 1 - self.alpha + self.alpha / k, self.alpha / k))
-        total += self.log_w
-        comps = np.concatenate([total, np.full((m, 1), self.log_w + log_prior)], axis=1)
-        return special.logsumexp(comps, axis=1)
+        # per kernel: its weight and normalisers (the same for every point)
+        const = self.log_w - (
+            np.log(self.sigma * math.sqrt(2 * math.pi))[None, :] + self.log_z
+        ).sum(axis=1)
+        k = self.n_choices.astype(np.float64)
+        log_same = np.log(1 - self.alpha + self.alpha / k)
+        log_diff = np.log(self.alpha / k)
+        out = np.empty(m)
+        _mixture_log_pdf(
+            np.ascontiguousarray(u, dtype=np.float64),
+            np.ascontiguousarray(c, dtype=np.int64),
+            np.ascontiguousarray(self.mu, dtype=np.float64),
+            np.ascontiguousarray(self.c, dtype=np.int64),
+            1.0 / self.sigma,
+            const,
+            log_same,
+            log_diff,
+            self.log_w + log_prior,
+            out,
+        )
+        return out
 
 
 class BatchTPESampler(BatchSampler):
@@ -467,7 +533,8 @@ class BatchTPESampler(BatchSampler):
         taken = set(seen)
         n_g = len(bad) + 1  # components of g, the prior included
         liars = np.empty((0, u.shape[1]))
-        for row in rows:
+        nc = self.n_candidates
+        for r, row in enumerate(rows):
             score = np.where(ok[row], log_l[row] - log_g[row], -np.inf)
             ranked = row[np.argsort(-score, kind="stable")]
             pick = next((i for i in ranked if tuple(keys[i]) not in taken), ranked[0])
@@ -478,9 +545,10 @@ class BatchTPESampler(BatchSampler):
             # constant liar: the pick joins g as a bad observation until it is told, with the
             # bandwidth Optuna's refit would give it (local), so the next proposals of the
             # batch move off its neighbourhood but stay in the good region
+            rest = slice((r + 1) * nc, m)  # the rows still to score (earlier ones are done)
             sig = g_est.liar_sigma(liars, u[pick])
-            log_k = g_est.log_kernel(u, c, u[pick], c[pick], sig)
-            log_g = np.logaddexp(log_g + math.log(n_g), log_k) - math.log(n_g + 1)
+            log_k = g_est.log_kernel(u[rest], c[rest], u[pick], c[pick], sig)
+            log_g[rest] = np.logaddexp(log_g[rest] + math.log(n_g), log_k) - math.log(n_g + 1)
             liars = np.concatenate([liars, u[pick][None]], axis=0)
             n_g += 1
         sel = np.asarray(chosen, dtype=np.int64)

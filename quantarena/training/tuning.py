@@ -255,7 +255,9 @@ def run_batches(
     records: list[dict[str, Any]] = []
     prepare = getattr(study.sampler, "prepare_batch", None)
     valid_sets = (
-        (lambda sets: valid(_population(space, sets))) if valid is not None and names else None
+        (lambda pop: valid({n: space[n].coerce(n, pop[n]) for n in names}))
+        if valid is not None and names
+        else None
     )
     while stats.asked < n_trials:
         k = min(batch, n_trials - stats.asked)
