@@ -315,24 +315,113 @@ def _single(d: BaseDistribution) -> Any:
 # ---------------------------------------------------------------------------------- TPE
 
 
-def _neighbour_sigma(mu: np.ndarray) -> np.ndarray:
-    """Optuna's TPE bandwidths of kernel centres ``mu`` (n, d) in the unit cube, per dimension.
-
-    A kernel's σ is the larger gap to its sorted neighbours (the cube's ends count as
-    neighbours, except beside the outermost centres, which look only inward: Optuna's
-    ``consider_endpoints=False``). Clipping is the caller's.
-    """
-    n, d = mu.shape
-    order = np.argsort(mu, axis=0, kind="stable")
-    s = np.take_along_axis(mu, order, axis=0)
-    ext = np.concatenate([np.zeros((1, d)), s, np.ones((1, d))], axis=0)
-    sig = np.maximum(ext[1:-1] - ext[:-2], ext[2:] - ext[1:-1])
-    if n >= 2:
-        sig[0] = ext[2] - ext[1]
-        sig[-1] = ext[-2] - ext[-3]
-    out = np.empty_like(sig)
-    np.put_along_axis(out, order, sig, axis=0)
+@numba.njit(cache=True, error_model="numpy")
+def _lie_sigma(srt, n, at, grid_sigma):  # pragma: no cover - compiled
+    """Bandwidth (d,) of a kernel at ``at`` (d,) joining ``n`` centres whose coordinates are
+    sorted per dimension in ``srt[j, :n]``: Optuna's TPE bandwidth of that centre — the larger
+    gap to its sorted neighbours (the cube's ends count as neighbours, except beside the
+    outermost centre, which looks only inward: ``consider_endpoints=False``; a tie sorts the
+    new centre last) — at least ``1 / min(100, n + 3)`` (Optuna's magic clip with ``n + 1``
+    centres) and ``grid_sigma[j]``."""
+    d = at.shape[0]
+    out = np.empty(d)
+    clip = 1.0 / min(100.0, n + 3.0)
+    for j in range(d):
+        x = at[j]
+        pos = np.searchsorted(srt[j, :n], x, side="right")
+        left = srt[j, pos - 1] if pos > 0 else 0.0
+        right = srt[j, pos] if pos < n else 1.0
+        if n >= 1 and pos == 0:
+            gap = right - x
+        elif n >= 1 and pos == n:
+            gap = x - left
+        else:
+            gap = max(x - left, right - x)
+        out[j] = max(gap, clip, grid_sigma[j])
     return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _insert_sorted(srt, n, at):  # pragma: no cover - compiled
+    """Insert ``at`` (d,) into the per-dimension sorted rows ``srt[j, :n]`` (capacity > n)."""
+    for j in range(at.shape[0]):
+        x = at[j]
+        pos = np.searchsorted(srt[j, :n], x, side="right")
+        for i in range(n, pos, -1):
+            srt[j, i] = srt[j, i - 1]
+        srt[j, pos] = x
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _liar_batch(
+    ok,
+    log_l,
+    log_g,
+    u,
+    c,
+    key,
+    taken,
+    k,
+    nc,
+    liar,
+    srt,
+    n_srt,
+    grid_sigma,
+    alpha,
+    n_choices,
+    n_g,
+):  # pragma: no cover - compiled
+    """The batch TPE's picks (see :meth:`BatchTPESampler._propose`): row ``r`` of ``nc``
+    candidates gives the candidate of largest ``log_l − log_g`` (−inf where not ``ok``; ties:
+    the first) whose ``key`` is not ``taken`` (else the row's best), and, with ``liar``, the
+    pick joins ``g`` as a kernel (bandwidth :func:`_lie_sigma`; ``n_g`` components so far)
+    for the rows still to score. ``log_g``, ``taken`` and ``srt`` (g's sorted centres,
+    ``n_srt`` of them, room for ``k`` more) are updated in place. Returns the picks (k,)."""
+    d = u.shape[1]
+    dc = c.shape[1]
+    m = k * nc
+    chosen = np.empty(k, np.int64)
+    log_root = math.log(math.sqrt(2.0 * math.pi))
+    for r in range(k):
+        best, best_s, top, top_s = -1, -np.inf, -1, -np.inf
+        for i in range(r * nc, (r + 1) * nc):
+            sc = log_l[i] - log_g[i] if ok[i] else -np.inf
+            if top < 0 or sc > top_s:
+                top, top_s = i, sc
+            if not taken[key[i]] and (best < 0 or sc > best_s):
+                best, best_s = i, sc
+        pick = best if best >= 0 else top
+        taken[key[pick]] = True
+        chosen[r] = pick
+        if not liar or r == k - 1:
+            continue
+        # constant liar: the pick joins g as a bad observation until it is told, with the
+        # bandwidth Optuna's refit would give it (local), so the next proposals of the batch
+        # move off its neighbourhood but stay in the good region
+        at = u[pick]
+        sig = _lie_sigma(srt, n_srt, at, grid_sigma)
+        const = 0.0
+        for j in range(d):
+            a = 0.5 * math.erfc(at[j] / sig[j] / math.sqrt(2.0))  # ndtr(−at / σ)
+            b = 0.5 * math.erfc(-(1.0 - at[j]) / sig[j] / math.sqrt(2.0))  # ndtr((1 − at) / σ)
+            const -= math.log(sig[j]) + log_root + math.log(max(b - a, 1e-300))
+        ln_g, ln_g1 = math.log(n_g), math.log(n_g + 1.0)
+        for i in range((r + 1) * nc, m):  # the rows still to score
+            v = const
+            for j in range(d):
+                z = (u[i, j] - at[j]) / sig[j]
+                v -= 0.5 * z * z
+            for j in range(dc):
+                kj = n_choices[j]
+                same = c[i, j] == c[pick, j]
+                v += math.log(1.0 - alpha + alpha / kj) if same else math.log(alpha / kj)
+            x = log_g[i] + ln_g
+            hi = max(x, v)
+            log_g[i] = hi + math.log1p(math.exp(-abs(x - v))) - ln_g1
+        _insert_sorted(srt, n_srt, at)
+        n_srt += 1
+        n_g += 1
+    return chosen
 
 
 def _mixture_log_pdf_py(u, c, mu, cmu, inv_sigma, const, log_same, log_diff, log_prior, out):  # noqa: E501  # pragma: no cover - compiled
@@ -426,32 +515,25 @@ class _Parzen:
                 c[:, j] = rand
         return u, c
 
-    def log_kernel(
-        self, u: np.ndarray, c: np.ndarray, mu: np.ndarray, cat: np.ndarray, sigma: np.ndarray
-    ) -> np.ndarray:
-        """Log density of points ``u``, ``c`` under one kernel at ``mu``, ``cat`` (bandwidth
-        ``sigma`` per numeric dimension, in unit-cube units)."""
-        a = special.ndtr((0.0 - mu) / sigma)
-        b = special.ndtr((1.0 - mu) / sigma)
-        log_z = np.log(np.maximum(b - a, 1e-300))
-        z = (u - mu) / sigma
-        lp = (-0.5 * z * z - np.log(sigma * math.sqrt(2 * math.pi)) - log_z).sum(axis=1)
-        for j, k in enumerate(self.n_choices):
-            same = c[:, j] == cat[j]
-            lp += np.log(np.where(same, 1 - self.alpha + self.alpha / k, self.alpha / k))
-        return lp
+    def sorted_centres(self, extra: int = 0) -> np.ndarray:
+        """The kernels' numeric centres sorted per dimension, ``(d_num, n + extra)`` (room
+        for ``extra`` more: :func:`_insert_sorted`)."""
+        out = np.empty((self.mu.shape[1], len(self.mu) + extra))
+        out[:, : len(self.mu)] = np.sort(self.mu, axis=0).T
+        return out
 
     def liar_sigma(self, liars: np.ndarray, at: np.ndarray) -> np.ndarray:
         """Bandwidth (d_num,) of a lie at ``at`` joining this mixture after the ``liars`` (j, d_num).
 
-        What Optuna's refit would give it: its larger gap to its neighbours among all centres
-        (:func:`_neighbour_sigma`), at least ``1 / min(100, n + 2)`` (Optuna's magic clip, ``n``
-        centres with this one) and half a grid step. Local where the centres are dense, so a
-        lie pushes the next proposals off its own neighbourhood, not off the whole good region.
+        What Optuna's refit would give it: its larger gap to its neighbours among all centres,
+        at least ``1 / min(100, n + 2)`` (Optuna's magic clip, ``n`` centres with this one) and
+        half a grid step (:func:`_lie_sigma`, which the batch's picks use). Local where the
+        centres are dense, so a lie pushes the next proposals off its own neighbourhood, not
+        off the whole good region.
         """
-        mu = np.concatenate([self.mu, liars, at[None]], axis=0)
-        lo = np.maximum(1.0 / min(100.0, len(mu) + 2.0), self.grid_sigma)
-        return np.maximum(_neighbour_sigma(mu)[-1], lo)
+        mu = np.concatenate([self.mu, liars], axis=0)
+        srt = np.ascontiguousarray(np.sort(mu, axis=0).T)
+        return _lie_sigma(srt, len(mu), np.asarray(at, dtype=np.float64), self.grid_sigma)
 
     def log_pdf(self, u: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Log density of points ``u`` (m, d_num), ``c`` (m, d_cat) under the mixture."""
@@ -527,32 +609,28 @@ class BatchTPESampler(BatchSampler):
         log_l = l_est.log_pdf(u, c)
         log_g = g_est.log_pdf(u, c)
         ok = self._valid_mask(unit, u, c)
-        rows = np.arange(m).reshape(k, self.n_candidates)
-        keys = np.concatenate([u, c], axis=1)
-        chosen: list[int] = []
-        taken = set(seen)
-        n_g = len(bad) + 1  # components of g, the prior included
-        liars = np.empty((0, u.shape[1]))
-        nc = self.n_candidates
-        for r, row in enumerate(rows):
-            score = np.where(ok[row], log_l[row] - log_g[row], -np.inf)
-            ranked = row[np.argsort(-score, kind="stable")]
-            pick = next((i for i in ranked if tuple(keys[i]) not in taken), ranked[0])
-            taken.add(tuple(keys[pick]))
-            chosen.append(int(pick))
-            if not self.liar:
-                continue
-            # constant liar: the pick joins g as a bad observation until it is told, with the
-            # bandwidth Optuna's refit would give it (local), so the next proposals of the
-            # batch move off its neighbourhood but stay in the good region
-            rest = slice((r + 1) * nc, m)  # the rows still to score (earlier ones are done)
-            sig = g_est.liar_sigma(liars, u[pick])
-            log_k = g_est.log_kernel(u[rest], c[rest], u[pick], c[pick], sig)
-            log_g[rest] = np.logaddexp(log_g[rest] + math.log(n_g), log_k) - math.log(n_g + 1)
-            liars = np.concatenate([liars, u[pick][None]], axis=0)
-            n_g += 1
-        sel = np.asarray(chosen, dtype=np.int64)
-        return self._as_sets(unit, u[sel], c[sel])
+        # each distinct candidate set once: taken when observed or picked earlier in the batch
+        uniq, key = np.unique(np.concatenate([u, c], axis=1), axis=0, return_inverse=True)
+        taken = np.array([tuple(r) in seen for r in uniq], dtype=bool)
+        chosen = _liar_batch(
+            np.ascontiguousarray(ok, dtype=bool),
+            np.ascontiguousarray(log_l, dtype=np.float64),
+            np.ascontiguousarray(log_g, dtype=np.float64),
+            np.ascontiguousarray(u, dtype=np.float64),
+            np.ascontiguousarray(c, dtype=np.int64),
+            np.ascontiguousarray(key, dtype=np.int64).ravel(),
+            taken,
+            k,
+            self.n_candidates,
+            self.liar,
+            g_est.sorted_centres(extra=k),
+            len(bad),
+            np.asarray(g_est.grid_sigma, dtype=np.float64),
+            float(g_est.alpha),
+            unit.n_choices.astype(np.float64),
+            float(len(bad) + 1),  # components of g, the prior included
+        )
+        return self._as_sets(unit, u[chosen], c[chosen])
 
     def _pick_random(self, unit: _UnitSpace, k: int, seen: set) -> list[dict[str, Any]]:
         # a space-filling start (scrambled Sobol points), valid and distinct where the space
