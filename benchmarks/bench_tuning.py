@@ -15,8 +15,9 @@ bar's open) on the first 30,000 real FTX BTC-PERP 1-minute bars of ``data/sample
   ≈ 10 s a seed) or ``python -m benchmarks.bench_tuning --seeds 100``.
 
 Reported per case: wall time, trials/s, engine calls and the engine's share of the time (the
-rest is the sampler's ask/tell). Numba and every sampler are warmed up first (a short run
-each on 2,000 bars), so no case pays the first call's imports and cache loads.
+rest is the sampler's ask/tell). The engine (one call on all the bars, 256 sets) and every
+timed sampler and width (a short run each on 2,000 bars) are warmed up first, so no case pays
+the first call's imports, Numba cache loads and first touches of the big arrays.
 ``python -m benchmarks.bench_tuning`` or ``python -m benchmarks.run --only tuning``.
 """
 
@@ -166,8 +167,11 @@ def run(console: Any) -> list[dict]:
         f"tuning momentum on {bars.n_bars:,} real 1m BTC-PERP bars ({be}), space {SPACE}, "
         f"{N_TRIALS} trials, default costs"
     )
-    warm = {"fast": np.array([5, 6]), "slow": np.array([50, 60]), "ma": np.array(["sma"] * 2)}
-    evaluate_population(bars.select(slice(0, 5000)), agent, warm)  # numba warm-up
+    # warm-up: the engine on all bars with a batch-wide population (Numba, first touches of
+    # the big arrays), then each timed sampler and width on a few bars
+    fast = np.arange(2, 258)
+    warm = {"fast": fast, "slow": fast * 3 + 10, "ma": np.array(["sma"] * len(fast))}
+    evaluate_population(bars, agent, warm)
     _warm_up_samplers(bars.select(slice(0, 2000)), agent)
 
     rows = []
