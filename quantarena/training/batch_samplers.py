@@ -595,9 +595,9 @@ class BatchTPESampler(BatchSampler):
 
     def _propose(self, study: optuna.Study, unit: _UnitSpace, k: int) -> list[dict[str, Any]]:
         u_obs, c_obs, value, complete = self._observed(study, unit)
-        seen = {tuple(r) for r in np.concatenate([unit.snap(u_obs, c_obs), c_obs], axis=1)}
+        seen_rows = np.concatenate([unit.snap(u_obs, c_obs), c_obs], axis=1)
         if complete.sum() < self.n_startup:
-            return self._pick_random(unit, k, seen)
+            return self._pick_random(unit, k, {tuple(r) for r in seen_rows})
         order = np.argsort(-np.where(complete, value, -np.inf), kind="stable")
         n_good = max(self.gamma(int(complete.sum())), 1)
         good, bad = order[:n_good], order[n_good:]
@@ -609,16 +609,21 @@ class BatchTPESampler(BatchSampler):
         log_l = l_est.log_pdf(u, c)
         log_g = g_est.log_pdf(u, c)
         ok = self._valid_mask(unit, u, c)
-        # each distinct candidate set once: taken when observed or picked earlier in the batch
-        uniq, key = np.unique(np.concatenate([u, c], axis=1), axis=0, return_inverse=True)
-        taken = np.array([tuple(r) in seen for r in uniq], dtype=bool)
+        # each distinct set (candidates and observations) gets one integer key; a candidate is
+        # taken when observed or picked earlier in the batch
+        rows = np.concatenate([np.concatenate([u, c], axis=1), seen_rows], axis=0)
+        _, ids = np.unique(rows, axis=0, return_inverse=True)
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        key = ids[:m]
+        taken = np.zeros(int(ids.max(initial=-1)) + 1, dtype=bool)
+        taken[ids[m:]] = True
         chosen = _liar_batch(
             np.ascontiguousarray(ok, dtype=bool),
             np.ascontiguousarray(log_l, dtype=np.float64),
             np.ascontiguousarray(log_g, dtype=np.float64),
             np.ascontiguousarray(u, dtype=np.float64),
             np.ascontiguousarray(c, dtype=np.int64),
-            np.ascontiguousarray(key, dtype=np.int64).ravel(),
+            np.ascontiguousarray(key),
             taken,
             k,
             self.n_candidates,

@@ -266,7 +266,7 @@ def run_batches(
         trials = [study.ask(dists) for _ in range(k)]
         told: set[int] = set()
         try:
-            sets = [{n: t.params[n] for n in names} for t in trials]
+            sets = [{n: p[n] for n in names} for p in (t.params for t in trials)]
             pop_all = _population(space, sets) if names else {}
             ok = (
                 np.asarray(valid(pop_all), dtype=bool)
