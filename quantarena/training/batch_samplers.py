@@ -33,7 +33,9 @@ snap back to their grid), a categorical one to the index of its choice.
   would give it (the larger gap to its neighbours among g's centres, per dimension, at least
   ``1 / min(100, n + 2)``): a local lie, so the batch spreads over the good region without
   being pushed out of it, as Optuna's TPE with ``constant_liar=True`` refitting on every ask —
-  with no refit. The first ``n_startup`` trials (10) are a scrambled Sobol design.
+  with no refit. The first ``n_startup`` trials (10) are a scrambled Sobol design. The
+  mixture density and the pick loop are Numba kernels (a batch of 256 on 512 observed trials:
+  ≈ 0.05 CPU-s).
 * :class:`BatchCmaEsSampler` — CMA-ES (Hansen, 2016) through the ``cmaes`` package, one
   generation per batch (``popsize = batch``): a batch is told to the optimiser when the next one
   is prepared (maximised objectives are negated; pruned/failed trials get the worst value seen).
@@ -180,7 +182,12 @@ class BatchSampler(optuna.samplers.BaseSampler):
         *,
         valid: Valid | None = None,
     ) -> None:
-        """Fit the model once on ``study``'s trials and queue ``k`` proposals over ``dists``."""
+        """Fit the model once on ``study``'s trials and queue ``k`` proposals over ``dists``.
+
+        ``valid(population) -> (N,) bool`` masks candidate sets that must not be proposed; it
+        gets a population ``{name: (N,) array}`` of every parameter in ``dists`` (an agent's
+        ``valid`` method takes that form).
+        """
         if len(study.directions) != 1:
             raise ValueError(
                 f"{type(self).__name__} optimises one objective: use 'nsga2' for several"
