@@ -359,7 +359,7 @@ def _insert_sorted(srt, n, at):  # pragma: no cover - compiled
         srt[j, pos] = x
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, parallel=True, error_model="numpy")
 def _liar_batch(
     ok,
     log_l,
@@ -382,7 +382,7 @@ def _liar_batch(
     candidates gives the candidate of largest ``log_l − log_g`` (−inf where not ``ok``; ties:
     the first) whose ``key`` is not ``taken`` (else the row's best), and, with ``liar``, the
     pick joins ``g`` as a kernel (bandwidth :func:`_lie_sigma`; ``n_g`` components so far)
-    for the rows still to score. ``log_g``, ``taken`` and ``srt`` (g's sorted centres,
+    for the rows still to score (in parallel). ``log_g``, ``taken`` and ``srt`` (g's sorted centres,
     ``n_srt`` of them, room for ``k`` more) are updated in place. Returns the picks (k,)."""
     d = u.shape[1]
     dc = c.shape[1]
@@ -413,7 +413,7 @@ def _liar_batch(
             b = 0.5 * math.erfc(-(1.0 - at[j]) / sig[j] / math.sqrt(2.0))  # ndtr((1 − at) / σ)
             const -= math.log(sig[j]) + log_root + math.log(max(b - a, 1e-300))
         ln_g, ln_g1 = math.log(n_g), math.log(n_g + 1.0)
-        for i in range((r + 1) * nc, m):  # the rows still to score
+        for i in numba.prange((r + 1) * nc, m):  # the rows still to score
             v = const
             for j in range(d):
                 z = (u[i, j] - at[j]) / sig[j]
