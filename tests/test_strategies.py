@@ -213,15 +213,17 @@ def test_indicators_on_a_prefix_equal_the_full_rows(btc: pd.DataFrame) -> None:
 
 def test_time_last_moving_averages_equal_the_stacked_ones_bit_for_bit(btc: pd.DataFrame) -> None:
     """The fused kernels' (C, W, T) SMA/EMA = moving_averages' (T, C, W), transposed, exactly:
-    NaN holes, a window of 1, windows past the 1024-row refresh and longer than the data."""
+    NaN holes, a column without NaN, a window of 1, windows past the 1024-row refresh, equal
+    to and longer than the data."""
     c = btc["close"].to_numpy()[:6_000].copy()
+    clean = c * 0.5  # no NaN: the kernel's NaN-free loop
     c[100] = np.nan
     c[3_000:3_004] = np.nan
-    x = np.stack([c, c[::-1] * 1.5], axis=1)
-    ws = [1, 2, 7, 60, 1023, 1024, 2_500, 7_000]
+    x = np.stack([c, c[::-1] * 1.5, clean], axis=1)
+    ws = [1, 2, 7, 60, 1023, 1024, 1025, 2_500, 6_000, 7_000]
     for kind in ("sma", "ema"):
         tl = ind.moving_averages_time_last(x, ws, kind)
-        assert tl.shape == (2, len(ws), 6_000) and tl.flags.c_contiguous
+        assert tl.shape == (3, len(ws), 6_000) and tl.flags.c_contiguous
         ref = ind.moving_averages(x, ws, kind=kind).transpose(1, 2, 0)
         assert np.array_equal(tl, ref, equal_nan=True), kind
         one = ind.moving_averages_time_last(c, ws, kind)  # a 1-D series: one column
