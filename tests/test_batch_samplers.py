@@ -157,6 +157,30 @@ def test_parzen_density_integrates_to_one_and_matches_its_samples():
     assert freq == pytest.approx(want, abs=0.01)
 
 
+def test_parzen_log_pdf_matches_a_direct_numpy_evaluation():
+    """The compiled mixture density (serial and parallel builds) against the formula written
+    out in NumPy: truncated normals × categorical kernels, equal weights, a uniform prior."""
+    from scipy import special
+
+    unit = B._UnitSpace({"x": FloatDistribution(0.0, 1.0), "n": DISTS["n"], "k": DISTS["k"]})
+    rng = np.random.default_rng(3)
+    est = B._Parzen(unit, rng.random((40, 2)), rng.integers(0, 3, (40, 1)))
+    u, c = rng.random((300, 2)), rng.integers(0, 3, (300, 1))
+    z = (u[:, None, :] - est.mu[None]) / est.sigma
+    lp = (-0.5 * z * z - np.log(est.sigma * math.sqrt(2 * math.pi)) - est.log_z[None]).sum(2)
+    same = c[:, None, 0] == est.c[None, :, 0]
+    lp += np.log(np.where(same, 1 - est.alpha + est.alpha / 3, est.alpha / 3))
+    comps = np.concatenate([lp, np.full((300, 1), -math.log(3))], axis=1) - math.log(41)
+    want = special.logsumexp(comps, axis=1)
+    np.testing.assert_allclose(est.log_pdf(u, c), want, rtol=1e-12, atol=1e-12)
+    serial, old = est.log_pdf(u, c), B._PARALLEL_WORK  # 300 × 40: the serial build
+    B._PARALLEL_WORK = 0  # the parallel build: the same numbers, bit for bit
+    try:
+        assert np.array_equal(est.log_pdf(u, c), serial)
+    finally:
+        B._PARALLEL_WORK = old
+
+
 def test_enqueued_trials_keep_their_parameters():
     sampler = make_sampler("tpe", seed=0)
     study = optuna.create_study(direction="maximize", sampler=sampler)
@@ -235,6 +259,70 @@ def test_liar_bandwidth_is_what_optunas_refit_gives_the_lie():
     assert ours == pytest.approx(want, rel=1e-12)
     # in a dense cloud the lie is local: narrower than the model's own (Scott) bandwidth
     assert np.all(ours < est.sigma)
+
+
+def _reference_picks(est, ok, log_l, log_g, u, c, taken_keys, nc):
+    """The batch TPE's pick loop written out in NumPy/SciPy (argsort, neighbour gaps over
+    every centre, ``np.logaddexp``): an independent check of the compiled one."""
+    from scipy import special
+
+    log_g = log_g.copy()
+    keys = np.concatenate([u, c], axis=1)
+    taken, chosen = set(taken_keys), []
+    liars = np.empty((0, u.shape[1]))
+    n_g = len(est.mu) + 1
+    for r in range(len(u) // nc):
+        row = np.arange(r * nc, (r + 1) * nc)
+        score = np.where(ok[row], log_l[row] - log_g[row], -np.inf)
+        ranked = row[np.argsort(-score, kind="stable")]
+        pick = next((i for i in ranked if tuple(keys[i]) not in taken), ranked[0])
+        taken.add(tuple(keys[pick]))
+        chosen.append(pick)
+        mu = np.concatenate([est.mu, liars, u[pick][None]])
+        order = np.argsort(mu, axis=0, kind="stable")
+        srt = np.take_along_axis(mu, order, axis=0)
+        ext = np.concatenate([np.zeros((1, mu.shape[1])), srt, np.ones((1, mu.shape[1]))])
+        gaps = np.maximum(ext[1:-1] - ext[:-2], ext[2:] - ext[1:-1])
+        gaps[0], gaps[-1] = ext[2] - ext[1], ext[-2] - ext[-3]
+        sig_all = np.empty_like(gaps)
+        np.put_along_axis(sig_all, order, gaps, axis=0)
+        sig = np.maximum(sig_all[-1], np.maximum(1 / min(100, len(mu) + 2), est.grid_sigma))
+        at = u[pick]
+        log_z = np.log(special.ndtr((1 - at) / sig) - special.ndtr(-at / sig))
+        z = (u - at) / sig
+        lk = (-0.5 * z * z - np.log(sig * math.sqrt(2 * math.pi)) - log_z).sum(axis=1)
+        for j, kk in enumerate(est.n_choices):
+            a = est.alpha
+            lk += np.log(np.where(c[:, j] == c[pick, j], 1 - a + a / kk, a / kk))
+        log_g = np.logaddexp(log_g + math.log(n_g), lk) - math.log(n_g + 1)
+        liars = np.concatenate([liars, at[None]])
+        n_g += 1
+    return np.asarray(chosen)
+
+
+def test_compiled_picks_equal_the_reference_loop():
+    """Invalid candidates, sets already observed, repeats within the batch, ties, a
+    categorical: the compiled liar loop picks what the NumPy loop picks."""
+    unit = B._UnitSpace({"x": FloatDistribution(0.0, 1.0), "n": DISTS["n"], "k": DISTS["k"]})
+    rng = np.random.default_rng(5)
+    est = B._Parzen(unit, rng.random((60, 2)), rng.integers(0, 3, (60, 1)))
+    k, nc = 40, 24
+    u = np.round(rng.random((k * nc, 2)) * 8) / 8  # a coarse grid: many repeats and ties
+    c = rng.integers(0, 3, (k * nc, 1))
+    log_l = np.round(rng.normal(size=k * nc), 1)
+    log_g = est.log_pdf(u, c)
+    ok = rng.random(k * nc) > 0.2
+    seen = {tuple(r) for r in np.concatenate([u[:50], c[:50]], axis=1)}
+    want = _reference_picks(est, ok, log_l, log_g, u, c, seen, nc)
+    uniq, key = np.unique(np.concatenate([u, c], axis=1), axis=0, return_inverse=True)
+    taken = np.array([tuple(r) in seen for r in uniq])
+    got = B._liar_batch(
+        ok, log_l, log_g.copy(), u, c, key.ravel(), taken, k, nc, True,
+        est.sorted_centres(extra=k), len(est.mu), est.grid_sigma, float(est.alpha),
+        unit.n_choices.astype(float), float(len(est.mu) + 1),
+    )  # fmt: skip
+    np.testing.assert_array_equal(got, want)
+    assert len({tuple(r) for r in np.concatenate([u[got], c[got]], axis=1)}) > k // 2
 
 
 def test_one_fit_per_batch_and_the_liar_spreads_the_batch(monkeypatch):

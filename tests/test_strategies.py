@@ -75,6 +75,31 @@ def test_parse_param_forms() -> None:
             parse_param(bad)
 
 
+def test_coerce_of_arrays_equals_coerce_of_lists() -> None:
+    """The vectorised checks of numeric arrays give the element loop's values and errors."""
+    i, f = Int(2, 200), Float(0.5, 2.0)
+    a = np.array([2, 77, 200])
+    for dim, arr in ((i, a), (f, np.array([0.5, 1.25, 2.0])), (f, a[:1] // 2 + 1)):
+        got, want = dim.coerce("p", arr), dim.coerce("p", arr.tolist())
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    for dim, bad in ((i, np.array([5, 201])), (f, np.array([1.0, 2.5])), (f, np.array([np.nan]))):
+        with pytest.raises(ValueError) as arr_err:
+            dim.coerce("p", bad)
+        with pytest.raises(ValueError) as list_err:
+            dim.coerce("p", bad.tolist())
+        assert str(arr_err.value) == str(list_err.value)
+    ch = Choice(["sma", "ema", 3])
+    vals = np.asarray(["ema", "sma", "ema", "3"], dtype=object)
+    assert ch.coerce("ma", vals).tolist() == ["ema", "sma", "ema", "3"]
+    two = Choice(["True", 1])  # 1 and True hash alike but match different choices
+    vals2 = [1, True, 1, True]
+    got = [str(v) for v in two.coerce("b", vals2)]
+    assert got == [str(two.coerce("b", [v])[0]) for v in vals2] == ["1", "True", "1", "True"]
+    assert two.coerce("b", [True])[0] == "True" and two.coerce("b", [1])[0] == 1
+    with pytest.raises(ValueError, match="'wma' is not one of"):
+        ch.coerce("ma", ["sma", "wma"])
+
+
 def test_grid_is_the_filtered_cartesian_product() -> None:
     space = {"fast": Int(2, 100), "slow": Int(3, 400), "kind": Choice(["a", "b"])}
     p = grid(
@@ -184,6 +209,41 @@ def test_indicators_on_a_prefix_equal_the_full_rows(btc: pd.DataFrame) -> None:
         assert np.array_equal(full[:k], head, equal_nan=True), fn.__name__
     full = ind.moving_averages(c, [5, 60], kind="ema")
     assert np.array_equal(full[:k], ind.moving_averages(c[:k], [5, 60], kind="ema"), equal_nan=True)
+
+
+def test_time_last_moving_averages_equal_the_stacked_ones_bit_for_bit(btc: pd.DataFrame) -> None:
+    """The fused kernels' (C, W, T) SMA/EMA = moving_averages' (T, C, W), transposed, exactly:
+    NaN holes, a column without NaN, a window of 1, windows past the 1024-row refresh, equal
+    to and longer than the data."""
+    c = btc["close"].to_numpy()[:6_000].copy()
+    clean = c * 0.5  # no NaN: the kernel's NaN-free loop
+    c[100] = np.nan
+    c[3_000:3_004] = np.nan
+    x = np.stack([c, c[::-1] * 1.5, clean], axis=1)
+    ws = [1, 2, 7, 60, 1023, 1024, 1025, 2_500, 6_000, 7_000]
+    for kind in ("sma", "ema"):
+        tl = ind.moving_averages_time_last(x, ws, kind)
+        assert tl.shape == (3, len(ws), 6_000) and tl.flags.c_contiguous
+        ref = ind.moving_averages(x, ws, kind=kind).transpose(1, 2, 0)
+        assert np.array_equal(tl, ref, equal_nan=True), kind
+        one = ind.moving_averages_time_last(c, ws, kind)  # a 1-D series: one column
+        assert np.array_equal(one[0], tl[0], equal_nan=True)
+    with pytest.raises(ValueError, match="unknown moving average"):
+        ind.moving_averages_time_last(c, [5], "wma")
+
+
+def test_momentum_block_path_reads_the_time_last_averages(bars: BarPanel) -> None:
+    """On the CPU the state holds the time-last stack and a (T, A, W) view of it; the block
+    path (signal) gives the crossover of those same averages."""
+    ag = get_agent("momentum")
+    p = ag.grid(fast="5,20", slow="50,120", ma="sma,ema")
+    state = ag.indicators(bars, p)
+    assert np.shares_memory(state["ma"], state["ma_tl"])
+    ma = state["ma_tl"].transpose(2, 0, 1)
+    pos = ag.signal(state, p, np, 0, bars.n_bars)
+    f, s = ma[:, 0, state["fi"]], ma[:, 0, state["si"]]
+    want = np.where(f > s, 1.0, np.where(f < s, -1.0, 0.0)) * ag.max_position
+    np.testing.assert_array_equal(pos, want.astype(np.float32))
 
 
 # ----------------------------------------------------------------------------- agents vs references

@@ -240,6 +240,40 @@ def test_nan_objective_is_failed_and_errors_leave_no_running_trial():
     assert [t.state for t in study2.trials] == [TrialState.FAIL] * 5
 
 
+@pytest.mark.parametrize("storage", ["memory", "sqlite"])
+def test_trials_land_as_study_tell_leaves_them(tmp_path, monkeypatch, storage):
+    """run_batches tells through Optuna's internal tell (no copy read back): every trial —
+    complete, pruned (invalid), failed (NaN) — has the params, distributions, values, state
+    and attributes that Study.tell gives, in memory and on an RDB storage."""
+    from quantarena.training import tuning as T
+
+    space = {"x": Int(0, 9), "y": Float(0.0, 1.0), "k": Choice(["a", "b"])}
+
+    def evaluate(pop):
+        x = pop["x"].astype(float)
+        return {"sharpe": np.where(x % 3 == 0, np.nan, x + pop["y"])}
+
+    def valid(pop):
+        return np.asarray(pop["x"]) != 7
+
+    def run(name):
+        url = None if storage == "memory" else f"sqlite:///{tmp_path / name}.db"
+        study = optuna.create_study(
+            direction="maximize", sampler=make_sampler("random", 3), storage=url
+        )
+        run_batches(study, evaluate, space, n_trials=40, batch=8, valid=valid)
+        return [
+            (t.number, t.state, t.params, t.distributions, t.values, t.user_attrs, t.system_attrs)
+            for t in study.get_trials()
+        ]
+
+    fast = run("fast")
+    monkeypatch.setattr(T, "_tell_with_warning", None)  # Study.tell itself
+    assert fast == run("tell")
+    states = {t[1] for t in fast}
+    assert states == {TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL}
+
+
 def test_duplicate_sets_in_a_batch_are_replayed_once():
     space = {"x": Choice([1, 2])}
     widths: list[int] = []

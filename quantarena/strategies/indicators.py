@@ -211,6 +211,24 @@ def moving_averages(x: Any, windows: Sequence[int] | int, xp: Any = np, kind: st
     return _finish(out, shape, xp)
 
 
+def moving_averages_time_last(
+    x: Any, windows: Sequence[int] | int, kind: str = "sma"
+) -> np.ndarray:
+    """The CPU's :func:`moving_averages` of ``x`` (T,) or (T, C) in the fused kernels'
+    time-last layout: C-contiguous float64 ``(C, W, T)`` (``C = 1`` for a 1-D ``x``), equal bit
+    for bit to ``moving_averages(x, windows)`` transposed, without the transpose (each
+    (column, window) row is written in one pass)."""
+    ws = _windows(windows)
+    if kind not in ("sma", "ema"):
+        raise ValueError(f"unknown moving average {kind!r}: use 'sma' or 'ema'")
+    from quantarena.strategies import kernels
+
+    h, _ = _host2d(x)
+    out = np.empty((h.shape[1], ws.size, h.shape[0]))
+    (kernels.sma_time_last if kind == "sma" else kernels.ema_time_last)(h, ws, out)
+    return out
+
+
 def rolling_stds(x: Any, windows: Sequence[int] | int, xp: Any = np, ddof: int = 0) -> Any:
     """Rolling standard deviations for each window, ``(T, ..., W)``; ``ddof=0`` is the
     population std (Bollinger convention), pandas' ``rolling().std()`` is ``ddof=1``. A window

@@ -198,6 +198,132 @@ def ema_stack(x, windows, out):  # pragma: no cover - compiled
                 out[t, c, j] = e
 
 
+@nb.njit(cache=True, nogil=True)
+def _sma_row_finite(x, c, w, o):  # pragma: no cover - compiled
+    """``sma_time_last``'s row for a column ``c`` of ``x`` with no NaN: NaN for rows before
+    the window is full, then the running sum (refreshed by an exact sum every
+    ``max(1024, w)`` rows) — what the general loop computes when nothing is NaN."""
+    T = x.shape[0]
+    period = max(1024, w)
+    lim = min(w - 1, T)
+    for t in range(lim):
+        o[t] = np.nan
+    if T == 0 or w - 1 >= T:
+        return
+    x0 = x[0, c]
+    t = w - 1
+    phase = t % period
+    acc = 0.0
+    for i in range(0, w):  # the first full window: an exact sum
+        acc += x[i, c] - x0
+    s = acc
+    o[t] = s / w + x0
+    for t in range(w, T):
+        phase += 1
+        if phase == period:
+            phase = 0
+        if phase == 0:
+            acc = 0.0
+            for i in range(t - w + 1, t + 1):
+                acc += x[i, c] - x0
+            s = acc
+        else:
+            s += x[t, c] - x[t - w, c]
+        o[t] = s / w + x0
+
+
+@nb.njit(cache=True, parallel=True)
+def sma_time_last(x, windows, out):  # pragma: no cover - compiled
+    """:func:`sma_stack` written time-last: out (C, W, T), ``out[c, j]`` the ``windows[j]``-bar
+    SMA of column ``c``. The same operations per (column, window), so the values equal
+    ``sma_stack``'s bit for bit; each task writes one contiguous row (no transpose needed by
+    the fused kernels, which read this layout). Parallel over (column, window); a column
+    without NaN takes a loop free of the NaN bookkeeping (the same operations on its rows)."""
+    T, C = x.shape
+    W = windows.shape[0]
+    finite = np.ones(C, np.bool_)
+    for c in range(C):
+        for t in range(T):
+            if not np.isfinite(x[t, c]):
+                finite[c] = False
+                break
+    for k in prange(C * W):
+        c = k // W
+        j = k % W
+        w = windows[j]
+        o = out[c, j]
+        if finite[c]:
+            _sma_row_finite(x, c, w, o)
+            continue
+        x0 = 0.0
+        for t in range(T):
+            if np.isfinite(x[t, c]):
+                x0 = x[t, c]
+                break
+        s = 0.0
+        bad = 0
+        fresh = True
+        period = max(1024, w)
+        phase = -1  # t % period, kept by counting (no division per row)
+        for t in range(T):
+            phase += 1
+            if phase == period:
+                phase = 0
+            v = x[t, c]
+            if not np.isfinite(v):
+                bad += 1
+            if t >= w:
+                if not np.isfinite(x[t - w, c]):
+                    bad -= 1
+            if t < w - 1 or bad > 0:
+                o[t] = np.nan
+                fresh = True
+                continue
+            if fresh or phase == 0:
+                acc = 0.0
+                for i in range(t - w + 1, t + 1):
+                    acc += x[i, c] - x0
+                s = acc
+                fresh = False
+            else:
+                s += v - x[t - w, c]
+            o[t] = s / w + x0
+
+
+@nb.njit(cache=True, parallel=True)
+def ema_time_last(x, windows, out):  # pragma: no cover - compiled
+    """:func:`ema_stack` written time-last: out (C, W, T); the same values bit for bit."""
+    T, C = x.shape
+    W = windows.shape[0]
+    for k in prange(C * W):
+        c = k // W
+        j = k % W
+        w = windows[j]
+        o = out[c, j]
+        a = 2.0 / (w + 1.0)
+        run = 0
+        acc = 0.0
+        e = np.nan
+        for t in range(T):
+            v = x[t, c]
+            if not np.isfinite(v):
+                run = 0
+                acc = 0.0
+                e = np.nan
+                o[t] = np.nan
+            elif run < w:
+                run += 1
+                acc += v
+                if run == w:
+                    e = acc / w
+                    o[t] = e
+                else:
+                    o[t] = np.nan
+            else:
+                e = a * v + (1.0 - a) * e
+                o[t] = e
+
+
 @nb.njit(cache=True, parallel=True)
 def extreme_stack(x, windows, take_max, out):  # pragma: no cover - compiled
     """Rolling max (``take_max``) or min over rows t-w+1..t of each column for each window

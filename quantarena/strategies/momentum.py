@@ -7,7 +7,8 @@ while either MA's window is not yet full. Windows count in bars. ``ma`` picks si
 
 Every distinct (ma, window) pair among ``fast`` and ``slow`` is computed once; each
 parameter set is then a gather-compare of two columns per bar (a Numba kernel writing a
-float32 block on the CPU, array indexing on a GPU).
+float32 block on the CPU, array indexing on a GPU). On the CPU the averages are written
+time-last, ``(A, W, T)``, the layout the fused replay reads, so no transpose is needed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from __future__ import annotations
 import numpy as np
 
 from quantarena.strategies.base import Agent
-from quantarena.strategies.indicators import is_cupy, moving_averages
+from quantarena.strategies.indicators import (
+    is_cupy,
+    moving_averages,
+    moving_averages_time_last,
+)
 from quantarena.strategies.params import Choice, Int
 from quantarena.strategies.streaming import AgentStream, EMAStream, SMAStream
 
@@ -43,16 +48,25 @@ class Momentum(Agent):
             | {(k, int(w)) for k, w in zip(kinds, params["slow"], strict=True)}
         )
         col = {key: j for j, key in enumerate(keys)}
-        stacks = []
-        for kind in sorted({k for k, _ in keys}):  # same order as `keys`
-            ws = [w for k, w in keys if k == kind]
-            if ws:
-                stacks.append(moving_averages(bars.close, ws, xp, kind))
-        ma = stacks[0] if len(stacks) == 1 else xp.concatenate(stacks, axis=-1)
-        ma = xp.ascontiguousarray(ma)
         fi = np.array([col[(k, int(w))] for k, w in zip(kinds, params["fast"], strict=True)])
         si = np.array([col[(k, int(w))] for k, w in zip(kinds, params["slow"], strict=True)])
+        stacks = []
+        state = {}
+        for kind in sorted({k for k, _ in keys}):  # same order as `keys`
+            ws = [w for k, w in keys if k == kind]
+            if ws and is_cupy(xp):
+                stacks.append(moving_averages(bars.close, ws, xp, kind))
+            elif ws:  # the CPU: written time-last, the fused kernels' layout (no transpose)
+                stacks.append(moving_averages_time_last(bars.close, ws, kind))
+        if is_cupy(xp):
+            ma = stacks[0] if len(stacks) == 1 else xp.concatenate(stacks, axis=-1)
+            ma = xp.ascontiguousarray(ma)
+        else:
+            tl = stacks[0] if len(stacks) == 1 else np.concatenate(stacks, axis=1)
+            state["ma_tl"] = tl
+            ma = tl.transpose(2, 0, 1)  # (T, A, W): a view; signal() makes it contiguous
         return {
+            **state,
             "ma": ma,
             "fi": fi.astype(np.int64),
             "si": si.astype(np.int64),
@@ -70,6 +84,8 @@ class Momentum(Agent):
             return self.shape_block(out.astype(xp.float32), A)
         from quantarena.strategies import kernels
 
+        if not state["ma"].flags.c_contiguous:  # once per state: the block path's layout
+            state["ma"] = np.ascontiguousarray(state["ma"])
         out = self.new_block(np, t1 - t0, A, fi.shape[0])
         kernels.cross_block(state["ma"], fi, si, self.max_position, self.long_only, t0, t1, out)
         return self.shape_block(out, A)

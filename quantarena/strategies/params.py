@@ -55,6 +55,15 @@ class Int:
         return list(range(int(self.lo), int(self.hi) + 1, int(self.step)))
 
     def coerce(self, name: str, values: Sequence[Any]) -> np.ndarray:
+        if isinstance(values, np.ndarray) and values.dtype.kind in "iu" and values.ndim == 1:
+            iv = values.astype(np.int64)  # an integer array: the range check, vectorised
+            out_of = (iv < self.lo) | (iv > self.hi)
+            if out_of.any():
+                raise ValueError(
+                    f"parameter {name!r}: {int(iv[out_of][0])} is outside its range "
+                    f"{self.lo}..{self.hi}"
+                )
+            return iv
         out = []
         for v in values:
             if isinstance(v, bool | np.bool_) or not _is_number(v) or float(v) != int(float(v)):
@@ -98,12 +107,18 @@ class Float:
         return np.linspace(self.lo, self.hi, self.n).tolist()
 
     def coerce(self, name: str, values: Sequence[Any]) -> np.ndarray:
+        tol = 1e-12 * max(1.0, abs(self.lo), abs(self.hi))
+        if isinstance(values, np.ndarray) and values.dtype.kind in "iuf" and values.ndim == 1:
+            fa = values.astype(np.float64)  # a numeric array: the checks, vectorised
+            bad = ~np.isfinite(fa) | (fa < self.lo - tol) | (fa > self.hi + tol)
+            if not bad.any():
+                return fa
+            values = values[bad][:1].tolist()  # the loop below raises on the first bad value
         out = []
         for v in values:
             if isinstance(v, bool | np.bool_) or not _is_number(v) or not math.isfinite(float(v)):
                 raise ValueError(f"parameter {name!r}: {v!r} is not a finite number")
             fv = float(v)
-            tol = 1e-12 * max(1.0, abs(self.lo), abs(self.hi))
             if not self.lo - tol <= fv <= self.hi + tol:
                 raise ValueError(
                     f"parameter {name!r}: {fv:g} is outside its range {self.lo:g}..{self.hi:g}"
@@ -137,13 +152,23 @@ class Choice:
         return list(self.choices)
 
     def coerce(self, name: str, values: Sequence[Any]) -> np.ndarray:
+        seen: dict[Any, Any] = {}  # each distinct (type, value) is matched once
         out = []
         for v in values:
-            match = [c for c in self.choices if c == v or str(c) == str(v)]
-            if not match:
-                opts = ", ".join(str(c) for c in self.choices)
-                raise ValueError(f"parameter {name!r}: {v!r} is not one of {opts}")
-            out.append(match[0])
+            key = (type(v), v)
+            try:
+                hit = seen.get(key, seen)
+            except TypeError:  # an unhashable value: matched (and rejected) below
+                key, hit = None, seen
+            if hit is seen:
+                match = [c for c in self.choices if c == v or str(c) == str(v)]
+                if not match:
+                    opts = ", ".join(str(c) for c in self.choices)
+                    raise ValueError(f"parameter {name!r}: {v!r} is not one of {opts}")
+                hit = match[0]
+                if key is not None:
+                    seen[key] = hit
+            out.append(hit)
         return np.asarray(out)
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
