@@ -331,42 +331,109 @@ def test_through_redis_with_a_crash_equals_backtest(store, legs, messages, redis
         _clean(r, keys.prefix)
 
 
-def test_live_director_runs_an_arbitrage_agent(store, legs, redis_client, tmp_path):
+def test_gaps_and_the_kill_switch_through_redis(legs, messages, redis_client, tmp_path):
+    from quantarena.live.arb_redis import ArbRedisTrader
+    from quantarena.live.redis_io import LiveKeys
+    from quantarena.live.tick_redis import read_tick_events
+
+    r = redis_client
+    keys = LiveKeys("qa-livearb-kill")
+    _clean(r, keys.prefix)
+    try:
+        stream = keys.feed("ticks")
+        for f in messages[:60_000]:
+            r.xadd(stream, f)
+        ids = [e for e, _ in r.xrange(stream, count=3001)]
+        r.xdel(stream, *ids[3000 - 3 : 3000])  # messages 2997..2999 lost (trimmed, say)
+        tr = ArbPaperTrader("arb2", get_agent("pairs_arb"), PAIRS, LEGS)
+        rt = ArbRedisTrader(r, tr, "ticks", tmp_path, keys=keys, batch=1000)
+        done = 0
+        while done < 40_000 and abs(rt.trader.positions[SPOT]) < 1e-12:
+            done += rt.run(max_messages=1000)
+        assert abs(rt.trader.positions[SPOT]) > 0  # it holds the spread
+        r.set(keys.kill("arb2"), "drill")
+        rt.run(idle_stop_s=0.5)
+        t = rt.trader
+        assert t.risk_state is RiskState.HALTED and t.positions == {SPOT: 0.0, USDM: 0.0}
+        df = read_tick_events(tmp_path, "arb2")
+        gaps = df[df.kind == "gap"]
+        assert list(gaps["reason"]) == ["gap: messages 2997..2999 missing"]
+        reasons = list(df[df.kind == "state"]["reason"])
+        assert "HALTED kill switch: drill" in reasons and "flat" in reasons
+        st = {k.decode(): v.decode() for k, v in r.hgetall(keys.status("arb2")).items()}
+        assert st["state"] == "HALTED" and json.loads(st["positions"]) == {SPOT: 0.0, USDM: 0.0}
+    finally:
+        _clean(r, keys.prefix)
+
+
+def test_status_cell_shows_both_legs_in_base_units():
+    from quantarena.live.status import _positions
+
+    assert _positions({SPOT: -0.0166, USDM: 0.0165}, "base") == (f"{SPOT} -0.0166 {USDM} +0.0165")
+    assert _positions({SPOT: 0.0, USDM: 0.0}, "base") == "flat"
+    assert _positions({"BTC": 0.1, "ETH": 0.0}, "") == "BTC 10.00%"
+
+
+def _director_run(r, prefix: str, out: Path, store: Path, legs, **over) -> None:
+    """A live run of both arbitrage agents on the replayed legs; each equals its backtest."""
     from quantarena.live.service import LiveService, load_live_config
     from quantarena.live.tick_redis import read_tick_events
 
-    r, prefix = redis_client, "qa-livearb-director"
     _clean(r, prefix + ":")
+    cfg = load_live_config({
+        "redis": "redis://127.0.0.1:6379/0", "redis_prefix": prefix, "feed": "ticks",
+        "tick_feed": "ticks", "out": str(out),
+        "allocation": {"every_days": 1, "capital": 100000.0,
+                       "gates": {"min_sharpe": None, "min_win_rate": None}},
+        "agents": [
+            {"name": "pairs", "agent": "pairs_arb", "params": PAIRS,
+             "symbol": f"{SPOT},{USDM}"},
+            {"name": "xv", "agent": "cross_venue_arb", "params": CROSS,
+             "symbol": f"{SPOT},{USDM}", "limits": {"max_position": 0.2}},
+        ],
+        **over,
+    })  # fmt: skip
+    svc = LiveService(cfg, r)
+    replay_ticks(r, svc.keys.feed("ticks"), legs)
+    svc.run(idle_stop_s=2.0, poll_s=0.05)
+    for name, agent, params, caps in (
+        ("pairs", "pairs_arb", PAIRS, CAPS),
+        ("xv", "cross_venue_arb", CROSS, {"leg_cap": 0.2, "gross_cap": 1.0}),
+    ):
+        res = _backtest(store, legs, agent, params, **caps)
+        ev = read_tick_events(cfg.out, name)
+        f = ev[ev.kind == "fill"]
+        np.testing.assert_array_equal(f["price"].to_numpy(), res.state.log(0)["fills"]["px"])
+        st = {k.decode(): v.decode() for k, v in r.hgetall(svc.keys.status(name)).items()}
+        assert float(st["equity"]) == res.state.equity()[0]
+        assert set(json.loads(st["positions"])) == set(LEGS)
+        assert r.hgetall(svc.keys.daily(name))  # the director's input
+        if cfg.ray:
+            import ray
+
+            row = ray.get(ray.get_actor(f"paper:{name}").account.remote())
+            np.testing.assert_array_equal(np.asarray(row)[XCOLS], res.state.X[0, XCOLS])
+
+
+def test_live_director_runs_the_arbitrage_agents(store, legs, redis_client, tmp_path):
+    prefix = "qa-livearb-director"
     try:
-        cfg = load_live_config({
-            "redis": "redis://127.0.0.1:6379/0", "redis_prefix": prefix, "feed": "ticks",
-            "tick_feed": "ticks", "out": str(tmp_path / "live"),
-            "allocation": {"every_days": 1, "capital": 100000.0,
-                           "gates": {"min_sharpe": None, "min_win_rate": None}},
-            "agents": [
-                {"name": "pairs", "agent": "pairs_arb", "params": PAIRS,
-                 "symbol": f"{SPOT},{USDM}"},
-                {"name": "xv", "agent": "cross_venue_arb", "params": CROSS,
-                 "symbol": f"{SPOT},{USDM}", "limits": {"max_position": 0.2}},
-            ],
-        })  # fmt: skip
-        svc = LiveService(cfg, r)
-        replay_ticks(r, svc.keys.feed("ticks"), legs)
-        svc.run(idle_stop_s=2.0, poll_s=0.05)
-        for name, agent, params, caps in (
-            ("pairs", "pairs_arb", PAIRS, CAPS),
-            ("xv", "cross_venue_arb", CROSS, {"leg_cap": 0.2, "gross_cap": 1.0}),
-        ):
-            res = _backtest(store, legs, agent, params, **caps)
-            ev = read_tick_events(cfg.out, name)
-            f = ev[ev.kind == "fill"]
-            np.testing.assert_array_equal(f["price"].to_numpy(), res.state.log(0)["fills"]["px"])
-            st = {k.decode(): v.decode() for k, v in r.hgetall(svc.keys.status(name)).items()}
-            assert float(st["equity"]) == res.state.equity()[0]
-            assert set(json.loads(st["positions"])) == set(LEGS)
-            assert r.hgetall(svc.keys.daily(name))  # the director's input
+        _director_run(redis_client, prefix, tmp_path / "live", store, legs)
     finally:
-        _clean(r, prefix + ":")
+        _clean(redis_client, prefix + ":")
+
+
+@pytest.mark.slow
+def test_live_director_runs_the_arbitrage_agents_as_ray_actors(store, legs, redis_client,
+                                                               tmp_path):  # fmt: skip
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, namespace="quantarena-live-arb-test")
+    prefix = "qa-livearb-director-ray"
+    try:
+        _director_run(redis_client, prefix, tmp_path / "live", store, legs, ray=True)
+    finally:
+        ray.shutdown()
+        _clean(redis_client, prefix + ":")
 
 
 def test_cli_feed_replay_overlap_and_live_trade(store, legs, redis_client, tmp_path):
