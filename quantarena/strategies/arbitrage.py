@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numba
 import numpy as np
 
 from quantarena.engine.tick import taker as K
@@ -368,8 +369,9 @@ class TwoLegStream:
                 while cut > 0 and ts[cut - 1] == t_end and jq["src"][cut - 1] == 1:
                     cut -= 1
         self.held = self._hold(qa, qb, ts, cut)
-        out: dict[str, Any] = {"orders": _empty("orders"), "fills": _empty("fills"),
-                               "samples": [], "n": cut}  # fmt: skip
+        out: dict[str, Any] = {"samples": [], "n": cut}
+        if cut == 0 or not trade:
+            out.update(orders=_empty("orders"), fills=_empty("fills"))
         if cut == 0:
             return out
         cj = {k: v[:cut] for k, v in jq.items()}
@@ -444,25 +446,36 @@ class TwoLegStream:
 
     def _run(self, cj: dict[str, np.ndarray], Z: np.ndarray, B: np.ndarray, fa: float,
              fb: float) -> dict[str, Any]:  # fmt: skip
-        ts = cj["ts"]
-        cols = [cj["bid_a"], cj["ask_a"], cj["bid_b"], cj["ask_b"]]
-        if self.last_ts is not None:  # event 0: the previous event (its book; no decision)
-            ts = np.r_[self.last_ts, ts]
-            cols = [np.r_[self.book[k], c] for k, c in enumerate(cols)]
-            Z, B = np.r_[np.nan, Z], np.r_[np.nan, B]
-        n = ts.shape[0]
+        m = cj["ts"].shape[0]
+        o = 0 if self.last_ts is None else 1  # event 0: the previous event (its book only)
+        n = m + o
+        ts = np.empty(n, np.int64)
+        F = np.empty((6, n))  # bid_a, ask_a, bid_b, ask_b, z, beta
+        ts[o:] = cj["ts"]
+        for k, c in enumerate((cj["bid_a"], cj["ask_a"], cj["bid_b"], cj["ask_b"], Z, B)):
+            F[k, o:] = c
+        if o:
+            ts[0] = self.last_ts
+            F[:4, 0] = self.book
+            F[4:, 0] = np.nan
         st = self._closes(int(ts[-1]))
         EQ = np.full((st.shape[0], 1), np.nan)
         L = 4 * n + 4
         LT = np.zeros((1, L, 2), np.int64)
         LF = np.zeros((1, L, K.N_LF))
         self.X[0, K.X_NLOG] = 0
-        K.run_taker2(
-            np.ascontiguousarray(ts, np.int64), *(np.ascontiguousarray(c) for c in cols),
-            np.ascontiguousarray(Z.reshape(n, 1)), np.ascontiguousarray(B.reshape(n, 1)),
-            self.agent.mode, self.prm, self.lat[0], self.lat[1], fa, fb, self.X, st, EQ,
-            self.cap_pos, self.cap_gross, LT, LF,
-        )  # fmt: skip
+        # one column: run the kernel on this thread only (a parallel launch per batch costs
+        # more than the batch; the arithmetic is the same)
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            K.run_taker2(
+                ts, F[0], F[1], F[2], F[3], F[4].reshape(n, 1), F[5].reshape(n, 1),
+                self.agent.mode, self.prm, self.lat[0], self.lat[1], fa, fb, self.X, st, EQ,
+                self.cap_pos, self.cap_gross, LT, LF,
+            )  # fmt: skip
+        finally:
+            numba.set_num_threads(threads)
         log = split_log(LT[0], LF[0], int(self.X[0, K.X_NLOG]))
         self.X[0, K.X_NLOG] = 0
         samples = [(int(t), float(e)) for t, e in zip(st, EQ[:, 0], strict=True)]
