@@ -32,6 +32,7 @@ MODULES = {
     "tournament": "benchmarks.bench_tournament",
     "audit": "benchmarks.bench_audit",
     "live": "benchmarks.bench_live",
+    "arblive": "benchmarks.bench_arb_live",
 }
 START, END = "<!-- bench:cpu:start -->", "<!-- bench:cpu:end -->"
 

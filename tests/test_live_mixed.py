@@ -179,8 +179,11 @@ def test_config_errors_for_tick_agents() -> None:
     with pytest.raises(ValueError, match=r"limits \['max_drawdown'\]: a tick agent takes"):
         load_live_config({"tick_feed": "t", "agents": [
             {"name": "mm", "agent": "market_maker", "limits": {"max_drawdown": 0.1}}]})  # fmt: skip
-    with pytest.raises(ValueError, match="only market makers"):
+    with pytest.raises(ValueError, match="trades two legs: set symbol: A,B"):
         load_live_config({"tick_feed": "t", "agents": [{"agent": "cross_venue_arb"}]})
+    with pytest.raises(ValueError, match=r"limits \['max_position_qty'\]: an arbitrage agent"):
+        load_live_config({"tick_feed": "t", "agents": [
+            {"agent": "pairs_arb", "symbol": "A,B", "limits": {"max_position_qty": 1}}]})  # fmt: skip
     with pytest.raises(ValueError, match="compact must be true or false"):
         load_live_config({**base, "tick_feed": "t", "compact": "yes"})
     cfg = load_live_config({**base, "agents": [{"agent": "market_maker", "feed": "t2"}]})

@@ -175,8 +175,8 @@ def test_tick_agents_are_skipped_with_a_reason(tmp_path: Path) -> None:
     (out / "final_params.json").write_text(json.dumps(fp))
     c = read_tournament(out, tick_feed="ticks").candidates[0]
     assert (
-        c.reason == "tick agent 'cross_venue_arb': only market makers paper-trade "
-        "(market_maker, glft)"
+        c.reason == "tick agent 'cross_venue_arb': arbitrage agents paper-trade from the live "
+        "config (symbol: A,B), not by promotion yet"
     )
 
 

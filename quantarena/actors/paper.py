@@ -41,9 +41,11 @@ class PaperTraderActor:
         return float(tr.exchange.equity if hasattr(tr, "exchange") else tr.equity)
 
     def account(self) -> list[float]:
-        """A tick trader's account row (``engine.tick.core.ACCOUNT_FIELDS``); [] for a bar
-        trader."""
+        """A tick trader's account row (``engine.tick.core.ACCOUNT_FIELDS``; an arbitrage
+        trader's: ``engine.tick.taker`` ``X``); [] for a bar trader."""
         tr = self.rt.trader
+        if hasattr(tr, "stream"):  # an arbitrage trader: the taker kernel's row
+            return [float(x) for x in tr.stream.X[0]]
         return [] if hasattr(tr, "exchange") else [float(x) for x in tr.state.AC[0]]
 
 

@@ -54,6 +54,12 @@ def feed_replay(
     ticks: bool = typer.Option(
         False, "--ticks", help="Publish the store's quotes and trades (tick agents)."
     ),
+    overlap: bool = typer.Option(
+        False,
+        "--overlap",
+        help="--ticks: cut every symbol at the earliest last quote "
+        "(the span an arbitrage backtest replays).",
+    ),  # fmt: skip
     redis_url: str = REDIS,
     redis_prefix: str = PREFIX,
 ) -> None:
@@ -72,8 +78,10 @@ def feed_replay(
         if ticks:
             from quantarena.cli.live_ticks import publish_ticks
 
-            publish_ticks(r, stream, store, symbols, start, end, sp, maxlen, reset)
+            publish_ticks(r, stream, store, symbols, start, end, sp, maxlen, reset, overlap)
             return
+        if overlap:
+            raise ValueError("--overlap is for --ticks (the legs of an arbitrage agent)")
         if trades:
             from quantarena.data.read import load_trades
             from quantarena.live.feed import replay_trades
@@ -165,6 +173,12 @@ def live_trade(
         None, "--limits", help='Risk limits as JSON, e.g. {"max_drawdown": 0.1}.'
     ),
     idle_stop: float = typer.Option(None, "--idle-stop", help="Stop after this many idle seconds."),
+    symbol: str = typer.Option(
+        None,
+        "--symbol",
+        help="Tick agents: the symbol quoted (default: the feed's first); "
+        "arbitrage agents: their two legs A,B.",
+    ),  # fmt: skip
     redis_url: str = REDIS,
     redis_prefix: str = PREFIX,
 ) -> None:
@@ -193,7 +207,9 @@ def live_trade(
             if sym is None:
                 raise ValueError(f"--agent {agent}: a tick agent needs a tick feed (--ticks)")
             return trade_ticks(r, keys, ag, name, _parse_params(param), feed, out,
-                               json.loads(limits or "{}"), idle_stop, sym)  # fmt: skip
+                               json.loads(limits or "{}"), idle_stop, symbol or sym)  # fmt: skip
+        if symbol is not None:
+            raise ValueError("--symbol is for tick agents (a bar agent trades its feed's symbols)")
         lim = RiskLimits.from_dict({"max_position": ag.max_position, **json.loads(limits or "{}")})
         tr = PaperTrader(
             name or ag.name, ag, _parse_params(param), list(m.symbols), m.interval_ns,

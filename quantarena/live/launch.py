@@ -2,9 +2,12 @@
 (:class:`~.redis_trader.RedisTrader`) or a tick trader (:class:`~.tick_redis.TickRedisTrader`),
 the same way for the service's threads and the Ray actors (:mod:`quantarena.actors.paper`).
 
-A live config may mix bar agents and tick agents (``market_maker``, ``glft``): bar agents read
-the config's ``feed`` (bars), tick agents its ``tick_feed`` (quotes and trades, ``quantarena
-feed replay --ticks``); an agent's own ``feed:`` key overrides either. Both kinds write their
+A live config may mix bar agents and tick agents (``market_maker``, ``glft``, and the two-leg
+arbitrage agents ``pairs_arb``, ``cross_venue_arb``): bar agents read the config's ``feed``
+(bars), tick agents its ``tick_feed`` (quotes and trades, ``quantarena feed replay --ticks``);
+an agent's own ``feed:`` key overrides either. An arbitrage agent names its legs with
+``symbol: A,B`` (both published on its feed) and runs an
+:class:`~.arb_redis.ArbRedisTrader`. Both kinds write their
 daily equity marks to ``live:agent:{name}:daily``, so the director ranks them together.
 """
 
@@ -16,11 +19,59 @@ from typing import Any
 
 from quantarena.live.redis_io import retry
 
-__all__ = ["FeedShape", "agent_feed", "feed_shape", "is_tick_agent", "redis_trader",
-           "tick_position"]  # fmt: skip
+__all__ = ["FeedShape", "agent_feed", "arb_symbols", "feed_shape", "is_arb_agent",
+           "is_tick_agent", "make_arb_trader", "redis_trader", "tick_position"]  # fmt: skip
 
 #: the risk keys a tick agent takes (base units); the kill switch needs none
 TICK_LIMITS = frozenset({"max_position_qty"})
+#: the risk keys an arbitrage agent takes (fractions of its capital: per instrument, gross)
+ARB_LIMITS = frozenset({"max_position", "max_gross"})
+
+
+def is_arb_agent(kind: str, options: dict[str, Any] | None = None) -> bool:
+    """Whether the registered agent ``kind`` is a two-leg tick agent (arbitrage)."""
+    from quantarena.strategies.registry import get_agent
+
+    ag = get_agent(kind, **(options or {}))
+    return bool(getattr(ag, "tick", False)) and int(getattr(ag, "n_symbols", 1)) == 2
+
+
+def arb_symbols(spec: Any) -> tuple[str, str]:
+    """An arbitrage agent's two legs from its ``symbol: A,B`` (one-line error otherwise)."""
+    legs = [x.strip() for x in str(spec.symbol or "").split(",") if x.strip()]
+    if len(legs) != 2:
+        raise ValueError(
+            f"agent {spec.name!r} ({spec.agent}) trades two legs: set symbol: A,B (both "
+            f"published on its tick feed), got {spec.symbol!r}"
+        )
+    return legs[0], legs[1]
+
+
+def check_arb_limits(spec: Any) -> dict[str, float | None]:
+    """An arbitrage agent's risk limits (defaults: 10 % of capital per instrument, gross 1.0)."""
+    bad = sorted(set(spec.limits) - ARB_LIMITS)
+    if bad:
+        raise ValueError(
+            f"agent {spec.name!r}: limits {bad}: an arbitrage agent takes max_position and "
+            "max_gross (fractions of its capital)"
+        )
+    out: dict[str, float | None] = {"max_position": 0.10, "max_gross": 1.0}
+    for k in ARB_LIMITS:
+        if k in spec.limits:
+            v = spec.limits[k]
+            if v is not None and not (isinstance(v, int | float) and v > 0):
+                raise ValueError(f"agent {spec.name!r}: limits.{k} must be > 0 or null, got {v!r}")
+            out[k] = None if v is None else float(v)
+    return out
+
+
+def make_arb_trader(spec: Any) -> Any:
+    """The :class:`~.arb_trader.ArbPaperTrader` of ``spec`` on its legs ``symbol: A,B``."""
+    from quantarena.live.arb_trader import ArbPaperTrader
+    from quantarena.strategies.registry import get_agent
+
+    return ArbPaperTrader(spec.name, get_agent(spec.agent, **spec.options), spec.params or None,
+                          arb_symbols(spec), **check_arb_limits(spec))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -128,6 +179,12 @@ def redis_trader(
             f"{'tick_feed' if tick else 'feed'}) to a {'tick' if tick else 'bar'} feed"
         )
     keys = LiveKeys(cfg.redis_prefix)
+    if tick and is_arb_agent(spec.agent, spec.options):
+        from quantarena.live.arb_redis import ArbRedisTrader
+
+        return ArbRedisTrader(r, make_arb_trader(spec), feed, cfg.out, keys=keys,
+                              batch=cfg.tick_batch, start_id=start_id,
+                              compact=cfg.compact)  # fmt: skip
     if tick:
         from quantarena.live.tick_redis import TickRedisTrader
 

@@ -25,8 +25,8 @@ Which agents are candidates (:func:`select`):
   leaderboard's ``gates_failed`` must have passed;
 * **a streaming path**: bar agents with ``_stream`` (momentum, mean_reversion, breakout,
   vol_target, buy_hold, ml), or a market maker (market_maker, glft) when the live config
-  has a ``tick_feed`` to trade it on (otherwise skipped, with the reason); arbitrageurs are
-  skipped with the reason; agents with ``stops`` or ``leverage`` other than 1 too (the paper
+  has a ``tick_feed`` to trade it on (otherwise skipped, with the reason); arbitrageurs
+  (their legs are a config's ``symbol: A,B``) are skipped with the reason; agents with ``stops`` or ``leverage`` other than 1 too (the paper
   exchange applies neither yet);
 * **the best ``top``** of the remaining ones by tournament rank.
 
@@ -275,7 +275,10 @@ def read_tournament(path: str | Path, tick_feed: str | None = None) -> Tournamen
         streaming = maker or (not tick and type(ag)._stream is not Agent._stream)
         reason = ""
         if tick and not maker:
-            reason = f"tick agent {kind!r}: only market makers paper-trade (market_maker, glft)"
+            reason = (
+                f"tick agent {kind!r}: arbitrage agents paper-trade from the live config "
+                "(symbol: A,B), not by promotion yet"
+            )
         elif tick and not tick_feed:
             reason = "tick agent: no tick feed configured (tick_feed: in the live config)"
         elif tick:

@@ -186,9 +186,17 @@ class RedisTrader:
             if pending:
                 pending = False  # no pending entries left: read new ones
                 continue
+            try:
+                self._on_idle()
+            except _Resync:
+                pending = True
+                continue
             if idle_stop_s is not None and time.monotonic() - idle_since > idle_stop_s:
                 break
         return done
+
+    def _on_idle(self) -> None:
+        """Called when a read brought nothing new (a trader holding events back runs them)."""
 
     def _read(self, count: int, start: str) -> list[tuple[bytes, dict]]:
         def go() -> list[tuple[bytes, dict]]:

@@ -179,14 +179,20 @@ def _check_agent(spec: AgentSpec, ag: Any, d: dict[str, Any]) -> None:
     from quantarena.live.risk import RiskLimits
 
     if getattr(ag, "tick", False):
-        if not hasattr(ag, "quote_kind"):
-            raise ValueError(
-                f"{spec.agent}: only market makers (market_maker, glft) paper-trade ticks"
-            )
         if not (spec.feed or d.get("tick_feed")):
             raise ValueError(
                 "a tick agent needs a tick feed: set tick_feed: in the config (a feed of "
                 "quantarena feed replay --ticks) or the agent's feed:"
+            )
+        if int(getattr(ag, "n_symbols", 1)) == 2:  # arbitrage: two legs, fractions of capital
+            from quantarena.live.launch import arb_symbols, check_arb_limits
+
+            arb_symbols(spec)
+            check_arb_limits(spec)
+            return
+        if not hasattr(ag, "quote_kind"):
+            raise ValueError(
+                f"{spec.agent}: only market makers and arbitrage agents paper-trade ticks"
             )
         bad = sorted(set(spec.limits) - TICK_LIMITS)
         if bad:

@@ -61,7 +61,7 @@ def status_table(r: Any, keys: Any) -> Any:
             f"{float(h['equity']):.6g}",
             fmt_pct(float(h["pnl"]) / cap),
             fmt_pct(float(h["exposure"])),
-            " ".join(f"{k} {fmt_pct(v)}" for k, v in pos.items() if v) or "flat",
+            _positions(pos, h.get("position_units", "")),
             f"{float(h['fees']):.4g}",
             h.get("bars", ""),
             h.get("rejections", ""),
@@ -69,6 +69,18 @@ def status_table(r: Any, keys: Any) -> Any:
             _promotion(promo.get(n)),
         )
     return t
+
+
+def _positions(pos: dict[str, float], units: str) -> str:
+    """A status hash's positions as a cell: weights as percentages, a tick trader's (units
+    "base") as signed base units — an arbitrage trader shows both legs."""
+    if units == "base":
+        if not any(pos.values()):
+            return "flat"
+        return " ".join(f"{k} {v:+.6g}" for k, v in pos.items())
+    from quantarena.numfmt import fmt
+
+    return " ".join(f"{k} {fmt(v, 'pct')}" for k, v in pos.items() if v) or "flat"
 
 
 def _promotion(rec: dict[str, Any] | None) -> str:

@@ -23,10 +23,25 @@ from quantarena.engine.tick.events import QUOTE, TRADE, EventStream
 from quantarena.live.messages import QuoteMessage, TradeMessage, encode_quote, encode_trade
 from quantarena.live.redis_io import retry
 
-__all__ = ["EventBuilder", "replay_ticks", "tick_messages"]
+__all__ = ["EventBuilder", "overlap", "replay_ticks", "tick_messages"]
 
 _SIDES = {1: "buy", -1: "sell", 0: ""}
 _SIDE_NUM = {"buy": 1, "sell": -1, "": 0}
+
+
+def overlap(streams: Sequence[EventStream]) -> list[EventStream]:
+    """``streams`` cut after the earliest of their last quotes: the span every leg quotes —
+    the joint clock an arbitrage backtest replays (:func:`~..engine.tick.taker.joint_end`);
+    after it a leg's book is stale. Publishing the legs of an arbitrage agent with it
+    (``feed replay --ticks --overlap``) gives the paper trader exactly the backtest's data."""
+    ends = []
+    for ev in streams:
+        q = np.flatnonzero(ev.kind == QUOTE)
+        if q.size == 0:
+            raise ValueError(f"{ev.symbol}: no quotes to publish")
+        ends.append(int(ev.ts[q[-1]]))
+    hi = min(ends)
+    return [ev.slice(0, int(np.searchsorted(ev.ts, hi, "right"))) for ev in streams]
 
 
 def tick_messages(streams: Sequence[EventStream], first_seq: int = 0) -> list[dict[str, str]]:

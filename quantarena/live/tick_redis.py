@@ -208,6 +208,7 @@ class TickRedisTrader(RedisTrader):
             "state": tr.risk_state.value,
             "reason": tr.reason,
             "positions": json.dumps({tr.symbol: tr.position}),
+            "position_units": "base",
             "exposure": repr(abs(tr.position) * float(tr.state.AC[0, A_MID]) / tr.capital),
             "fees": repr(tr.fees),
             "fills": str(tr.n_fills),
