@@ -133,7 +133,7 @@ def redis_trader(
 
         return TickRedisTrader(r, make_tick_trader(spec, shape.symbols[0]), feed, cfg.out,
                                keys=keys, batch=cfg.tick_batch, start_id=start_id,
-                               compact=cfg.compact)  # fmt: skip
+                               compact=cfg.compact, archive_s=cfg.archive_s)  # fmt: skip
     from quantarena.live.redis_trader import RedisTrader
     from quantarena.live.service import make_trader
 
@@ -141,4 +141,4 @@ def redis_trader(
     if history is not None:  # a trader promoted mid-run: indicators warmed on the feed
         tr.warm_up(history)
     return RedisTrader(r, tr, feed, cfg.out, keys=keys, batch=cfg.batch, start_id=start_id,
-                       compact=cfg.compact)  # fmt: skip
+                       compact=cfg.compact, archive_s=cfg.archive_s)  # fmt: skip

@@ -28,6 +28,7 @@ Config (YAML)::
     promote: {from: runs/quick, top: 5, require_gates: true}   # optional (live/promotion.py)
     tick_feed: ticks        # the tick agents' feed (quantarena feed replay --ticks); optional
     compact: false          # true: traders compact their finished UTC days' files themselves
+    archive_s: 60           # Parquet archive of the events at most this often (0: every batch)
     agents:
       - {name: mom, agent: momentum, params: {fast: 10, slow: 50}}
       - {name: hold, agent: buy_hold}
@@ -97,6 +98,7 @@ class LiveConfig:
     tick_feed: str | None = None  # the tick agents' feed (quotes and trades)
     tick_batch: int = 1000  # messages a tick trader reads per batch
     compact: bool = False  # traders compact their finished UTC days' files between batches
+    archive_s: float = 60.0  # seconds between Parquet archive files (0: after every batch)
 
 
 def load_live_config(src: str | Path | dict[str, Any]) -> LiveConfig:
@@ -162,6 +164,9 @@ def load_live_config(src: str | Path | dict[str, Any]) -> LiveConfig:
         d["redis"] = os.environ["QUANTARENA_REDIS"]
     if not isinstance(d.get("compact", False), bool):
         raise ValueError(f"{where}: compact must be true or false, got {d['compact']!r}")
+    arch = d.get("archive_s", 60.0)
+    if isinstance(arch, bool) or not isinstance(arch, int | float) or not arch >= 0:
+        raise ValueError(f"{where}: archive_s must be a number of seconds >= 0, got {arch!r}")
     if int(d.get("tick_batch", 1000)) < 1:
         raise ValueError(f"{where}: tick_batch must be >= 1, got {d['tick_batch']!r}")
     rest = {k: v for k, v in d.items() if k not in ("agents", "allocation", "promote")}
