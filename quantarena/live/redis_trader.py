@@ -60,6 +60,8 @@ def _events(step: TraderStep, prev_state: RiskState) -> list[dict[str, Any]]:
     for f in step.fills:
         out.append({"kind": "fill", "id": f.client_id, "bar": f.bar, "ts": f.ts,
                     "symbol": f.symbol, "qty": f.qty, "price": f.price, "fee": f.fee})  # fmt: skip
+        if f.reason:  # a stop exit (stop_loss, take_profit, trailing_stop)
+            out[-1]["reason"] = f.reason
     for o in step.orders:
         out.append({"kind": "order", "id": o.client_id, "bar": o.bar, "ts": o.ts,
                     "symbol": o.symbol, "target": o.target})  # fmt: skip

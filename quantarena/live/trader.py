@@ -20,6 +20,7 @@ import numpy as np
 
 from quantarena.engine.costs import DEFAULT_COSTS, Costs
 from quantarena.engine.filters import ExchangeFilters
+from quantarena.engine.stops import Stops
 from quantarena.live.exchange import Fill, Order, PaperExchange
 from quantarena.live.risk import Rejection, RiskEngine, RiskLimits, RiskState
 from quantarena.strategies.params import n_params
@@ -63,6 +64,8 @@ class PaperTrader:
         init_cash: starting capital (quote currency when ``filters`` are on).
         leverage: cap on ``sum |w|`` in the exchange (as the backtest's).
         filters: the exchange's lot size / minimum notional (None: none), as the backtest's.
+        stops: stop-loss / take-profit / trailing stop (None: none), as the backtest's —
+            the engine's rules, run by its kernel (:mod:`quantarena.engine.stops`).
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class PaperTrader:
         init_cash: float = 1.0,
         leverage: float = 1.0,
         filters: ExchangeFilters | None = None,
+        stops: Stops | None = None,
     ) -> None:
         p = agent.check_params(
             None if params is None else {k: np.atleast_1d(v) for k, v in params.items()}
@@ -99,6 +103,7 @@ class PaperTrader:
             leverage=leverage,
             init_cash=init_cash,
             filters=filters,
+            stops=stops,
         )
         self.risk = RiskEngine(
             self.symbols,
