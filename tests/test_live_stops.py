@@ -192,3 +192,20 @@ def test_stop_exits_through_redis_are_fill_events_with_their_reason(btc, tmp_pat
     assert {e["id"] for e in in_redis if e.get("reason") == "stop_loss"} == {
         f.client_id for f in stops
     }
+
+
+def test_a_snapshot_from_before_stops_restores_without_them(btc):
+    """A trader pickled by the previous version (its exchange without ``stops``) resumes."""
+    import pickle
+
+    tr = PaperTrader("o", get_agent("momentum"), {"fast": 5, "slow": 20}, btc.symbols,
+                     btc.interval_ns, limits=_loose(0.1))  # fmt: skip
+    tr.run(btc.select(slice(0, 100)))
+    for k in ("stops", "_has_stops"):
+        del tr.exchange.__dict__[k]
+    back = pickle.loads(pickle.dumps(tr))
+    assert back.exchange.stops is None
+    ref = PaperTrader("o", get_agent("momentum"), {"fast": 5, "slow": 20}, btc.symbols,
+                      btc.interval_ns, limits=_loose(0.1))  # fmt: skip
+    want = ref.run(btc.select(slice(0, 300)))[-1].equity
+    assert back.run(btc.select(slice(100, 300)))[-1].equity == want

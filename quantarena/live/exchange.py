@@ -167,6 +167,12 @@ class PaperExchange:
         else:
             self._lot, self._min_notional = filters.compile(self.A)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle (a trader's snapshot); a snapshot written before stops existed has none."""
+        state.setdefault("stops", None)
+        state.setdefault("_has_stops", False)
+        self.__dict__.update(state)
+
     # ------------------------------------------------------------------ state
 
     @property

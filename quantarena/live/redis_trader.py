@@ -25,8 +25,8 @@ lose nothing.
 Kill switch: with every read of the feed (same pipeline, right after ``XREADGROUP``: one
 round trip) the trader reads ``{prefix}live:kill:all`` and ``{prefix}live:kill:{agent}``,
 so a message published after a kill is applied with it; a present key halts it (flatten at
-the next open, then nothing trades). ``quantarena resume`` deletes the key and raises a resume counter; the
-trader resumes when it sees the counter grow.
+the next open, then nothing trades). ``quantarena resume`` deletes the key and raises a
+resume counter; the trader resumes when it sees the counter grow.
 """
 
 from __future__ import annotations
