@@ -155,6 +155,20 @@ class RedisTrader:
         #: age of each message when its effects became durable, from its stream entry id)
         self.on_commit: Any = None
         retry(self._setup, f"setting up agent {self.name!r}")
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Before the first message: load what the first batch would otherwise load on the
+        trading path — the trader's compiled kernels and the Parquet writer."""
+        import pyarrow.parquet  # noqa: F401
+
+        prepare = getattr(self.trader, "prepare", None)
+        if prepare is None:
+            return
+        try:
+            prepare()
+        except Exception as e:  # a warm-up only: the first bar loads them then
+            log.warning("agent %r: warming up its kernels failed (%s)", self.name, e)
 
     # ------------------------------------------------------------------ state
 
@@ -225,6 +239,8 @@ class RedisTrader:
             if self._archive_seq is not None:
                 self._archive.extend(events)
         day = self.clock_day()
+        if self._archive_day is None:
+            self._archive_day = day
         if (
             time.monotonic() - self._archived_at >= self.archive_s
             or len(self._archive) >= ARCHIVE_MAX_EVENTS
