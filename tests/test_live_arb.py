@@ -267,8 +267,13 @@ def _clean(r, prefix: str) -> None:
         r.delete(k)
 
 
+@pytest.mark.parametrize("archive_s", [60.0, 0.0])
 def test_through_redis_with_a_crash_equals_backtest(store, legs, messages, redis_client,
-                                                    tmp_path):  # fmt: skip
+                                                    tmp_path, archive_s):  # fmt: skip
+    """A crash before a commit, a restart from the pending entries: the backtest's fills,
+    orders and equity — with the Parquet archive written when due (60 s) and after every
+    batch (``archive_s=0``, the restart's last batch the last message alone, then the held
+    quotes' flush)."""
     from quantarena.live.arb_redis import ArbRedisTrader
     from quantarena.live.redis_io import LiveKeys
     from quantarena.live.status import status_table
@@ -283,7 +288,8 @@ def test_through_redis_with_a_crash_equals_backtest(store, legs, messages, redis
         def trader():
             return ArbPaperTrader("arb1", get_agent("pairs_arb"), PAIRS, LEGS)
 
-        rt = ArbRedisTrader(r, trader(), "ticks", tmp_path, keys=keys, batch=2500)
+        rt = ArbRedisTrader(r, trader(), "ticks", tmp_path, keys=keys, batch=2500,
+                            archive_s=archive_s)  # fmt: skip
         calls = {"n": 0}
 
         def boom():
@@ -295,7 +301,10 @@ def test_through_redis_with_a_crash_equals_backtest(store, legs, messages, redis
         with pytest.raises(RuntimeError, match="crash before EXEC"):
             rt.run(idle_stop_s=0.5)
         assert r.xpending(keys.feed("ticks"), "agent:arb1")["pending"] == 2500
-        rt2 = ArbRedisTrader(r, trader(), "ticks", tmp_path, keys=keys, batch=1700)
+        new = len(messages) - 9 * 2500  # after the 2,500 pending ones
+        assert new > 2501
+        rt2 = ArbRedisTrader(r, trader(), "ticks", tmp_path, keys=keys, archive_s=archive_s,
+                             batch=1700 if archive_s else new - 1)  # fmt: skip
         assert rt2.seq.seq == 8 * 2500 - 1
         rt2.run(idle_stop_s=0.5)
         res = _backtest(store, legs, "pairs_arb", PAIRS, **CAPS)

@@ -5,9 +5,10 @@ sequence check, kill switch and commit it reuses).
 :class:`ArbRedisTrader` reads the feed through its own consumer group, keeps the quotes and
 trades of its two symbols (one :class:`~.tick_feed.EventBuilder` per leg; other symbols are
 skipped), runs each batch through an :class:`~.arb_trader.ArbPaperTrader` and makes the
-batch's effects durable: the events to ``{out}/{agent}/events-{seq}.parquet``, then one
-``MULTI``/``EXEC`` with the events stream, the snapshot, the status hash (both legs'
-positions), the daily equity and the ``XACK``. When a read brings nothing new, the quotes the
+batch's effects durable in one ``MULTI``/``EXEC`` with the events stream, the snapshot, the
+status hash (both legs' positions), the daily equity and the ``XACK``; the events reach
+``{out}/{agent}/events-{seq}.parquet`` with the traders' Parquet archive (written when due,
+re-written from the events stream after a restart). When a read brings nothing new, the quotes the
 trader holds back for a later quote of the same time are run and committed (the end of a
 replay). A restart reloads the snapshot and re-reads its pending entries first.
 """
@@ -45,9 +46,10 @@ class ArbRedisTrader(TickRedisTrader):
         batch: int = 1000,
         start_id: str = "0",
         compact: bool = False,
+        archive_s: float = 60.0,
     ) -> None:
         super().__init__(r, trader, feed, out_dir, keys=keys, batch=batch, start_id=start_id,
-                         compact=compact)  # type: ignore[arg-type]  # fmt: skip
+                         compact=compact, archive_s=archive_s)  # type: ignore[arg-type]  # fmt: skip
 
     def _load(self) -> None:
         self._daily = {}
@@ -58,6 +60,7 @@ class ArbRedisTrader(TickRedisTrader):
             self.seq = TickSeqCheck()  # type: ignore[assignment]
             self.builders = [EventBuilder(s) for s in self.trader.symbols]  # type: ignore[attr-defined]
             self.resume_seen = self._resume_count()
+            self._restore_archive(self._fresh_archive())
             return
         snap = pickle.loads(blob)
         self.trader = snap["trader"]
@@ -65,6 +68,7 @@ class ArbRedisTrader(TickRedisTrader):
         self.seq.restore(snap["seq"])
         self.builders = snap["builders"]
         self.resume_seen = snap["resume_seen"]
+        self._restore_archive(snap.get("archive"))
 
     def _on_idle(self) -> None:
         tr: ArbPaperTrader = self.trader  # type: ignore[assignment]
@@ -75,7 +79,7 @@ class ArbRedisTrader(TickRedisTrader):
         prev = tr.risk_state
         step = tr.flush()
         events.extend(self._step_events(step, prev, self.seq.seq))  # type: ignore[arg-type]
-        self._commit([], events, self.seq.seq)
+        self._commit([], events, self.seq.seq, tag="-flush")
 
     def _apply(self, entries: list[tuple[bytes, dict]]) -> int:
         tr: ArbPaperTrader = self.trader  # type: ignore[assignment]
@@ -131,21 +135,16 @@ class ArbRedisTrader(TickRedisTrader):
                         "equity": st.equity})  # fmt: skip
         return out
 
-    def _commit(self, ids: list[Any], events: list[dict[str, Any]], first_seq: int | None) -> None:
-        import pandas as pd
-
-        from quantarena.live.events import TICK_EVENT_COLUMNS
-
+    def _commit(
+        self, ids: list[Any], events: list[dict[str, Any]], first_seq: int | None, tag: str = ""
+    ) -> None:
+        """One durable commit (:meth:`RedisTrader._transact`); the events reach Parquet with
+        the archive. ``tag``: ``"-flush"`` for the held quotes run between messages."""
         tr: ArbPaperTrader = self.trader  # type: ignore[assignment]
-        if events and first_seq is not None:
-            df = pd.DataFrame(events).reindex(columns=TICK_EVENT_COLUMNS)
-            name = f"events-{first_seq:012d}" + ("" if ids else "-flush")
-            tmp = self.out / f".{name}.parquet.tmp"
-            df.to_parquet(tmp, index=False)
-            tmp.replace(self.out / f"{name}.parquet")
         snap = pickle.dumps(
             {"trader": tr, "seq": self.seq.state(), "builders": self.builders,
-             "resume_seen": self.resume_seen},
+             "resume_seen": self.resume_seen,
+             "archive": self._archive_state(events, first_seq, tag)},
             protocol=pickle.HIGHEST_PROTOCOL,
         )  # fmt: skip
         eq = tr.equity
@@ -166,7 +165,7 @@ class ArbRedisTrader(TickRedisTrader):
             "last_ts": str(tr.last_ts if tr.last_ts is not None else 0),
             "updated": str(time.time_ns()),
         }
-        self._transact(events, snap, status, ids)
+        self._transact(events, snap, status, ids, first_seq, tag)
         if self.on_commit is not None:
             kinds = [e["kind"] for e in events]
             self.on_commit({"orders": kinds.count("order"), "fills": kinds.count("fill"),

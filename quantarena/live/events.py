@@ -39,7 +39,7 @@ import pandas as pd
 
 __all__ = [
     "BAR_LAYOUT", "EVENT_COLUMNS", "TICK_EVENT_COLUMNS", "TICK_LAYOUT", "EventLayout",
-    "compact", "read_events",
+    "compact", "read_events", "write_events",
 ]  # fmt: skip
 
 NS_PER_DAY = 86_400_000_000_000
@@ -68,6 +68,34 @@ BAR_LAYOUT = EventLayout(tuple(EVENT_COLUMNS), ("bar", "kind"))
 TICK_LAYOUT = EventLayout(tuple(TICK_EVENT_COLUMNS), ("seq", "ts"))
 
 _TEXT = ("kind", "id", "symbol", "reason")
+_INT = ("bar", "seq", "ts")  # int64 columns (null where an event has none); "maker": bool
+
+
+def _arrow_type(col: str) -> Any:
+    import pyarrow as pa
+
+    if col in _TEXT:
+        return pa.string()
+    if col in _INT:
+        return pa.int64()
+    return pa.bool_() if col == "maker" else pa.float64()
+
+
+def write_events(path: Path, events: list[dict[str, Any]], layout: EventLayout) -> None:
+    """Write ``events`` (dicts, missing keys null) as one Parquet events file at ``path``
+    with ``layout``'s columns: to a temp name (``.{name}.tmp``, never read), then renamed
+    into place, so a reader sees the whole file or none. Built with pyarrow directly (no
+    pandas frame per file: this runs once per batch on the trading path)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(c, _arrow_type(c)) for c in layout.columns])
+    table = pa.Table.from_pylist(events, schema=schema)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+
+
 _DAY = re.compile(r"^day-(\d{8})-(\d{4})\.parquet$")
 
 

@@ -14,7 +14,11 @@ bit for bit. Conventions are the engine's:
 * equity is marked at each close; cash and shares are in the quote currency and base units;
 * exchange filters (:class:`~quantarena.engine.filters.ExchangeFilters`: lot size in asset
   units, minimum notional in the quote currency) are the engine's own, applied by the same
-  kernel — give the account an ``init_cash`` in the quote currency when they are on.
+  kernel — give the account an ``init_cash`` in the quote currency when they are on;
+* stops (:class:`~quantarena.engine.stops.Stops`: stop-loss, take-profit, trailing) are the
+  engine's own rules, run by the same kernel inside each bar; a stop exit is a fill with the
+  client id ``{account}:{bar}:{symbol}:{reason}`` (``stop_loss``, ``take_profit``,
+  ``trailing_stop``) and its ``reason``, priced as the kernel prices it.
 
 An **order** is a target change sent to the exchange at a close; its idempotent client id
 is ``{account}:{bar index}:{symbol}`` (the bar whose close decided it), so re-sending the
@@ -32,6 +36,7 @@ import numpy as np
 from quantarena.engine import layout as L
 from quantarena.engine.costs import DEFAULT_COSTS, Costs
 from quantarena.engine.filters import ExchangeFilters
+from quantarena.engine.stops import Stops
 
 __all__ = ["BarStep", "Fill", "Order", "PaperExchange", "client_order_id"]
 
@@ -62,7 +67,9 @@ class Order:
 @dataclass(frozen=True)
 class Fill:
     """An executed order: ``qty`` shares (negative = sell) at ``price`` (the fill price,
-    slippage and impact included), ``fee`` in cash, at the open of bar ``bar``."""
+    slippage and impact included), ``fee`` in cash, at the open of bar ``bar`` — or, for a
+    stop exit (``reason`` ``stop_loss`` / ``take_profit`` / ``trailing_stop``; ``""`` for
+    an order's fill), inside the bar at the stop's price."""
 
     client_id: str
     bar: int
@@ -71,6 +78,7 @@ class Fill:
     qty: float
     price: float
     fee: float
+    reason: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +113,8 @@ class PaperExchange:
         init_cash: starting equity (quote currency when ``filters`` are on).
         filters: lot size / minimum notional per asset (None: none), as the backtest's
             ``simulate(filters=...)``.
+        stops: stop-loss / take-profit / trailing stop (fractions of price; None: none), as
+            the backtest's ``simulate(stops=...)``.
     """
 
     def __init__(
@@ -118,6 +128,7 @@ class PaperExchange:
         leverage: float = 1.0,
         init_cash: float = 1.0,
         filters: ExchangeFilters | None = None,
+        stops: Stops | None = None,
     ) -> None:
         if not (np.isfinite(init_cash) and init_cash > 0):
             raise ValueError(f"init_cash must be > 0, got {init_cash!r}")
@@ -146,13 +157,21 @@ class PaperExchange:
         self._imp = (cc.impact_k_bps, cc.impact_alpha, cc.impact_max_bps)
         self._empty = (np.zeros((0, 0)), np.zeros((0, 0)), np.zeros((0, 0, 0)))
         self._no_rec = (np.zeros(1, np.int64), np.zeros((0, L.NRF)), np.zeros((0, L.NRI), np.int64))
-        self._stops = (np.full(1, np.inf), np.full(1, np.inf), np.full(1, np.inf))
+        self.stops = stops
+        self._stops = (stops or Stops()).compile(1)
+        self._has_stops = bool(any(np.isfinite(x).any() for x in self._stops))
         self._ts = 0
         self.filters = filters
         if filters is None:
             self._lot = self._min_notional = np.zeros(self.A)
         else:
             self._lot, self._min_notional = filters.compile(self.A)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle (a trader's snapshot); a snapshot written before stops existed has none."""
+        state.setdefault("stops", None)
+        state.setdefault("_has_stops", False)
+        self.__dict__.update(state)
 
     # ------------------------------------------------------------------ state
 
@@ -285,18 +304,29 @@ class PaperExchange:
         fund = None
         if self.costs.funding is not None:
             fund = self.costs.funding.per_bar(np.array([ts], np.int64), self.interval_ns, self.A)
-        # the engine's per-parameter-set replay (serial: no thread pool to wake per bar)
-        kernels_cpu._multi_param(
-            0, 0, self._nan.shape[0], self._nan, *kernels_cpu.NO_SIGNAL, op, hi, lo, cl, vol,
-            mask, fund if fund is not None else np.zeros((1, 1)), fund is not None, self.maxpos,
-            self.leverage, self._fee, self._slip, *self._imp, self._lot, self._min_notional,
-            *self._stops, False, False, S, SA, *self._empty, False, *self._no_rec,
-        )  # fmt: skip
+
+        def replay(S: np.ndarray, SA: np.ndarray, has_stops: bool) -> None:
+            # the engine's per-parameter-set replay (serial: no thread pool to wake per bar)
+            kernels_cpu._multi_param(
+                0, 0, self._nan.shape[0], self._nan, *kernels_cpu.NO_SIGNAL, op, hi, lo, cl,
+                vol, mask, fund if fund is not None else np.zeros((1, 1)), fund is not None,
+                self.maxpos, self.leverage, self._fee, self._slip, *self._imp, self._lot,
+                self._min_notional, *self._stops, has_stops, False, S, SA, *self._empty, False,
+                *self._no_rec,
+            )  # fmt: skip
+
+        mid = None
+        if self._has_stops:
+            # the account after this open's fills, before the stops inside the bar: the same
+            # bar replayed without stops on a copy (the open's fills come first either way)
+            mid = SA.copy()
+            replay(S.copy(), mid, False)
+        replay(S, SA, self._has_stops)
         S[L.LAST_PEAK_T] += t
         SA[L.ETS] += t
         # the kernel processed a NaN row into PEND; decide() puts the real target there
         SA[L.PEND, :, 0] = SA[L.LAST, :, 0]
-        fills = self._fills(t, ts, sh0, op[0], mask[0], cl[0], vol[0])
+        fills = self._fills(t, ts, sh0, op[0], mask[0], cl[0], vol[0], mid, hi[0], lo[0])
         self.last_close = cl[0].copy()
         self.n_bars = t + 1
         self._ts = int(ts)
@@ -339,11 +369,18 @@ class PaperExchange:
         mask: np.ndarray,
         cl: np.ndarray,
         vol: np.ndarray,
+        mid: np.ndarray | None = None,
+        hi: np.ndarray | None = None,
+        lo: np.ndarray | None = None,
     ) -> list[Fill]:
-        """The fills of this bar's open, priced with the kernel's formula (``_fill``)."""
+        """The fills of this bar: at its open (the pending orders), then — with stops — the
+        stop exits inside it, found by the kernel's own rules (``_levels``, ``_stop_hit``) on
+        ``mid`` (the account after the open's fills), priced with the kernel's formula
+        (``_fill``)."""
+        from quantarena.engine import kernels_cpu
+
         out = []
-        sh1 = self.SA[L.SH, :, 0]
-        k, alpha, imax = self._imp
+        sh1 = (mid if mid is not None else self.SA)[L.SH, :, 0]
         for a in range(self.A):
             dsh = float(sh1[a] - sh0[a])
             sym = self.symbols[a]
@@ -353,14 +390,35 @@ class PaperExchange:
             self.pending.pop(sym)
             if dsh == 0.0:
                 continue
-            side = 1.0 if dsh > 0.0 else -1.0
-            q = abs(dsh)
-            px = float(op[a])
-            adj = self._slip
-            if k > 0.0:
-                bn = float(vol[a] * cl[a])
-                adj += min(k * (q * px / bn) ** alpha, imax) if bn > 0.0 else imax
-            fpx = px * (1.0 + side * adj * 1e-4)
-            fee = q * fpx * self._fee * 1e-4
+            fpx, fee = self._price(dsh, float(op[a]), float(vol[a] * cl[a]))
             out.append(Fill(order.client_id, t, int(ts), sym, dsh, fpx, fee))
+        if mid is None or hi is None or lo is None:
+            return out
+        sl, tp, tr = (float(x[0]) for x in self._stops)
+        for a in range(self.A):
+            sh = float(mid[L.SH, a, 0])
+            if sh == 0.0 or not mask[a]:
+                continue
+            lvl, why, t_lvl = kernels_cpu._levels(sh, mid[L.EPX, a, 0], mid[L.BEST, a, 0], sl, tp,
+                                                  tr)  # fmt: skip
+            px, reason = kernels_cpu._stop_hit(sh, op[a], hi[a], lo[a], lvl, why, t_lvl)
+            if reason < 0:
+                continue
+            name = L.EXIT_REASONS[int(reason)]
+            sym = self.symbols[a]
+            fpx, fee = self._price(-sh, float(px), float(vol[a] * cl[a]))
+            cid = f"{client_order_id(self.account, t, sym)}:{name}"
+            out.append(Fill(cid, t, int(ts), sym, -sh, fpx, fee, name))
         return out
+
+    def _price(self, dsh: float, px: float, bar_notional: float) -> tuple[float, float]:
+        """The fill price and fee of trading ``dsh`` shares at base price ``px`` (the
+        kernel's ``_fill``: slippage and impact against the trader, taker fee)."""
+        k, alpha, imax = self._imp
+        side = 1.0 if dsh > 0.0 else -1.0
+        q = abs(dsh)
+        adj = self._slip
+        if k > 0.0:
+            adj += min(k * (q * px / bar_notional) ** alpha, imax) if bar_notional > 0.0 else imax
+        fpx = px * (1.0 + side * adj * 1e-4)
+        return fpx, q * fpx * self._fee * 1e-4

@@ -184,13 +184,13 @@ def redis_trader(
 
         return ArbRedisTrader(r, make_arb_trader(spec), feed, cfg.out, keys=keys,
                               batch=cfg.tick_batch, start_id=start_id,
-                              compact=cfg.compact)  # fmt: skip
+                              compact=cfg.compact, archive_s=cfg.archive_s)  # fmt: skip
     if tick:
         from quantarena.live.tick_redis import TickRedisTrader
 
         return TickRedisTrader(r, make_tick_trader(spec, shape.symbols[0]), feed, cfg.out,
                                keys=keys, batch=cfg.tick_batch, start_id=start_id,
-                               compact=cfg.compact)  # fmt: skip
+                               compact=cfg.compact, archive_s=cfg.archive_s)  # fmt: skip
     from quantarena.live.redis_trader import RedisTrader
     from quantarena.live.service import make_trader
 
@@ -198,4 +198,4 @@ def redis_trader(
     if history is not None:  # a trader promoted mid-run: indicators warmed on the feed
         tr.warm_up(history)
     return RedisTrader(r, tr, feed, cfg.out, keys=keys, batch=cfg.batch, start_id=start_id,
-                       compact=cfg.compact)  # fmt: skip
+                       compact=cfg.compact, archive_s=cfg.archive_s)  # fmt: skip

@@ -102,6 +102,7 @@ class Promoter:
                     self._record(old, "demoted", f"replaced by {acct} (parameters changed)", day)
                     retired.append(old)
             info = {"agent": c.agent, "kind": c.kind, "params": c.params, "options": c.options,
+                    "stops": c.stops, "leverage": c.leverage,
                     "rank": c.rank, "tournament": t.name, "source": str(t.path),
                     "finished_at": t.finished_at}  # fmt: skip
             self._record(acct, "promoted", f"rank {c.rank} of {t.name}", day, **info)

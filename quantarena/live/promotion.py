@@ -26,8 +26,9 @@ Which agents are candidates (:func:`select`):
 * **a streaming path**: bar agents with ``_stream`` (momentum, mean_reversion, breakout,
   vol_target, buy_hold, ml), or a market maker (market_maker, glft) when the live config
   has a ``tick_feed`` to trade it on (otherwise skipped, with the reason); arbitrageurs
-  (their legs are a config's ``symbol: A,B``) are skipped with the reason; agents with ``stops`` or ``leverage`` other than 1 too (the paper
-  exchange applies neither yet);
+  (their legs are a config's ``symbol: A,B``) are skipped with the reason. A bar agent's
+  ``stops`` and ``leverage`` go with it: its paper exchange applies them with the engine's
+  rules, as its backtest did;
 * **the best ``top``** of the remaining ones by tournament rank.
 
 An account is named :func:`account_name` — ``t-{agent}-{6 hex of the parameter set}`` — so a
@@ -123,6 +124,9 @@ class Candidate:
             market maker — on the live config's tick feed).
         reason: why it is not promoted ("" when :attr:`promote`).
         promote: chosen by :func:`select`.
+        stops: its tournament's stops (``stop_loss``, ``take_profit``, ``trailing``; None:
+            none) and leverage (cap on ``sum |w|``) — a bar agent's paper exchange applies
+            both.
     """
 
     agent: str
@@ -136,6 +140,8 @@ class Candidate:
     streaming: bool
     reason: str = ""
     promote: bool = False
+    stops: dict[str, Any] | None = None
+    leverage: float = 1.0
 
     @property
     def gates_passed(self) -> bool:
@@ -145,7 +151,8 @@ class Candidate:
     @property
     def account(self) -> str:
         """The paper account this candidate trades as (:func:`account_name`)."""
-        return account_name(self.agent, self.kind, self.params, self.options)
+        return account_name(self.agent, self.kind, self.params, self.options, self.stops,
+                            self.leverage)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -158,10 +165,50 @@ class TournamentOutput:
     candidates: tuple[Candidate, ...] = field(default_factory=tuple)
 
 
-def account_name(agent: str, kind: str, params: dict[str, Any], options: dict[str, Any]) -> str:
+def check_stops(v: Any) -> dict[str, Any] | None:
+    """An agent's ``stops`` (a mapping of ``stop_loss`` / ``take_profit`` / ``trailing`` to
+    fractions of price, null or 0 = off) checked by the engine's rule; None when absent or
+    all off. ``ValueError`` (one line) names the field."""
+    from dataclasses import fields
+
+    from quantarena.engine.stops import Stops, check_level
+
+    if v is None:
+        return None
+    if not isinstance(v, dict):
+        raise ValueError("stops must be a mapping, e.g. {stop_loss: 0.02}")
+    known = [f.name for f in fields(Stops)]
+    bad = sorted(set(v) - set(known))
+    if bad:
+        raise ValueError(f"stops: unknown key {bad[0]!r}; known: {', '.join(known)}")
+    out = {}
+    for k in known:
+        try:
+            out[k] = check_level(v.get(k)) or None  # 0 = off = null
+        except ValueError as e:
+            raise ValueError(f"stops.{k}: {e}") from None
+    return out if any(x is not None for x in out.values()) else None
+
+
+def check_leverage(v: Any) -> float:
+    """An agent's ``leverage`` (cap on ``sum |w|``): a finite number > 0, else
+    ``ValueError`` (one line)."""
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < math.inf:
+        raise ValueError(f"leverage must be a number > 0, got {v!r}")
+    return float(v)
+
+
+def account_name(
+    agent: str, kind: str, params: dict[str, Any], options: dict[str, Any],
+    stops: dict[str, Any] | None = None, leverage: float = 1.0,
+) -> str:  # fmt: skip
     """``t-{agent}-{h}``: ``h`` = the first 6 hex digits of the SHA-256 of the kind, the
-    parameter set and the options in canonical JSON — a new parameter set is a new account."""
-    blob = json.dumps([kind, params, options], sort_keys=True, default=str)
+    parameter set and the options in canonical JSON (and the stops and leverage, when set) —
+    a new parameter set is a new account."""
+    key: list[Any] = [kind, params, options]
+    if stops or float(leverage) != 1.0:  # accounts without them keep their names
+        key.append({"stops": stops, "leverage": float(leverage)})
+    blob = json.dumps(key, sort_keys=True, default=str)
     return f"t-{agent}-{hashlib.sha256(blob.encode()).hexdigest()[:6]}"
 
 
@@ -274,6 +321,7 @@ def read_tournament(path: str | Path, tick_feed: str | None = None) -> Tournamen
         maker = tick and hasattr(ag, "quote_kind")
         streaming = maker or (not tick and type(ag)._stream is not Agent._stream)
         reason = ""
+        stops, leverage = None, 1.0
         if tick and not maker:
             reason = (
                 f"tick agent {kind!r}: arbitrage agents paper-trade from the live config "
@@ -285,10 +333,12 @@ def read_tournament(path: str | Path, tick_feed: str | None = None) -> Tournamen
             pass  # a market maker: paper-trades on the tick feed
         elif not streaming:
             reason = f"agent kind {kind!r} has no streaming path (_stream)"
-        elif fp.get("stops") and any(v for v in dict(fp["stops"]).values()):
-            reason = "stops: not applied in paper trading yet"
-        elif float(fp.get("leverage") or 1.0) != 1.0:
-            reason = f"leverage {fp['leverage']}: paper trading caps at 1"
+        else:  # a bar agent: its paper exchange applies the tournament's stops and leverage
+            try:
+                stops = check_stops(fp.get("stops"))
+                leverage = check_leverage(fp.get("leverage") or 1.0)
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
         out.append(
             Candidate(
                 agent=agent,
@@ -301,6 +351,8 @@ def read_tournament(path: str | Path, tick_feed: str | None = None) -> Tournamen
                 gates_failed=_gates(row.get("gates_failed")),
                 streaming=streaming,
                 reason=reason,
+                stops=stops,
+                leverage=leverage,
             )
         )
     return TournamentOutput(folder, name, at, tuple(out))

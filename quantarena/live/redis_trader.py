@@ -2,14 +2,16 @@
 
 :class:`RedisTrader` reads a feed (:mod:`.feed`) through a consumer group of its own (one
 group per agent: every agent sees every bar), drives a :class:`~.trader.PaperTrader` and
-makes each batch's effects durable in this order:
+makes each batch's effects durable in ONE Redis transaction (``MULTI``/``EXEC``): it appends
+the batch's events (orders, fills, rejections, gaps, state changes) to the agent's events
+stream, stores the trader's snapshot (agent stream, account, risk state, last ``seq``, the
+Parquet archive's cursor), updates its status hash and ``XACK``\\ s the batch's entries.
 
-1. the batch's events (orders, fills, rejections, gaps, state changes) are written to a
-   Parquet file named after the batch's first message (``{out}/{agent}/events-{seq}.parquet``;
-   re-processing the same batch rewrites the same file);
-2. one Redis transaction (``MULTI``/``EXEC``) appends the events to the agent's events
-   stream, stores the trader's snapshot (agent stream, account, risk state, last ``seq``),
-   updates its status hash and ``XACK``\\ s the batch's entries.
+Redis is the durable record; the Parquet files ``{out}/{agent}/events-{seq}.parquet`` (named
+after the first message of the batches they hold) are its archive, written after a commit
+when due (``archive_s`` seconds since the last one, a new UTC day of the bar clock, and when
+:meth:`RedisTrader.run` returns). A restarted trader first re-archives the events committed
+after its snapshot's cursor, so once it stops every event is in Parquet, once.
 
 So a message is acknowledged only once its effects are durable, and the snapshot and the
 acknowledgement change together: a trader killed at any point restarts from the snapshot,
@@ -20,10 +22,11 @@ reloads its snapshot from Redis, so a reply lost in flight cannot fork its state
 persist (AOF, ``appendfsync always`` for the strongest guarantee) for a Redis restart to
 lose nothing.
 
-Kill switch: before every message the trader reads ``{prefix}live:kill:all`` and
-``{prefix}live:kill:{agent}``; a present key halts it (flatten at the next open, then
-nothing trades). ``quantarena resume`` deletes the key and raises a resume counter; the
-trader resumes when it sees the counter grow.
+Kill switch: with every read of the feed (same pipeline, right after ``XREADGROUP``: one
+round trip) the trader reads ``{prefix}live:kill:all`` and ``{prefix}live:kill:{agent}``,
+so a message published after a kill is applied with it; a present key halts it (flatten at
+the next open, then nothing trades). ``quantarena resume`` deletes the key and raises a
+resume counter; the trader resumes when it sees the counter grow.
 """
 
 from __future__ import annotations
@@ -36,9 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from quantarena.live.events import BAR_LAYOUT, EVENT_COLUMNS, EventLayout, compact, read_events
+from quantarena.live.events import BAR_LAYOUT, EventLayout, compact, read_events, write_events
 from quantarena.live.messages import BarsMessage, MessageError, SeqCheck, decode
 from quantarena.live.redis_io import LiveKeys, retry
 from quantarena.live.risk import RiskState
@@ -49,6 +51,8 @@ __all__ = ["RedisTrader", "read_events"]
 log = logging.getLogger("quantarena.live")
 
 NS_PER_DAY = 86_400_000_000_000
+#: an archive file is written at the latest when this many events are waiting
+ARCHIVE_MAX_EVENTS = 10_000
 
 
 def _events(step: TraderStep, prev_state: RiskState) -> list[dict[str, Any]]:
@@ -56,6 +60,8 @@ def _events(step: TraderStep, prev_state: RiskState) -> list[dict[str, Any]]:
     for f in step.fills:
         out.append({"kind": "fill", "id": f.client_id, "bar": f.bar, "ts": f.ts,
                     "symbol": f.symbol, "qty": f.qty, "price": f.price, "fee": f.fee})  # fmt: skip
+        if f.reason:  # a stop exit (stop_loss, take_profit, trailing_stop)
+            out[-1]["reason"] = f.reason
     for o in step.orders:
         out.append({"kind": "order", "id": o.client_id, "bar": o.bar, "ts": o.ts,
                     "symbol": o.symbol, "target": o.target})  # fmt: skip
@@ -82,6 +88,11 @@ class RedisTrader:
         start_id: where a new consumer group starts reading (``"0"``: the stream's start).
         compact: compact the finished UTC days' event files into day files
             (:func:`.events.compact`) after each batch that reaches a new UTC day.
+        archive_s: the Parquet archive of the events is written after a commit when this
+            many seconds (wall clock) have passed since the last one — and at each new UTC
+            day of the bar clock, every :data:`ARCHIVE_MAX_EVENTS` events and when
+            :meth:`run` returns. ``0``: after every batch. Redis holds every event durably
+            from its commit on (the events stream); the Parquet files are its archive.
     """
 
     #: the columns and read order of this trader's event files
@@ -98,8 +109,24 @@ class RedisTrader:
         batch: int = 100,
         start_id: str = "0",
         compact: bool = False,
+        archive_s: float = 60.0,
     ) -> None:
         self.r = r
+        if not archive_s >= 0:
+            raise ValueError(f"archive_s must be >= 0 seconds, got {archive_s!r}")
+        self.archive_s = float(archive_s)
+        #: events committed to Redis and not yet in a Parquet file; the file's name (the
+        #: first message seq of their batches); the events-stream id up to which the Parquet
+        #: files hold every event (in each snapshot: a restart archives what follows it)
+        self._archive: list[dict[str, Any]] = []
+        self._archive_seq: int | None = None
+        self._archive_tag = ""
+        self._archive_cursor = "0"
+        self._last_event_id: str | None = None
+        self._archived_at = time.monotonic()
+        self._archive_day: int | None = None
+        #: the kill-switch keys' values read with the last batch (:meth:`_read`)
+        self._switches: list[Any] | None = None
         self.compact = bool(compact)
         #: the UTC day of the bar clock at the last compaction (None: none yet in this run)
         self.compacted_day: int | None = None
@@ -129,6 +156,20 @@ class RedisTrader:
         #: age of each message when its effects became durable, from its stream entry id)
         self.on_commit: Any = None
         retry(self._setup, f"setting up agent {self.name!r}")
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Before the first message: load what the first batch would otherwise load on the
+        trading path — the trader's compiled kernels and the Parquet writer."""
+        import pyarrow.parquet  # noqa: F401
+
+        prepare = getattr(self.trader, "prepare", None)
+        if prepare is None:
+            return
+        try:
+            prepare()
+        except Exception as e:  # a warm-up only: the first bar loads them then
+            log.warning("agent %r: warming up its kernels failed (%s)", self.name, e)
 
     # ------------------------------------------------------------------ state
 
@@ -152,11 +193,85 @@ class RedisTrader:
             self.trader = pickle.loads(pickle.dumps(self._fresh))
             self.seq = SeqCheck()
             self.resume_seen = self._resume_count()
+            self._restore_archive(self._fresh_archive())
             return
         snap = pickle.loads(blob)
         self.trader = snap["trader"]
         self.seq.restore(snap["seq"])
         self.resume_seen = snap["resume_seen"]
+        self._restore_archive(snap.get("archive"))
+
+    def _fresh_archive(self) -> dict[str, Any]:
+        """The archive state of a trader without a snapshot: events already in the stream
+        (an earlier incarnation of this name) are not this run's to archive."""
+        last = self.r.xrevrange(self.keys.events(self.name), count=1)
+        return {"id": last[0][0].decode() if last else "0", "seq": None}
+
+    def _restore_archive(self, arch: dict[str, Any] | None) -> None:
+        """Take the archive state of a snapshot: the events committed after its cursor (in
+        the Redis events stream) wait to be written to Parquet again. A snapshot without
+        one (written before the archive existed) wrote its Parquet files before committing."""
+        self._archive, self._archive_seq, self._archive_tag = [], None, ""
+        self._archived_at = time.monotonic()
+        self._archive_day = None
+        if arch is None:
+            self._archive_cursor, self._last_event_id = "0", None
+            return
+        self._archive_cursor = self._last_event_id = str(arch["id"])
+        if arch["seq"] is None:
+            return
+        lo = "-" if self._archive_cursor == "0" else "(" + self._archive_cursor
+        rows = self.r.xrange(self.keys.events(self.name), min=lo, max="+")
+        if rows:
+            self._archive = [json.loads(v[b"json"]) for _, v in rows]
+            self._archive_seq = int(arch["seq"])
+            self._archive_tag = str(arch.get("tag", ""))
+            self._last_event_id = rows[-1][0].decode()
+
+    def _archive_state(
+        self, events: list[dict[str, Any]], first_seq: int | None, tag: str = ""
+    ) -> dict:
+        """The archive part of the snapshot committed with a batch of ``events`` (``tag``:
+        see :meth:`_archive_add`)."""
+        started = self._archive_seq is not None
+        seq = self._archive_seq if started else first_seq
+        return {"id": self._archive_cursor, "seq": seq if (self._archive or events) else None,
+                "tag": self._archive_tag if started else tag}  # fmt: skip
+
+    def _archive_add(
+        self, events: list[dict[str, Any]], first_seq: int | None, tag: str = ""
+    ) -> None:
+        """After a commit: its events wait for the next archive file; write it when due.
+        ``tag`` suffixes the file name when these events start a file (a trader's own flush
+        between messages, named after the last message's seq, must not replace the file
+        that message started)."""
+        if events:
+            if self._archive_seq is None:
+                self._archive_seq, self._archive_tag = first_seq, tag
+            if self._archive_seq is not None:
+                self._archive.extend(events)
+        day = self.clock_day()
+        if self._archive_day is None:
+            self._archive_day = day
+        if (
+            time.monotonic() - self._archived_at >= self.archive_s
+            or len(self._archive) >= ARCHIVE_MAX_EVENTS
+            or day != self._archive_day
+        ):
+            self.flush_archive()
+            self._archive_day = day
+
+    def flush_archive(self) -> None:
+        """Write the committed events not yet in Parquet to
+        ``{out}/{agent}/events-{first seq}.parquet`` (temp file, then rename; the same events
+        re-archived after a restart rewrite the same file or a superset of it)."""
+        if self._archive and self._archive_seq is not None:
+            name = f"events-{self._archive_seq:012d}{self._archive_tag}.parquet"
+            write_events(self.out / name, self._archive, self.layout)
+        self._archive, self._archive_seq, self._archive_tag = [], None, ""
+        if self._last_event_id is not None:
+            self._archive_cursor = self._last_event_id
+        self._archived_at = time.monotonic()
 
     def _resume_count(self) -> int:
         vals = self.r.mget(self.keys.resume(), self.keys.resume(self.name))
@@ -171,42 +286,67 @@ class RedisTrader:
         done = 0
         idle_since = time.monotonic()
         pending = True
-        while (max_messages is None or done < max_messages) and not self.stop_requested:
-            want = self.batch if max_messages is None else min(self.batch, max_messages - done)
-            try:
-                entries = self._read(want, "0" if pending else ">")
+        try:
+            while (max_messages is None or done < max_messages) and not self.stop_requested:
+                want = self.batch if max_messages is None else min(self.batch, max_messages - done)
+                try:
+                    entries = self._read(want, "0" if pending else ">")
+                    if entries:
+                        done += self._apply(entries)
+                except _Resync:
+                    pending = True  # the snapshot was reloaded: redo the pending entries
+                    continue
                 if entries:
-                    done += self._apply(entries)
-            except _Resync:
-                pending = True  # the snapshot was reloaded: redo the pending entries
-                continue
-            if entries:
-                idle_since = time.monotonic()
-                continue
-            if pending:
-                pending = False  # no pending entries left: read new ones
-                continue
-            try:
-                self._on_idle()
-            except _Resync:
-                pending = True
-                continue
-            if idle_stop_s is not None and time.monotonic() - idle_since > idle_stop_s:
-                break
+                    idle_since = time.monotonic()
+                    continue
+                if pending:
+                    pending = False  # no pending entries left: read new ones
+                    continue
+                try:
+                    self._on_idle()
+                except _Resync:
+                    pending = True
+                    continue
+                if idle_stop_s is not None and time.monotonic() - idle_since > idle_stop_s:
+                    break
+        finally:
+            self.flush_archive()  # committed events only: safe whatever ended the loop
         return done
 
     def _on_idle(self) -> None:
         """Called when a read brought nothing new (a trader holding events back runs them)."""
 
+    def _switch_keys(self) -> tuple[str, str, str, str]:
+        return (self.keys.kill(), self.keys.kill(self.name), self.keys.resume(),
+                self.keys.resume(self.name))  # fmt: skip
+
     def _read(self, count: int, start: str) -> list[tuple[bytes, dict]]:
+        """Up to ``count`` entries from ``start`` ("0": the pending ones, ">": new ones,
+        blocking up to 200 ms) and, in the same pipeline right after the read, the kill
+        switch and resume counters: Redis runs them in order, so the switch is read after the
+        entries were delivered — a kill set before a message was published is always seen
+        with it. One round trip."""
+
         def go() -> list[tuple[bytes, dict]]:
-            res = self.r.xreadgroup(
+            pipe = self.r.pipeline(transaction=False)
+            pipe.xreadgroup(
                 self.group, self.name, {self.stream: start}, count=count,
                 block=None if start == "0" else 200,
             )  # fmt: skip
+            pipe.mget(*self._switch_keys())
+            res, switches = pipe.execute()
+            self._switches = list(switches)
             return res[0][1] if res else []
 
         return self._retry(go, "reading the feed")
+
+    def _switch_values(self) -> list[Any]:
+        """The kill switches and resume counters (all, this agent's; kill, then resume) read
+        with the current batch (read now when there is none)."""
+        if self._switches is None:
+            self._switches = list(self._retry(lambda: self.r.mget(*self._switch_keys()),
+                                              "reading the kill switch"))  # fmt: skip
+        return self._switches
 
     def _retry(self, fn: Any, what: str) -> Any:
         lost = []
@@ -283,10 +423,20 @@ class RedisTrader:
         ex = self.trader.exchange
         return int(ex._ts) // NS_PER_DAY if ex.n_bars else None
 
-    def _transact(self, events: list[dict], snap: Any, status: dict, ids: list) -> None:
+    def _transact(
+        self,
+        events: list[dict],
+        snap: Any,
+        status: dict,
+        ids: list,
+        first_seq: int | None,
+        tag: str = "",
+    ) -> None:
         """Make a batch's effects durable in ONE Redis transaction — its events, the trader's
-        snapshot, status and daily marks, and the XACK of its entries — retried with backoff;
-        then compact finished days (when on). The bar and tick traders' one commit path."""
+        snapshot (with :meth:`_archive_state`), status and daily marks, and the XACK of its
+        entries — retried with backoff; then queue its events for the Parquet archive (written
+        when due) and compact finished days (when on). The bar and tick traders' one commit
+        path; ``first_seq``: the batch's first message seq (names its archive file)."""
         if self.fail_before_commit is not None:
             self.fail_before_commit()
 
@@ -300,10 +450,14 @@ class RedisTrader:
                 pipe.hset(self.keys.daily(self.name), mapping=self._daily)
             if ids:
                 pipe.xack(self.stream, self.group, *ids)
-            pipe.execute()
+            res = pipe.execute()
+            if events:
+                last = res[len(events) - 1]
+                self._last_event_id = last.decode() if isinstance(last, bytes) else str(last)
 
         self._retry(commit, "committing a batch")
         self._daily = {}
+        self._archive_add(events, first_seq, tag)
         self._compact_finished_days()
 
     def _compact_finished_days(self) -> None:
@@ -318,6 +472,7 @@ class RedisTrader:
         if self.compacted_day is not None and day <= self.compacted_day:
             return
         self.compacted_day = day
+        self.flush_archive()  # the finished days' events into Parquet first
         try:
             compact(self.out.parent, self.name, before_day=day, layout=self.layout,
                     hook=self.compact_hook)  # fmt: skip
@@ -332,13 +487,7 @@ class RedisTrader:
     def _obey_switches(self, events: list[dict[str, Any]]) -> None:
         tr = self.trader
 
-        def read() -> list[Any]:
-            return self.r.mget(
-                self.keys.kill(), self.keys.kill(self.name), self.keys.resume(),
-                self.keys.resume(self.name),
-            )  # fmt: skip
-
-        k_all, k_one, r_all, r_one = self._retry(read, "reading the kill switch")
+        k_all, k_one, r_all, r_one = self._switch_values()
         resumes = sum(int(v) for v in (r_all, r_one) if v is not None)
         if resumes > self.resume_seen:
             self.resume_seen = resumes
@@ -355,15 +504,11 @@ class RedisTrader:
 
     def _commit(self, ids: list[Any], events: list[dict[str, Any]], first_seq: int | None) -> None:
         tr = self.trader
-        if events and first_seq is not None:
-            df = pd.DataFrame(events).reindex(columns=EVENT_COLUMNS)
-            tmp = self.out / f".events-{first_seq:012d}.parquet.tmp"
-            df.to_parquet(tmp, index=False)
-            tmp.replace(self.out / f"events-{first_seq:012d}.parquet")
         snap = pickle.dumps(
-            {"trader": tr, "seq": self.seq.state(), "resume_seen": self.resume_seen},
+            {"trader": tr, "seq": self.seq.state(), "resume_seen": self.resume_seen,
+             "archive": self._archive_state(events, first_seq)},
             protocol=pickle.HIGHEST_PROTOCOL,
-        )
+        )  # fmt: skip
         ex = tr.exchange
         w = ex.weights()
         status = {
@@ -380,7 +525,7 @@ class RedisTrader:
             "rejections": str(tr.n_rejections),
             "updated": str(time.time_ns()),
         }
-        self._transact(events, snap, status, ids)
+        self._transact(events, snap, status, ids, first_seq)
         if self.on_commit is not None:
             now_ms = time.time() * 1e3
             ages = []

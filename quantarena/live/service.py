@@ -28,6 +28,7 @@ Config (YAML)::
     promote: {from: runs/quick, top: 5, require_gates: true}   # optional (live/promotion.py)
     tick_feed: ticks        # the tick agents' feed (quantarena feed replay --ticks); optional
     compact: false          # true: traders compact their finished UTC days' files themselves
+    archive_s: 60           # Parquet archive of the events at most this often (0: every batch)
     agents:
       - {name: mom, agent: momentum, params: {fast: 10, slow: 50}}
       - {name: hold, agent: buy_hold}
@@ -75,6 +76,11 @@ class AgentSpec:
     limits: dict[str, Any] = field(default_factory=dict)
     #: the symbol a tick agent quotes (None: its feed's first message's)
     symbol: str | None = None
+    #: a bar agent's stops (``stop_loss``, ``take_profit``, ``trailing``: fractions of price;
+    #: the engine's rules, as in its tournament) — None: none
+    stops: dict[str, Any] | None = None
+    #: a bar agent's cap on ``sum |w|`` (the exchange's, as the backtest's ``leverage``)
+    leverage: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,7 @@ class LiveConfig:
     tick_feed: str | None = None  # the tick agents' feed (quotes and trades)
     tick_batch: int = 1000  # messages a tick trader reads per batch
     compact: bool = False  # traders compact their finished UTC days' files between batches
+    archive_s: float = 60.0  # seconds between Parquet archive files (0: after every batch)
 
 
 def load_live_config(src: str | Path | dict[str, Any]) -> LiveConfig:
@@ -125,10 +132,16 @@ def load_live_config(src: str | Path | dict[str, Any]) -> LiveConfig:
         extra = sorted(set(a) - set(AgentSpec.__dataclass_fields__))
         if extra:
             raise ValueError(f"{where}: agents[{i}]: unknown key {extra[0]!r}")
-        spec = AgentSpec(str(a.get("name") or a["agent"]), str(a["agent"]),
-                         dict(a.get("params") or {}), dict(a.get("options") or {}),
-                         feed=a.get("feed"), limits=dict(a.get("limits") or {}),
-                         symbol=a.get("symbol"))  # fmt: skip
+        from quantarena.live.promotion import check_leverage, check_stops
+
+        try:
+            spec = AgentSpec(str(a.get("name") or a["agent"]), str(a["agent"]),
+                             dict(a.get("params") or {}), dict(a.get("options") or {}),
+                             feed=a.get("feed"), limits=dict(a.get("limits") or {}),
+                             symbol=a.get("symbol"), stops=check_stops(a.get("stops")),
+                             leverage=check_leverage(a.get("leverage", 1.0)))  # fmt: skip
+        except ValueError as e:
+            raise ValueError(f"{where}: agents[{i}]: {e}") from None
         try:
             ag = get_agent(spec.agent, **spec.options)
             ag.check_params({k: [v] for k, v in spec.params.items()})
@@ -162,6 +175,9 @@ def load_live_config(src: str | Path | dict[str, Any]) -> LiveConfig:
         d["redis"] = os.environ["QUANTARENA_REDIS"]
     if not isinstance(d.get("compact", False), bool):
         raise ValueError(f"{where}: compact must be true or false, got {d['compact']!r}")
+    arch = d.get("archive_s", 60.0)
+    if isinstance(arch, bool) or not isinstance(arch, int | float) or not arch >= 0:
+        raise ValueError(f"{where}: archive_s must be a number of seconds >= 0, got {arch!r}")
     if int(d.get("tick_batch", 1000)) < 1:
         raise ValueError(f"{where}: tick_batch must be >= 1, got {d['tick_batch']!r}")
     rest = {k: v for k, v in d.items() if k not in ("agents", "allocation", "promote")}
@@ -179,6 +195,8 @@ def _check_agent(spec: AgentSpec, ag: Any, d: dict[str, Any]) -> None:
     from quantarena.live.risk import RiskLimits
 
     if getattr(ag, "tick", False):
+        if spec.stops is not None or spec.leverage != 1.0:
+            raise ValueError("stops and leverage are for bar agents")
         if not (spec.feed or d.get("tick_feed")):
             raise ValueError(
                 "a tick agent needs a tick feed: set tick_feed: in the config (a feed of "
@@ -214,21 +232,34 @@ def make_trader(
     cfg: LiveConfig | None = None,
 ) -> Any:
     """The :class:`~.trader.PaperTrader` of ``spec`` on a feed of ``symbols`` (with
-    ``cfg``'s capital and exchange filters when given)."""
+    ``cfg``'s capital and exchange filters when given), with ``spec``'s stops and leverage —
+    the backtest's (the risk module's ``max_gross`` defaults to ``max(1, leverage)`` so that
+    it does not cut what the backtest's leverage allows)."""
     from quantarena.engine.filters import ExchangeFilters
+    from quantarena.engine.stops import Stops
     from quantarena.live.risk import RiskLimits
     from quantarena.live.trader import PaperTrader
     from quantarena.strategies.registry import get_agent
 
     ag = get_agent(spec.agent, **spec.options)
-    lim = RiskLimits.from_dict({"max_position": ag.max_position, **limits, **spec.limits})
+    lev = float(spec.leverage)
+    lim = RiskLimits.from_dict({"max_position": ag.max_position, "max_gross": max(1.0, lev),
+                                **limits, **spec.limits})  # fmt: skip
     extra: dict[str, Any] = {}
     if cfg is not None:
         extra["init_cash"] = float(cfg.capital)
         extra["filters"] = ExchangeFilters.from_config(cfg.filters, symbols, "live config filters")
     return PaperTrader(
-        spec.name, ag, spec.params or None, symbols, interval_ns, limits=lim, **extra
-    )
+        spec.name, ag, spec.params or None, symbols, interval_ns, limits=lim, leverage=lev,
+        stops=Stops(**spec.stops) if spec.stops else None, **extra,
+    )  # fmt: skip
+
+
+def spec_of(rec: dict[str, Any]) -> AgentSpec:
+    """The :class:`AgentSpec` of a promotion record (:mod:`.promoter`): its account, kind,
+    parameters, options, and the stops and leverage of its tournament."""
+    return AgentSpec(rec["account"], rec["kind"], dict(rec["params"]), dict(rec["options"]),
+                     stops=rec.get("stops"), leverage=float(rec.get("leverage") or 1.0))  # fmt: skip
 
 
 class LiveService:
@@ -452,8 +483,7 @@ class LiveService:
         for n in retired:
             self.stop_trader(n)
         for rec in new:
-            spec = AgentSpec(rec["account"], rec["kind"], dict(rec["params"]),
-                             dict(rec["options"]))  # fmt: skip
+            spec = spec_of(rec)
             self.agents.append(spec)
             self.start_trader(spec, start_day=day)
         return [rec["account"] for rec in new], retired
@@ -517,8 +547,7 @@ class LiveService:
         if self.promoter is not None:  # promoted before (a restart), then the newest ones
             for acct, rec in self.promoter.active().items():
                 if acct not in {a.name for a in self.agents}:
-                    self.agents.append(AgentSpec(acct, rec["kind"], dict(rec["params"]),
-                                                 dict(rec["options"])))  # fmt: skip
+                    self.agents.append(spec_of(rec))
         self.start_traders(idle_stop_s)
         if self.promoter is not None:
             self._promote(None)

@@ -5,10 +5,11 @@ own, keeps the quotes and trades of its symbol, runs each batch through a
 :class:`~.tick_trader.TickPaperTrader` and makes the batch's effects durable exactly as
 :class:`~.redis_trader.RedisTrader` does (it reuses its reading, retry and resync loop):
 
-1. the batch's events (fills, equity samples, gaps, refusals, state changes) to
-   ``{out}/{agent}/events-{seq}.parquet`` (named after the batch's first message);
-2. one ``MULTI``/``EXEC``: the events stream, the snapshot (trader + last ``seq``), the status
-   hash, the daily equity and the ``XACK`` of the batch's entries.
+1. one ``MULTI``/``EXEC``: the events (fills, equity samples, gaps, refusals, state changes)
+   to the events stream, the snapshot (trader + last ``seq`` + archive cursor), the status
+   hash, the daily equity and the ``XACK`` of the batch's entries;
+2. when due, the Parquet archive ``{out}/{agent}/events-{seq}.parquet`` of the events
+   committed since the last one (named after the first message of their batches).
 
 A restart reloads the snapshot and re-reads the pending entries first, so the fills are
 those of an uninterrupted run. Kill switch and resume: the same keys as the bar traders
@@ -88,9 +89,10 @@ class TickRedisTrader(RedisTrader):
         batch: int = 1000,
         start_id: str = "0",
         compact: bool = False,
+        archive_s: float = 60.0,
     ) -> None:
         super().__init__(r, trader, feed, out_dir, keys=keys, batch=batch, start_id=start_id,
-                         compact=compact)  # type: ignore[arg-type]  # fmt: skip
+                         compact=compact, archive_s=archive_s)  # type: ignore[arg-type]  # fmt: skip
 
     layout = TICK_LAYOUT
 
@@ -108,6 +110,7 @@ class TickRedisTrader(RedisTrader):
             self.seq = TickSeqCheck()  # type: ignore[assignment]
             self.builder = EventBuilder(self.trader.symbol)
             self.resume_seen = self._resume_count()
+            self._restore_archive(self._fresh_archive())
             return
         snap = pickle.loads(blob)
         self.trader = snap["trader"]
@@ -115,6 +118,7 @@ class TickRedisTrader(RedisTrader):
         self.seq.restore(snap["seq"])
         self.builder = snap["builder"]
         self.resume_seen = snap["resume_seen"]
+        self._restore_archive(snap.get("archive"))
 
     def _apply(self, entries: list[tuple[bytes, dict]]) -> int:
         tr: TickPaperTrader = self.trader  # type: ignore[assignment]
@@ -169,13 +173,7 @@ class TickRedisTrader(RedisTrader):
     def _obey_switches(self, events: list[dict[str, Any]]) -> None:
         tr: TickPaperTrader = self.trader  # type: ignore[assignment]
 
-        def read() -> list[Any]:
-            return self.r.mget(
-                self.keys.kill(), self.keys.kill(self.name), self.keys.resume(),
-                self.keys.resume(self.name),
-            )  # fmt: skip
-
-        k_all, k_one, r_all, r_one = self._retry(read, "reading the kill switch")
+        k_all, k_one, r_all, r_one = self._switch_values()
         resumes = sum(int(v) for v in (r_all, r_one) if v is not None)
         if resumes > self.resume_seen:
             self.resume_seen = resumes
@@ -190,14 +188,9 @@ class TickRedisTrader(RedisTrader):
 
     def _commit(self, ids: list[Any], events: list[dict[str, Any]], first_seq: int | None) -> None:
         tr: TickPaperTrader = self.trader  # type: ignore[assignment]
-        if events and first_seq is not None:
-            df = pd.DataFrame(events).reindex(columns=TICK_EVENT_COLUMNS)
-            tmp = self.out / f".events-{first_seq:012d}.parquet.tmp"
-            df.to_parquet(tmp, index=False)
-            tmp.replace(self.out / f"events-{first_seq:012d}.parquet")
         snap = pickle.dumps(
             {"trader": tr, "seq": self.seq.state(), "builder": self.builder,
-             "resume_seen": self.resume_seen},
+             "resume_seen": self.resume_seen, "archive": self._archive_state(events, first_seq)},
             protocol=pickle.HIGHEST_PROTOCOL,
         )  # fmt: skip
         eq = tr.equity
@@ -216,7 +209,7 @@ class TickRedisTrader(RedisTrader):
             "last_ts": str(tr.last_ts if tr.last_ts is not None else 0),
             "updated": str(time.time_ns()),
         }
-        self._transact(events, snap, status, ids)
+        self._transact(events, snap, status, ids, first_seq)
         if self.on_commit is not None:
             kinds = [e["kind"] for e in events]
             self.on_commit({"orders": 0, "fills": kinds.count("fill"), "rejections": 0,
