@@ -51,7 +51,7 @@ gpu-check:  ## GPU parity tests + GPU benchmarks into one report, GPU_OUT (witho
 	@$(GPU_PYTHON) -m benchmarks.gpu_check --out $(GPU_OUT)
 
 gpu-wheels: $(STAMP)  ## download into .whl/ the wheels the GPU check needs beyond the GPU image (Python 3.12)
-	$(BIN)/python -m benchmarks.gpu_check wheels --dest .whl
+	$(BIN)/python -m benchmarks.gpu_check wheels --dest .whl --with optuna,cmaes
 
 clean:  ## remove the virtual environment and outputs
 	rm -rf $(VENV) demo-output .pytest_cache

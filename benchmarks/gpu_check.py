@@ -359,6 +359,45 @@ def bench_kernel(quick: bool = False) -> list[dict[str, Any]]:
             cp.get_default_memory_pool().free_all_blocks()
             if sec > 30:  # do not grow further on a slow device
                 return rows
+    if not quick:
+        rows += _kernel_threads(sync_run, n_bars)
+    return rows
+
+
+def _kernel_threads(sync_run: Callable[..., Any], n_bars: int) -> list[dict[str, Any]]:
+    """Threads per block at large populations (the engine's ``kernels_gpu.THREADS``, 64, is
+    tuned for a few thousand sets): 100,000 and 400,000 float32 sets at 64, 128 and 256
+    threads, each checked equal to the 64-thread result."""
+    import cupy as cp
+    import numpy as np
+
+    from benchmarks.bench_engine_kernel import BLOCK
+    from quantarena.engine import kernels_gpu
+
+    rows: list[dict[str, Any]] = []
+    default = kernels_gpu.THREADS
+    try:
+        for P in (100_000, 400_000):
+            src = _Blocks(_device_blocks(cp, P, np.float32, BLOCK), BLOCK)
+            ref = None
+            for threads in (64, 128, 256):
+                kernels_gpu.THREADS = threads
+                sec, res = _best(lambda s=src: sync_run(s, "gpu"), 2)
+                row = {"case": f"GPU, float32, {threads} threads/block ({P:,} params x "
+                       f"{n_bars:,} bars)", "seconds": sec,
+                       "M updates/s": n_bars * P / sec / 1e6}  # fmt: skip
+                if ref is None:
+                    ref = res
+                else:
+                    row["max abs diff vs 64 threads (metrics)"] = _metric_diff(
+                        ref.metrics, res.metrics
+                    )
+                rows.append(row)
+                print(rows[-1], flush=True)
+            del src, ref
+            cp.get_default_memory_pool().free_all_blocks()
+    finally:
+        kernels_gpu.THREADS = default
     return rows
 
 
@@ -412,9 +451,17 @@ def bench_ma_grid(quick: bool = False) -> list[dict[str, Any]]:
     return rows
 
 
-def bench_tournament(quick: bool = False, weeks: int = 8, population: int = 1000) -> list[dict]:
-    """The tournament benchmark's in-process form on the GPU (no Ray, no MLflow): its 8
-    agents × ``population`` sets × ``weeks`` weekly rounds of 1-minute bars."""
+def bench_tournament(
+    quick: bool = False,
+    weeks: int = 8,
+    population: int = 1000,
+    backend: str = "gpu",
+    profile: bool = False,
+) -> list[dict]:
+    """The tournament benchmark's in-process form (no Ray, no MLflow) on ``backend``: its 8
+    agents × ``population`` sets × ``weeks`` weekly rounds of 1-minute bars. ``profile``:
+    the run under cProfile, its 25 costliest functions (own time) in the row's ``profile``
+    (the report prints them below the table: where the time goes)."""
     from benchmarks.bench_tournament import KINDS, make_config
     from quantarena.actors.driver import run_in_process
     from quantarena.config import TournamentConfig
@@ -425,6 +472,7 @@ def bench_tournament(quick: bool = False, weeks: int = 8, population: int = 1000
     if quick:
         weeks, population = 1, 16
     n_bars = (weeks * 7 + 21 + 1) * 1440
+    prof_text = ""
     with tempfile.TemporaryDirectory(prefix="qa-gpu-tour-") as tmp:
         tmpd = Path(tmp)
         table = synthetic_bars(1, n_bars, "1m", seed=11)
@@ -434,17 +482,46 @@ def bench_tournament(quick: bool = False, weeks: int = 8, population: int = 1000
         cfg = TournamentConfig.from_dict(
             make_config(tmpd / "store", tmpd / "out", weeks, population)
         )
+        prof = None
+        if profile:
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
+        marks: list[float] = []  # when the rounds start, and as each ends
         t0 = time.perf_counter()
-        summary = run_in_process(cfg, log_mlflow=False, backend="gpu")
+        summary = run_in_process(
+            cfg, log_mlflow=False, backend=backend,
+            progress=lambda *_: marks.append(time.perf_counter()),
+        )  # fmt: skip
         wall = time.perf_counter() - t0
+        if prof is not None:
+            import io
+            import pstats
+
+            prof.disable()
+            buf = io.StringIO()
+            pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(25)
+            prof_text = buf.getvalue()
     rounds = int(summary["rounds"])
-    return [{
-        "case": f"in process, GPU: {len(KINDS)} agents x {population:,} sets x {rounds} rounds (1m)",
+    where = "GPU" if backend == "gpu" else f"CPU ({os.cpu_count()} cores)"
+    # setup (data, entrant audit, JIT) and the report are paid once: the estimate scales
+    # only the rounds
+    setup = marks[0] - t0 if marks else 0.0
+    in_rounds = marks[-1] - marks[0] if len(marks) > 1 else wall - setup
+    per_round = in_rounds / max(rounds, 1)
+    row: dict[str, Any] = {
+        "case": f"in process, {where}: {len(KINDS)} agents x {population:,} sets x {rounds} rounds (1m)",
         "seconds": wall,
-        "seconds per round": wall / max(rounds, 1),
-        "52-round estimate (s)": wall / max(rounds, 1) * 52,
+        "setup (s)": setup,
+        "seconds per round": per_round,
+        "report (s)": wall - setup - in_rounds,
+        "52-round estimate (s)": wall + per_round * (52 - rounds),
         "leader": summary["leaderboard"][0]["agent"] if summary["leaderboard"] else "",
-    }]  # fmt: skip
+    }  # fmt: skip
+    if prof_text:
+        row["profile"] = prof_text
+    return [row]
 
 
 def bench_tuning(quick: bool = False) -> list[dict[str, Any]]:
@@ -479,7 +556,7 @@ def run_bench(name: str, timeout_s: float, work: Path, args: Sequence[str] = ())
         return {"name": name, "status": "skipped", "reason": reason, "rows": []}
     if timeout_s < 5:
         return {"name": name, "status": "skipped", "reason": "no time left", "rows": []}
-    out = work / f"bench-{name}-{len(args)}.json"
+    out = work / f"bench-{name}{re.sub(r'[^A-Za-z0-9]+', '-', '-'.join(args))}.json"
     cmd = [sys.executable, "-m", "benchmarks.gpu_check", "bench", name, "--json", str(out),
            *args]  # fmt: skip
     t0 = time.perf_counter()
@@ -490,7 +567,11 @@ def run_bench(name: str, timeout_s: float, work: Path, args: Sequence[str] = ())
                 "reason": f"stopped after {timeout_s:.0f} s", "rows": []}  # fmt: skip
     res: dict[str, Any] = {"name": name, "seconds": time.perf_counter() - t0, "rows": []}
     if rc == 0 and out.exists():
-        res.update(status="ok", rows=json.loads(out.read_text()))
+        rows = json.loads(out.read_text())
+        profiles = [r.pop("profile") for r in rows if "profile" in r]
+        res.update(status="ok", rows=rows)
+        if profiles:
+            res["profile"] = profiles[0]
     else:
         err = json.loads(out.read_text()) if out.exists() else {}
         res.update(status="failed", reason=err.get("error", f"exit code {rc}"))
@@ -610,6 +691,10 @@ def render_markdown(result: dict[str, Any]) -> str:
     for b in result.get("benchmarks", []):
         if b.get("rows"):
             lines.append(to_markdown([{"suite": f"GPU {b['name']}", **r} for r in b["rows"]]))
+        if b.get("profile"):
+            lines += [f"Where the time goes ({b['rows'][0]['case'] if b.get('rows') else b['name']}, "
+                      "cProfile, 25 costliest functions by own time):", "", "```",
+                      b["profile"].strip(), "```", ""]  # fmt: skip
         if b.get("status") != "ok":
             lines += [f"GPU {b['name']}: {b.get('status')} — {b.get('reason', '')}", ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -645,10 +730,11 @@ def pyproject_requirements(path: Path = ROOT / "pyproject.toml") -> list[str]:
     return [n for n in names if n not in SHELL_ONLY] + [_norm(t) for t in TEST_DEPS]
 
 
-def closure(names: Iterable[str], have: Iterable[str]) -> dict[str, str]:
+def closure(names: Iterable[str], have: Iterable[str], allow: Iterable[str] = ()) -> dict[str, str]:
     """``{name: version}`` of ``names`` and what they require, transitively, as installed in
     this environment (markers evaluated for Linux x86_64, Python 3.12), less ``have`` and
-    the shell-only packages; a requirement not installed here is reported as ``"?"``."""
+    the shell-only packages not in ``allow``; a requirement not installed here is reported
+    as ``"?"``."""
     from importlib.metadata import PackageNotFoundError, distribution
 
     from packaging.requirements import Requirement
@@ -657,7 +743,7 @@ def closure(names: Iterable[str], have: Iterable[str]) -> dict[str, str]:
                   "platform_machine": "x86_64", "python_version": "3.12",
                   "python_full_version": "3.12.3", "implementation_name": "cpython",
                   "platform_python_implementation": "CPython", "os_name": "posix", "extra": ""}  # fmt: skip
-    skip = {_norm(h) for h in have} | set(SHELL_ONLY)
+    skip = ({_norm(h) for h in have} | set(SHELL_ONLY)) - {_norm(a) for a in allow}
     out: dict[str, str] = {}
     todo = [_norm(n) for n in names]
     while todo:
@@ -696,6 +782,9 @@ def wheels_main(argv: Sequence[str]) -> int:
     ap.add_argument("--have", default=None, help="comma-separated distributions the target "
                     "already has, or @FILE (pip freeze); default: the GPU image's list")  # fmt: skip
     ap.add_argument("--python-version", default="3.12")
+    ap.add_argument("--with", dest="extra", default="", help="comma-separated shell-only "
+                    f"packages to add with their dependencies (of {', '.join(SHELL_ONLY)}; "
+                    "e.g. optuna for the GPU tuning benchmark; ray is too large to carry)")  # fmt: skip
     ap.add_argument("--dry-run", action="store_true", help="print the command, download nothing")
     a = ap.parse_args(argv)
     if a.have is None:
@@ -705,7 +794,11 @@ def wheels_main(argv: Sequence[str]) -> int:
         have = [re.split(r"[=<>@ ;\[]", t.strip(), maxsplit=1)[0] for t in text if t.strip()]
     else:
         have = [h for h in a.have.split(",") if h]
-    pins = closure(pyproject_requirements(), have)
+    extra = [_norm(e) for e in a.extra.split(",") if e]
+    bad = [e for e in extra if e not in SHELL_ONLY]
+    if bad:
+        ap.error(f"--with: {', '.join(bad)} is not one of {', '.join(SHELL_ONLY)}")
+    pins = closure([*pyproject_requirements(), *extra], have, allow=extra)
     cmd = download_command(pins, a.dest, a.python_version)
     print("wheels for the GPU check: " + ", ".join(f"{n} {v}" for n, v in pins.items()))
     print(" ".join(cmd))
@@ -729,10 +822,16 @@ def bench_main(argv: Sequence[str]) -> int:
     ap.add_argument("--json", type=Path, required=True)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--weeks", type=int, default=None)
+    ap.add_argument("--backend", default=None, help="tournament: gpu (default) or cpu")
+    ap.add_argument("--profile", action="store_true", help="tournament: under cProfile")
     a = ap.parse_args(argv)
     kw: dict[str, Any] = {"quick": a.quick}
     if a.weeks is not None:
         kw["weeks"] = a.weeks
+    if a.backend is not None:
+        kw["backend"] = a.backend
+    if a.profile:
+        kw["profile"] = True
     try:
         rows = _bench_fn(a.name)(**kw)
     except Exception as exc:
@@ -796,8 +895,17 @@ def check_main(argv: Sequence[str]) -> int:
             if name not in only:
                 continue
             if name == "tournament":
-                res = run_bench(name, min(left(), 150.0), work, ["--weeks", "8", *quick])
+                res = run_bench(name, min(left(), 150.0), work,
+                                ["--weeks", "8", "--profile", *quick])  # fmt: skip
                 result["benchmarks"].append(res)
+                result["benchmarks"].append(  # the same run on this machine's CPU cores
+                    run_bench(
+                        name,
+                        min(left() * 0.3, 120.0),
+                        work,
+                        ["--weeks", "8", "--backend", "cpu", *quick],
+                    )  # fmt: skip
+                )
                 est = res.get("rows", [{}])[0].get("52-round estimate (s)") if res["rows"] else None
                 if est is not None and not a.quick and est < 0.6 * left():
                     result["benchmarks"].append(

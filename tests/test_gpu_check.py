@@ -310,6 +310,22 @@ def test_wheel_list_comes_from_pyproject_less_the_shell_and_the_image() -> None:
     everything = G.closure(req, have=[])
     assert {"numpy", "pandas", "pyarrow", "scipy", "six", "python-dateutil"} <= set(everything)
     assert not set(everything) & {"ray", "mlflow", "optuna", "grpcio", "sqlalchemy"}
+    # --with optuna (the GPU tuning benchmark): optuna and its own dependencies travel too
+    tuning = G.closure([*req, "optuna"], G.IMAGE_HAS, allow=["optuna"])
+    assert {"optuna", "sqlalchemy", "alembic"} <= set(tuning)
+    assert tuning["optuna"] == version("optuna")
+    assert not set(tuning) & {"ray", "mlflow", "numpy", "torch"}
+
+
+def test_the_profile_of_a_benchmark_is_printed_below_its_table(tmp_path: Path) -> None:
+    result = {"env": {"device": "NVIDIA H200", "date": "2026-12-04", "device_memory_mib": 143771}, "benchmarks": [{
+        "name": "tournament", "status": "ok", "rows": [{"case": "in process, GPU: 8 agents",
+        "seconds": 20.0}], "profile": "ncalls  tottime  percall\n 8  12.5  1.56 rounds.py:601",
+    }]}  # fmt: skip
+    text = G.render_markdown(result)
+    assert "| in process, GPU: 8 agents | 20.00 |" in text
+    assert "Where the time goes (in process, GPU: 8 agents, cProfile" in text
+    assert "```\nncalls  tottime  percall\n 8  12.5  1.56 rounds.py:601\n```" in text
 
 
 def test_download_command_targets_python_312_manylinux(tmp_path: Path) -> None:
