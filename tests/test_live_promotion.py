@@ -168,17 +168,16 @@ def test_tick_agents_are_skipped_with_a_reason(tmp_path: Path) -> None:
     )
     # a bar agent with stops is promoted with them (tests/test_live_stops.py)
     assert t.candidates[1].stops == {"stop_loss": 0.02, "take_profit": None, "trailing": None}
-    # with a tick feed the market maker is a candidate; an arbitrageur never is
+    # with a tick feed the market maker is a candidate; so is an arbitrageur on its legs
     t = select(read_tournament(out, tick_feed="ticks"))
     assert [c.promote for c in t.candidates] == [True, True]
     fp = json.loads((out / "final_params.json").read_text())
-    fp["agents"]["mm"]["kind"] = "cross_venue_arb"
+    fp["agents"]["mm"] = {**fp["agents"]["mm"], "kind": "cross_venue_arb", "legs": ["A", "B"]}
     (out / "final_params.json").write_text(json.dumps(fp))
     c = read_tournament(out, tick_feed="ticks").candidates[0]
-    assert (
-        c.reason == "tick agent 'cross_venue_arb': arbitrage agents paper-trade from the live "
-        "config (symbol: A,B), not by promotion yet"
-    )
+    assert (c.reason, c.symbol, c.streaming) == ("", "A,B", True)
+    c = read_tournament(out).candidates[0]
+    assert c.reason == "tick agent: no tick feed configured (tick_feed: in the live config)"
 
 
 def test_the_promotion_module_is_pure() -> None:
@@ -528,3 +527,147 @@ def test_market_makers_promoted_onto_the_tick_feed(redis_client, tmp_path, usdm_
     finally:
         for k in r.scan_iter(match=prefix + ":*"):
             r.delete(k)
+
+
+SPOT = "BINANCE:BTCUSDT"
+
+
+@pytest.fixture(scope="module")
+def arb_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """configs/ticks.yaml shrunk to its two arbitrageurs (two sets each), run in process: a
+    folder of runs holding ``ticks-arb`` (its store: ``ticks-arb/store``)."""
+    import yaml
+
+    from quantarena.actors.driver import run_in_process
+    from quantarena.config import TournamentConfig
+
+    root = tmp_path_factory.mktemp("arbruns")
+    d = yaml.safe_load((ROOT / "configs" / "ticks.yaml").read_text())
+    d["data"]["files"] = [str(ROOT / f) for f in d["data"]["files"]]
+    d["agents"] = [a for a in d["agents"] if a["kind"] in ("pairs_arb", "cross_venue_arb")]
+    d["agents"][0]["params"] = {"window": [30, 60], "z_entry": [1.5], "z_exit": [0.5]}
+    d["agents"][1]["params"] = {"threshold_bps": [-15.0, -10.0], "max_inventory": [5.0]}
+    d["tracking"] = {"output_dir": str(root / "ticks-arb")}
+    d.pop("ray", None)
+    run_in_process(TournamentConfig.model_validate(d), log_mlflow=False, backend="cpu")
+    return root
+
+
+@pytest.mark.slow
+def test_arbitrageurs_promoted_onto_the_tick_feed_trade_as_configured(
+    arb_runs, redis_client, tmp_path
+):
+    """A tick tournament records each arbitrageur's legs (its data's first two symbols, in
+    order); without a tick feed they are skipped with the reason; a live run with one
+    promotes both on those legs, and each promoted account's fills and equity equal the same
+    agent configured by hand in a live config (``symbol: A,B``; its trader built by the
+    config's launcher and fed the same events). A reallocation whose binding gate they fail
+    demotes them (stopped, capital 0)."""
+    from quantarena.engine.tick.events import load_events
+    from quantarena.live.launch import make_arb_trader
+    from quantarena.live.service import LiveService, load_live_config
+    from quantarena.live.tick_feed import overlap, replay_ticks
+    from quantarena.live.tick_redis import read_tick_events
+
+    folder = arb_runs / "ticks-arb"
+    legs = [USDM, SPOT]  # configs/ticks.yaml's data.symbols: USD-M first
+    fp = json.loads((folder / "final_params.json").read_text())["agents"]
+    assert {a: fp[a]["legs"] for a in fp} == {"pairs": legs, "crossvenue": legs}
+    last = _last_chosen_from_checkpoint(folder)
+    # without a tick feed: skipped, with the reason
+    cands = select(read_tournament(arb_runs), require_gates=False).candidates
+    assert {c.agent: (c.promote, c.reason) for c in cands} == {
+        a: (False, "tick agent: no tick feed configured (tick_feed: in the live config)")
+        for a in ("pairs", "crossvenue")
+    }
+    cands = select(read_tournament(arb_runs, "ticks"), require_gates=False).candidates
+    for c in cands:
+        assert c.promote and c.symbol == f"{USDM},{SPOT}" and c.params == last[c.agent]
+        assert c.account == account_name(c.agent, c.kind, last[c.agent], {"max_position": 0.1},
+                                         symbol=f"{USDM},{SPOT}")  # fmt: skip
+
+    r = redis_client
+    prefix = "qa-promote-arb-test"
+    for k in r.scan_iter(match=prefix + ":*"):
+        r.delete(k)
+    cfg = load_live_config({
+        "redis": REDIS_URL, "redis_prefix": prefix, "feed": "ticks", "tick_feed": "ticks",
+        "out": str(tmp_path / "live"),
+        "allocation": {"every_days": 7, "gates": {"min_sharpe": 0.0, "max_drawdown": None,
+                                                  "min_win_rate": None, "min_paper_days": 1}},
+        "promote": {"from": str(arb_runs), "require_gates": False},
+    })  # fmt: skip
+    # the same agents configured by hand, with the legs written as a config's symbol: A,B
+    kinds = {c.agent: c.kind for c in cands}
+    hand = load_live_config({"tick_feed": "ticks", "agents": [
+        {"name": a, "agent": kinds[a], "params": last[a], "symbol": f"{USDM},{SPOT}"}
+        for a in kinds]})  # fmt: skip
+    svc = LiveService(cfg, r)
+    try:
+        ev = [load_events(folder / "store", s, depth=False) for s in legs]
+        cut = int(max(e.ts[0] for e in ev)) + 150 * 10**9  # 150 s of both legs: enough fills
+        ev = overlap([e.slice(0, int(np.searchsorted(e.ts, cut))) for e in ev])
+        replay_ticks(r, svc.keys.feed("ticks"), ev)
+        assert svc.run(idle_stop_s=1.0, poll_s=0.05) == []  # minutes of data: no reallocation
+        recs = {k.decode(): json.loads(v) for k, v in r.hgetall(svc.keys.promotions()).items()}
+        assert {rec["agent"] for rec in recs.values()} == {"pairs", "crossvenue"}
+        cols = ["ts", "symbol", "qty", "price", "fee"]
+        for acct, rec in recs.items():
+            assert rec["state"] == "promoted" and rec["symbol"] == f"{USDM},{SPOT}"
+            tr = next(t for t in svc._traders if t.name == acct)
+            assert type(tr).__name__ == "ArbRedisTrader" and tr.trader.symbols == tuple(legs)
+            assert (tr.trader.max_position, tr.trader.max_gross) == (0.10, 1.0)  # the defaults
+            ref = make_arb_trader(next(a for a in hand.agents if a.name == rec["agent"]))
+            steps = [ref.on_events(*ev), ref.flush()]
+            want = pd.DataFrame([(f.ts, f.symbol, f.qty, f.price, f.fee)
+                                 for st in steps for f in st.fills], columns=cols)  # fmt: skip
+            got = read_tick_events(cfg.out, acct)
+            got = got[got.kind == "fill"][cols].reset_index(drop=True)
+            assert len(got) == len(want) > 0
+            pd.testing.assert_frame_equal(got, want, check_dtype=False)
+            assert float(r.hget(svc.keys.status(acct), "equity")) == ref.equity
+            assert r.hgetall(svc.keys.daily(acct))  # the director's input for the gates
+        # demotion: one paper day, its Sharpe undefined (NaN), fails min_sharpe — each
+        # promoted account is demoted by the director (its trader stopped, capital 0)
+        day = max(int(k) for k in r.hgetall(svc.keys.daily(next(iter(recs))))) + 1
+        res = svc.step(day)
+        after = {k.decode(): json.loads(v) for k, v in r.hgetall(svc.keys.promotions()).items()}
+        for acct in recs:
+            assert after[acct]["state"] == "demoted" and after[acct]["day"] == day
+            assert after[acct]["reason"].startswith("failed sharpe after 1 paper days")
+            assert res.capital[acct] == 0.0 and float(r.get(svc.keys.capital(acct))) == 0.0
+        assert svc.agents == []
+    finally:
+        for k in r.scan_iter(match=prefix + ":*"):
+            r.delete(k)
+
+
+def test_arbitrageur_without_recorded_legs_is_skipped(tmp_path: Path) -> None:
+    """A final-params file written before legs were recorded: the arbitrageur is skipped with
+    a one-line reason to re-run; malformed legs are a one-line error naming the file."""
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "summary.json").write_text(json.dumps({"name": "ticks"}))
+    pd.DataFrame({"rank": [1, 2], "agent": ["pairs", "crossvenue"], "sharpe": [2.0, 1.0],
+                  "dsr": [0.9, 0.8], "gates_failed": ["paper", ""]}).to_csv(
+        old / "leaderboard.csv", index=False)  # fmt: skip
+    fp = {"agents": {
+        "pairs": {"kind": "pairs_arb", "params": {"window": 30}, "max_position": 0.1},
+        "crossvenue": {"kind": "cross_venue_arb", "params": {"threshold_bps": -10.0},
+                       "max_position": 0.1, "legs": [USDM, SPOT]},
+    }}  # fmt: skip
+    (old / "final_params.json").write_text(json.dumps(fp))
+    c = {c.agent: c for c in select(read_tournament(old, "ticks")).candidates}
+    assert not c["pairs"].promote and c["pairs"].symbol is None
+    assert c["pairs"].reason == (
+        "arbitrage agent 'pairs_arb': final_params.json records no legs (a tournament run "
+        "before they were recorded) — re-run the tournament to promote it"
+    )
+    assert c["crossvenue"].promote and c["crossvenue"].symbol == f"{USDM},{SPOT}"
+    fp["agents"]["pairs"]["legs"] = [SPOT]
+    (old / "final_params.json").write_text(json.dumps(fp))
+    with pytest.raises(ValueError) as e:
+        read_tournament(old, "ticks")
+    msg = str(e.value)
+    assert "\n" not in msg and "final_params.json agent 'pairs'" in msg
+    assert "legs must be two distinct symbols" in msg and "re-run the tournament" in msg

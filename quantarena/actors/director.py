@@ -263,7 +263,7 @@ class DirectorActor:
             timings["ray"] = max(timings["wait"] - timings["replay"] / slots, 0.0)
             self._set(stage="writing results")
             t0 = time.perf_counter()
-            summary = rec.finish(result, inputs.periods_per_year)
+            summary = rec.finish(result, inputs.periods_per_year, inputs.legs())
             timings["tracking"] += time.perf_counter() - t0
             mark("finished")
             agent_lines = _timelines(list(actors.values()))

@@ -143,7 +143,7 @@ def run_in_process(
 
     try:
         result = play(inputs, cfg, evaluate, on_round, done=done)
-        summary = rec.finish(result, inputs.periods_per_year)
+        summary = rec.finish(result, inputs.periods_per_year, inputs.legs())
     except BaseException:
         rec.fail()
         raise

@@ -25,7 +25,9 @@ def promote_cmd(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the candidates as JSON."),
     tick_feed: str = typer.Option(
-        None, "--tick-feed", help="The live config's tick feed: market makers can be promoted."
+        None,
+        "--tick-feed",
+        help="The live config's tick feed: market makers and arbitrageurs can be promoted.",
     ),
 ) -> None:
     """Show the candidates for paper trading from the latest backtest tournament (a dry run:
@@ -39,7 +41,8 @@ def promote_cmd(
     if as_json:
         rows = [
             {"agent": c.agent, "kind": c.kind, "rank": c.rank, "params": c.params,
-             "options": c.options, "gates_failed": list(c.gates_failed), "account": c.account,
+             "options": c.options, "symbol": c.symbol, "gates_failed": list(c.gates_failed),
+             "account": c.account,
              "promote": c.promote, "reason": c.reason}
             for c in t.candidates
         ]  # fmt: skip

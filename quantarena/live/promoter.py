@@ -42,8 +42,9 @@ class Promoter:
     Args:
         cfg: the ``promote:`` section. r: a Redis client. keys: the run's
             :class:`~.redis_io.LiveKeys`. reserved: account names not to use (the agents the
-            config lists). tick_feed: the live config's tick feed (market makers are
-            promoted onto it; None: they are skipped with the reason).
+            config lists). tick_feed: the live config's tick feed (market makers and
+            arbitrageurs — on their tournament legs — are promoted onto it; None: they are
+            skipped with the reason).
     """
 
     def __init__(
@@ -51,7 +52,7 @@ class Promoter:
         tick_feed: str | None = None,
     ) -> None:  # fmt: skip
         self.cfg = cfg
-        #: the live config's tick feed: market makers are promoted onto it (None: skipped)
+        #: the live config's tick feed: tick agents are promoted onto it (None: skipped)
         self.tick_feed = tick_feed
         self.r = r
         self.keys = keys
@@ -102,7 +103,7 @@ class Promoter:
                     self._record(old, "demoted", f"replaced by {acct} (parameters changed)", day)
                     retired.append(old)
             info = {"agent": c.agent, "kind": c.kind, "params": c.params, "options": c.options,
-                    "stops": c.stops, "leverage": c.leverage,
+                    "stops": c.stops, "leverage": c.leverage, "symbol": c.symbol,
                     "rank": c.rank, "tournament": t.name, "source": str(t.path),
                     "finished_at": t.finished_at}  # fmt: skip
             self._record(acct, "promoted", f"rank {c.rank} of {t.name}", day, **info)

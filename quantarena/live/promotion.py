@@ -11,9 +11,10 @@ What is read, and why:
   field existed) orders tournaments, newest first;
 * ``leaderboard.csv`` — rank, Sharpe, DSR and the failed gates of each agent;
 * ``final_params.json`` — each agent's kind, ``max_position``, ``leverage``, ``stops`` and the
-  parameter set it chose in the **last** round (for a scanned, tuned or ML agent alike).
-  Output folders written before that file existed fall back to the checkpoint
-  (``checkpoint.pkl``: the last round's ``RoundResult.chosen``; kinds from its config).
+  parameter set it chose in the **last** round (for a scanned, tuned or ML agent alike); an
+  arbitrage agent's ``legs`` (the two symbols it traded, in order A,B). Output folders
+  written before that file existed fall back to the checkpoint (``checkpoint.pkl``: the last
+  round's ``RoundResult.chosen``; kinds from its config; no legs).
 
 A *folder of runs* (e.g. ``runs/``) holds one tournament per sub-folder: the newest finished
 one (by ``finished_at``) is used; a folder that is itself a finished tournament is used as is.
@@ -24,17 +25,20 @@ Which agents are candidates (:func:`select`):
   trading decides it, :mod:`.director`); with ``require_gates`` every other gate in the
   leaderboard's ``gates_failed`` must have passed;
 * **a streaming path**: bar agents with ``_stream`` (momentum, mean_reversion, breakout,
-  vol_target, buy_hold, ml), or a market maker (market_maker, glft) when the live config
-  has a ``tick_feed`` to trade it on (otherwise skipped, with the reason); arbitrageurs
-  (their legs are a config's ``symbol: A,B``) are skipped with the reason. A bar agent's
+  vol_target, buy_hold, ml), or a tick agent when the live config has a ``tick_feed`` to
+  trade it on (otherwise skipped, with the reason): a market maker (market_maker, glft), or
+  an arbitrageur (pairs_arb, cross_venue_arb) on the legs it traded in the tournament —
+  :attr:`Candidate.symbol` ``"A,B"``, launched as a config agent with ``symbol: A,B`` is
+  (:func:`.launch.make_arb_trader`); one whose final parameters record no legs (a
+  tournament run before they were recorded) is skipped with the reason. A bar agent's
   ``stops`` and ``leverage`` go with it: its paper exchange applies them with the engine's
   rules, as its backtest did;
 * **the best ``top``** of the remaining ones by tournament rank.
 
 An account is named :func:`account_name` — ``t-{agent}-{6 hex of the parameter set}`` — so a
-candidate whose parameters changed since it was promoted is a *new* account with a fresh paper
-record, and the same parameters always map to the same account (a director restarted finds
-it again in Redis).
+candidate whose parameters (or an arbitrageur's legs) changed since it was promoted is a *new*
+account with a fresh paper record, and the same parameters always map to the same account (a
+director restarted finds it again in Redis).
 """
 
 from __future__ import annotations
@@ -121,12 +125,14 @@ class Candidate:
         rank: its final rank (1 = best). sharpe: annualised OOS Sharpe. dsr: deflated Sharpe.
         gates_failed: the tournament gates it failed, the paper gate left out.
         streaming: whether it can paper-trade (a bar agent with a streaming path, or a
-            market maker — on the live config's tick feed).
+            market maker or arbitrageur — on the live config's tick feed).
         reason: why it is not promoted ("" when :attr:`promote`).
         promote: chosen by :func:`select`.
         stops: its tournament's stops (``stop_loss``, ``take_profit``, ``trailing``; None:
             none) and leverage (cap on ``sum |w|``) — a bar agent's paper exchange applies
             both.
+        symbol: an arbitrageur's legs ``"A,B"`` (the tournament's, in its order), as a live
+            config's ``symbol:``; None for other agents.
     """
 
     agent: str
@@ -142,6 +148,7 @@ class Candidate:
     promote: bool = False
     stops: dict[str, Any] | None = None
     leverage: float = 1.0
+    symbol: str | None = None
 
     @property
     def gates_passed(self) -> bool:
@@ -152,7 +159,7 @@ class Candidate:
     def account(self) -> str:
         """The paper account this candidate trades as (:func:`account_name`)."""
         return account_name(self.agent, self.kind, self.params, self.options, self.stops,
-                            self.leverage)  # fmt: skip
+                            self.leverage, self.symbol)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -200,14 +207,16 @@ def check_leverage(v: Any) -> float:
 
 def account_name(
     agent: str, kind: str, params: dict[str, Any], options: dict[str, Any],
-    stops: dict[str, Any] | None = None, leverage: float = 1.0,
+    stops: dict[str, Any] | None = None, leverage: float = 1.0, symbol: str | None = None,
 ) -> str:  # fmt: skip
     """``t-{agent}-{h}``: ``h`` = the first 6 hex digits of the SHA-256 of the kind, the
-    parameter set and the options in canonical JSON (and the stops and leverage, when set) —
-    a new parameter set is a new account."""
+    parameter set and the options in canonical JSON (and the stops and leverage, when set,
+    and an arbitrageur's legs ``symbol``) — a new parameter set is a new account."""
     key: list[Any] = [kind, params, options]
     if stops or float(leverage) != 1.0:  # accounts without them keep their names
         key.append({"stops": stops, "leverage": float(leverage)})
+    if symbol:
+        key.append({"symbol": symbol})
     blob = json.dumps(key, sort_keys=True, default=str)
     return f"t-{agent}-{hashlib.sha256(blob.encode()).hexdigest()[:6]}"
 
@@ -245,7 +254,8 @@ def latest_tournament(path: str | Path) -> Path:
 
 
 def _final_params(folder: Path) -> dict[str, dict[str, Any]]:
-    """agent → {kind, params, max_position, leverage, stops} of the last round."""
+    """agent → {kind, params, max_position, leverage, stops, legs (arbitrage)} of the last
+    round."""
     f = folder / FINAL_PARAMS
     if f.is_file():
         try:
@@ -289,9 +299,10 @@ def _gates(cell: Any) -> tuple[str, ...]:
 
 def read_tournament(path: str | Path, tick_feed: str | None = None) -> TournamentOutput:
     """The candidates of the newest finished tournament at ``path`` (all agents, rank
-    order, :attr:`Candidate.promote` False; see :func:`select`). Market makers can be
-    promoted only with a ``tick_feed`` (the live config's) to trade on; other tick agents
-    never. Errors are one line naming the file, the agent and the field."""
+    order, :attr:`Candidate.promote` False; see :func:`select`). Tick agents — market makers,
+    and arbitrageurs on their recorded legs — can be promoted only with a ``tick_feed`` (the
+    live config's) to trade on. Errors are one line naming the file, the agent and the
+    field."""
     from quantarena.strategies.base import Agent
     from quantarena.strategies.registry import get_agent
 
@@ -319,18 +330,23 @@ def read_tournament(path: str | Path, tick_feed: str | None = None) -> Tournamen
             raise ValueError(f"{where}: unknown agent kind {kind!r} ({msg})") from None
         tick = bool(getattr(ag, "tick", False))
         maker = tick and hasattr(ag, "quote_kind")
-        streaming = maker or (not tick and type(ag)._stream is not Agent._stream)
+        arb = tick and int(getattr(ag, "n_symbols", 1)) == 2
+        streaming = maker or arb or (not tick and type(ag)._stream is not Agent._stream)
         reason = ""
-        stops, leverage = None, 1.0
-        if tick and not maker:
+        stops, leverage, symbol = None, 1.0, None
+        if arb:
+            symbol = _legs(fp.get("legs"), f"{folder / FINAL_PARAMS} agent {agent!r}")
+        if tick and not (maker or arb):
+            reason = f"tick agent {kind!r}: only market makers and arbitrageurs paper-trade ticks"
+        elif arb and symbol is None:
             reason = (
-                f"tick agent {kind!r}: arbitrage agents paper-trade from the live config "
-                "(symbol: A,B), not by promotion yet"
+                f"arbitrage agent {kind!r}: {FINAL_PARAMS} records no legs (a tournament run "
+                "before they were recorded) — re-run the tournament to promote it"
             )
         elif tick and not tick_feed:
             reason = "tick agent: no tick feed configured (tick_feed: in the live config)"
         elif tick:
-            pass  # a market maker: paper-trades on the tick feed
+            pass  # a market maker, or an arbitrageur on its legs: paper-trades on the tick feed
         elif not streaming:
             reason = f"agent kind {kind!r} has no streaming path (_stream)"
         else:  # a bar agent: its paper exchange applies the tournament's stops and leverage
@@ -353,9 +369,28 @@ def read_tournament(path: str | Path, tick_feed: str | None = None) -> Tournamen
                 reason=reason,
                 stops=stops,
                 leverage=leverage,
+                symbol=symbol,
             )
         )
     return TournamentOutput(folder, name, at, tuple(out))
+
+
+def _legs(v: Any, where: str) -> str | None:
+    """An arbitrageur's recorded ``legs`` (two distinct symbols) as a config's ``"A,B"``; None
+    when not recorded. ``ValueError`` (one line, naming ``where``) when malformed."""
+    if v is None:
+        return None
+    ok = (
+        isinstance(v, list)
+        and len(v) == 2
+        and all(isinstance(x, str) and x.strip() and "," not in x for x in v)
+        and v[0].strip() != v[1].strip()
+    )
+    if not ok:
+        raise ValueError(
+            f"{where}: legs must be two distinct symbols [A, B], got {v!r} — re-run the tournament"
+        )
+    return f"{v[0].strip()},{v[1].strip()}"
 
 
 def select(t: TournamentOutput, top: int = 5, require_gates: bool = True) -> TournamentOutput:

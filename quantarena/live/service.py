@@ -257,9 +257,12 @@ def make_trader(
 
 def spec_of(rec: dict[str, Any]) -> AgentSpec:
     """The :class:`AgentSpec` of a promotion record (:mod:`.promoter`): its account, kind,
-    parameters, options, and the stops and leverage of its tournament."""
+    parameters, options, the stops and leverage of its tournament, and an arbitrageur's legs
+    ``symbol: A,B`` (its trader is then the one a config agent with those legs gets,
+    :func:`.launch.redis_trader`; limits: the defaults)."""
     return AgentSpec(rec["account"], rec["kind"], dict(rec["params"]), dict(rec["options"]),
-                     stops=rec.get("stops"), leverage=float(rec.get("leverage") or 1.0))  # fmt: skip
+                     stops=rec.get("stops"), leverage=float(rec.get("leverage") or 1.0),
+                     symbol=rec.get("symbol"))  # fmt: skip
 
 
 class LiveService:

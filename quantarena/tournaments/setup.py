@@ -46,6 +46,16 @@ class TournamentInputs:
     allocation: AllocationConfig
     calendar: str = ALWAYS_OPEN
 
+    def legs(self) -> dict[str, list[str]]:
+        """Each two-leg tick agent's (arbitrage) legs: the symbols its tick replays read, in
+        order A,B (:func:`prepare` gives it the panel's first two). Recorded in the final
+        parameters, so that paper trading promotes it onto the same instruments."""
+        return {
+            e.name: list(e.ticks["symbols"][:2])
+            for e in self.entries
+            if e.ticks is not None and int(getattr(e.agent, "n_symbols", 1)) == 2
+        }
+
 
 def store_root(cfg: Any, store_dir: str | Path | None = None) -> Path:
     """The store a tournament reads: ``data.store``, or where its files are ingested."""

@@ -233,9 +233,13 @@ class TournamentRecorder:
         )
 
     # ------------------------------------------------------------------ at the end
-    def finish(self, result: Any, periods_per_year: float) -> dict[str, Any]:
+    def finish(
+        self, result: Any, periods_per_year: float, legs: dict[str, list[str]] | None = None
+    ) -> dict[str, Any]:
         """Write the leaderboard, plots and tables; close the MLflow runs. Returns a summary
-        (paths, run id, portfolio metrics)."""
+        (paths, run id, portfolio metrics). ``legs``: the arbitrage agents' two symbols
+        (:meth:`~quantarena.tournaments.setup.TournamentInputs.legs`), recorded in
+        :data:`FINAL_PARAMS`."""
         out = self.out
         board = leaderboard_view(result.leaderboard)
         rounds = pd.concat([r.leaderboard for r in result.reports], ignore_index=False)
@@ -287,7 +291,7 @@ class TournamentRecorder:
             "costs": self.cfg.costs.to_costs().describe(),
             "portfolio": {m: {k: float(v) for k, v in row.items()} for m, row in pm.iterrows()},
         }
-        write_final_params(out, self.cfg, result)
+        write_final_params(out, self.cfg, result, legs)
         summary["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
 
@@ -417,11 +421,17 @@ def write_leaderboard(
     return [out / "leaderboard.csv", out / "leaderboard.md", html]
 
 
-def write_final_params(out: str | Path, cfg: Any, result: Any) -> Path:
+def write_final_params(
+    out: str | Path, cfg: Any, result: Any, legs: dict[str, list[str]] | None = None
+) -> Path:
     """Write :data:`FINAL_PARAMS` into ``out``: per agent its ``kind``, ``max_position``,
     ``leverage``, ``stops`` and ``params`` — the ONE parameter set it chose in the last round
     (what paper trading promotes, :mod:`quantarena.live.promotion`) — plus the last round's
-    index. Written before ``summary.json``, so a finished tournament has both."""
+    index. An arbitrage agent named in ``legs``
+    (:meth:`~quantarena.tournaments.setup.TournamentInputs.legs`) also gets ``legs``: the two
+    symbols it traded, in order A,B (its constructor options are ``max_position``'s alone: a
+    tournament builds every agent with only that). Written before ``summary.json``, so a
+    finished tournament has both."""
     last = result.reports[-1]
     agents = {}
     for a in cfg.agents:
@@ -434,6 +444,8 @@ def write_final_params(out: str | Path, cfg: Any, result: Any) -> Path:
             "stops": a.stops.model_dump() if a.stops is not None else None,
             "failed_last_round": bool(getattr(res, "failed", None)),
         }
+        if legs and a.name in legs:
+            agents[a.name]["legs"] = [str(s) for s in legs[a.name]]
     doc = {"name": cfg.name, "round": int(last.round.index), "agents": agents}
     path = Path(out) / FINAL_PARAMS
     path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
