@@ -174,6 +174,38 @@ def test_rolling_std_matches_an_exact_two_pass(btc: pd.DataFrame, w: int) -> Non
         np.testing.assert_allclose(dev[ok], ref[ok], rtol=5e-4)
 
 
+@pytest.mark.parametrize("cols", [1, 2])
+def test_device_stacks_equal_the_per_window_formulation_bit_for_bit(
+    btc: pd.DataFrame, cols: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The device path's batched stacks (``Rolling.means`` / ``stds``, a few array operations
+    for all windows) equal its one-window-at-a-time formulation exactly, for one and two
+    columns (one starting late, one with flat stretches), windows across prefix-sum blocks
+    and longer than the series, and when the stack is computed in chunks of windows."""
+    c = btc["close"].to_numpy()[:6000] * 1.1
+    x = c if cols == 1 else np.stack([c, np.round(c, -2)], axis=1)
+    if cols == 2:
+        x[:7, 0] = np.nan
+    ws = [1, 2, 3, 5, 20, 199, 4100, 7000]
+    r = ind.Rolling(x, np, ws)
+    for ddof in (0, 1):
+        per = [(r.mean(w), r.std(w, ddof) if w > ddof else None) for w in ws]
+        for chunk in (1 << 24, 6000 * cols * 3):  # one step; steps of 3 windows
+            monkeypatch.setattr(ind, "STACK_ELEMENTS", chunk)
+            means = r.means(ws)
+            assert means.shape == x.shape + (len(ws),)
+            for k, (m, _) in enumerate(per):
+                assert np.array_equal(means[..., k], m, equal_nan=True)
+            ok = [w for w in ws if w > ddof]
+            stds = r.stds(ok, ddof)
+            for k, w in enumerate(ok):
+                assert np.array_equal(stds[..., k], per[ws.index(w)][1], equal_nan=True)
+    if cols == 2:  # flat windows of the rounded column stay exactly 0
+        assert (r.stds([20])[:, 1] == 0).any()
+    with pytest.raises(ValueError, match="too short for ddof=1"):
+        r.stds([1, 5], ddof=1)
+
+
 def test_ema_is_sma_seeded_recursion(btc: pd.DataFrame) -> None:
     c = btc["close"].to_numpy()
     for w in (3, 20, 100):

@@ -33,6 +33,9 @@ from typing import Any
 import numpy as np
 
 DEFAULT_BLOCK = 4096
+#: the most elements one batched step of :meth:`RollingSums.windows` materialises per array
+#: (bars × windows × columns; 2^24 float64 = 128 MiB)
+STACK_ELEMENTS = 1 << 24
 
 
 def is_cupy(xp: Any) -> bool:
@@ -102,6 +105,43 @@ class RollingSums:
         out[w - 1 :] = xp.where(same.reshape(shape), ct - cj, cross)
         return out
 
+    def windows(self, ws: Sequence[int]) -> Any:
+        """Rolling sums for every window of ``ws`` at once, ``(T, ..., W)`` float64: each
+        element computed with the operations of :meth:`window` (equal to it bit for bit), in
+        a fixed number of array operations per chunk of windows instead of a few per window
+        (on a GPU: a handful of kernel launches for the whole stack). Chunks hold at most
+        :data:`STACK_ELEMENTS` elements of ``(T, window, ...)``."""
+        xp = self.xp
+        wsa = np.asarray(ws, dtype=np.int64).reshape(-1)
+        if wsa.size and int(wsa.min()) < 1:
+            raise ValueError(f"window must be at least 1 bar, got {int(wsa.min())}")
+        if wsa.size and int(wsa.max()) > self.block:
+            raise ValueError(
+                f"window {int(wsa.max())} is longer than the prefix-sum block {self.block}"
+            )
+        cols = int(np.prod(self.prefix.shape[1:], dtype=np.int64))
+        step = max(1, STACK_ELEMENTS // max(1, self.T * cols))
+        parts = [self._windows(wsa[i : i + step]) for i in range(0, wsa.size, step)]
+        if len(parts) == 1:
+            return parts[0]
+        return xp.concatenate(parts, axis=-1)
+
+    def _windows(self, wsa: np.ndarray) -> Any:
+        xp = self.xp
+        extra = (1,) * (self.prefix.ndim - 1)
+        w = xp.asarray(wsa)[None, :]  # (1, W)
+        t = xp.arange(self.T, dtype=xp.int64)[:, None]  # (T, 1)
+        j = t - w  # (T, W): the row before the window
+        b = t // self.block
+        same = (j >= b * self.block).reshape(j.shape + extra)
+        cj = self.prefix[xp.maximum(j, 0)]  # (T, W, ...)
+        cj = xp.where((j >= 0).reshape(j.shape + extra), cj, 0.0)
+        ct = self.prefix[:, None]  # (T, 1, ...)
+        cross = ct + self.prev_total[b[:, 0]][:, None] - cj
+        out = xp.where(same, ct - cj, cross)
+        out = xp.where((t >= w - 1).reshape(j.shape + extra), out, xp.nan)
+        return xp.moveaxis(out, 1, -1)
+
 
 def _block_for(windows: Sequence[int]) -> int:
     m = max((int(w) for w in windows), default=1)
@@ -143,6 +183,41 @@ class Rolling:
         xp = self.xp
         m = self._s1.window(w) / float(w) + self.center
         return xp.where(self.count_ok(w), m, xp.nan)
+
+    def _last(self, a: Any) -> Any:
+        """``a`` (per column, or a scalar) broadcastable against a ``(T, ..., W)`` stack."""
+        return a[..., None] if getattr(a, "ndim", 0) else a
+
+    def means(self, ws: Sequence[int]) -> Any:
+        """:meth:`mean` of every window of ``ws``, ``(T, ..., W)``, bit for bit, in a few
+        array operations for the whole stack."""
+        xp = self.xp
+        wf = xp.asarray(np.asarray(ws, dtype=np.float64).reshape(-1))
+        m = self._s1.windows(ws) / wf + self._last(self.center)
+        return xp.where(self._cnt.windows(ws) == wf, m, xp.nan)
+
+    def stds(self, ws: Sequence[int], ddof: int = 0) -> Any:
+        """:meth:`std` of every window of ``ws``, ``(T, ..., W)``, bit for bit."""
+        xp = self.xp
+        wsa = np.asarray(ws, dtype=np.int64).reshape(-1)
+        if wsa.size and int((wsa - ddof).min()) <= 0:
+            raise ValueError(f"window {int(wsa[(wsa - ddof).argmin()])} too short for ddof={ddof}")
+        if self._s2 is None:
+            self._s2 = RollingSums(self._xc * self._xc, xp, self.block)
+        wf = xp.asarray(wsa.astype(np.float64))
+        s1 = self._s1.windows(wsa)
+        s2 = self._s2.windows(wsa)
+        var = (s2 - s1 * s1 / wf) / xp.asarray((wsa - ddof).astype(np.float64))
+        var = xp.maximum(var, 0.0)
+        if (wsa > 1).any():  # a window of identical values has std exactly 0
+            if self._same is None:
+                same = xp.zeros(self._xc.shape, dtype=xp.float64)
+                same[1:] = self._xc[1:] == self._xc[:-1]
+                self._same = RollingSums(same, xp, self.block)
+            prev = np.maximum(wsa - 1, 1)
+            flat = self._same.windows(prev) == xp.asarray(prev.astype(np.float64))
+            var = xp.where(flat & xp.asarray(wsa > 1), 0.0, var)
+        return xp.where(self._cnt.windows(wsa) == wf, xp.sqrt(var), xp.nan)
 
     def std(self, w: int, ddof: int = 0) -> Any:
         xp = self.xp
@@ -198,8 +273,7 @@ def moving_averages(x: Any, windows: Sequence[int] | int, xp: Any = np, kind: st
     if kind not in ("sma", "ema"):
         raise ValueError(f"unknown moving average {kind!r}: use 'sma' or 'ema'")
     if is_cupy(xp) and kind == "sma":
-        r = Rolling(x, xp, ws.tolist())
-        return stack([r.mean(int(w)) for w in ws], xp)
+        return xp.ascontiguousarray(Rolling(x, xp, ws.tolist()).means(ws))
     from quantarena.strategies import kernels
 
     h, shape = _host2d(x)
@@ -235,8 +309,7 @@ def rolling_stds(x: Any, windows: Sequence[int] | int, xp: Any = np, ddof: int =
     of identical values gives exactly 0."""
     ws = _windows(windows)
     if is_cupy(xp):
-        r = Rolling(x, xp, ws.tolist())
-        return stack([r.std(int(w), ddof) for w in ws], xp)
+        return xp.ascontiguousarray(Rolling(x, xp, ws.tolist()).stds(ws, ddof))
     from quantarena.strategies import kernels
 
     h, shape = _host2d(x)
@@ -253,11 +326,9 @@ def rolling_zscores(x: Any, windows: Sequence[int] | int, xp: Any = np, ddof: in
     if is_cupy(xp):
         xd = xp.asarray(x, dtype=xp.float64)
         r = Rolling(xd, xp, ws.tolist())
-        cols = []
-        for w in ws:
-            sd = r.std(int(w), ddof)
-            cols.append(xp.where(sd > 0, (xd - r.mean(int(w))) / xp.where(sd > 0, sd, 1.0), xp.nan))
-        return stack(cols, xp)
+        sd, m = r.stds(ws, ddof), r.means(ws)
+        z = xp.where(sd > 0, (xd[..., None] - m) / xp.where(sd > 0, sd, 1.0), xp.nan)
+        return xp.ascontiguousarray(z)
     from quantarena.strategies import kernels
 
     h, shape = _host2d(x)
