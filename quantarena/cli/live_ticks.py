@@ -46,13 +46,13 @@ def trade_ticks(
     if int(getattr(agent, "n_symbols", 1)) == 2:
         return _trade_arb(r, keys, agent, name, params, feed, out, limits, idle_stop, symbol)
 
-    unknown = set(limits) - {"max_position_qty"}
-    if unknown:
-        raise ValueError(
-            f"--limits {sorted(unknown)}: a tick agent takes max_position_qty (base units) only"
-        )
-    tr = TickPaperTrader(name or agent.name, agent, params or None, symbol,
-                         max_position=limits.get("max_position_qty"))  # fmt: skip
+    from types import SimpleNamespace
+
+    from quantarena.live.launch import check_tick_limits
+
+    spec = SimpleNamespace(name=name or agent.name, limits=limits)
+    tr = TickPaperTrader(spec.name, agent, params or None, symbol,
+                         **check_tick_limits(spec))  # fmt: skip
     rt = TickRedisTrader(r, tr, feed, out, keys=keys)
     typer.echo(f"tick paper trader {tr.name!r} on {keys.feed(feed)} ({symbol})")
     try:

@@ -25,6 +25,14 @@ Each cut or refusal is counted (``risk_cuts``) and reported per batch. The kill 
 market leg per instrument that closes its position (the kernel's taker fill at the touch,
 taker fee, each venue's latency); :meth:`resume` trades again once both legs are flat.
 
+The breakers (:class:`~.risk.Breaker`: ``max_drawdown``, default 0.20, and ``daily_loss``,
+default 0.05, fractions) see the equity at every batch boundary — the batch's bar-clock
+samples in order, then the current equity. A drawdown HALTS through the kill switch's path
+(reason ``"max drawdown: ..."``; trading again needs :meth:`resume`). A daily loss puts the
+agent in REDUCING, which for an arbitrageur (no reduce-only mode in its kernel) is the same
+halt — no new decisions, both legs closed at market — but it trades again by itself at the
+next UTC day, once flat. A breaker acts from the batch after the one that crossed it.
+
 Pure: no Redis (:mod:`.arb_redis` is the Redis shell).
 """
 
@@ -39,7 +47,7 @@ import numpy as np
 
 from quantarena.engine.tick import taker as K
 from quantarena.engine.tick.events import EventStream
-from quantarena.live.risk import RiskState
+from quantarena.live.risk import Breaker, RiskState
 
 __all__ = ["ArbFill", "ArbOrder", "ArbPaperTrader", "ArbStep"]
 
@@ -99,6 +107,9 @@ class ArbPaperTrader:
         max_position: per-instrument cap, fraction of capital (None: off).
         max_gross: cap on both legs' value, fraction of capital (None: off).
         interval_ns: the bar clock of the equity samples (default 1 minute).
+        max_drawdown: fall of equity from its running peak that HALTS, a fraction (None: off).
+        daily_loss: fall of equity from the UTC day's open that puts the agent in REDUCING
+            (flat until the next UTC day), a fraction (None: off).
     """
 
     def __init__(
@@ -111,6 +122,8 @@ class ArbPaperTrader:
         max_position: float | None = 0.10,
         max_gross: float | None = 1.0,
         interval_ns: int = NS_PER_MIN,
+        max_drawdown: float | None = 0.20,
+        daily_loss: float | None = 0.05,
     ) -> None:
         if getattr(agent, "n_symbols", 1) != 2 or not hasattr(agent, "stream"):
             raise ValueError(
@@ -141,8 +154,8 @@ class ArbPaperTrader:
         self.n_events = 0
         self.n_orders = 0
         self.n_fills = 0
-        self.risk_state = RiskState.ACTIVE
-        self.reason = ""
+        #: the drawdown / daily-loss breakers and the kill switch's state
+        self.risk = Breaker(max_drawdown, daily_loss)
         self._resume = False
         self._flat_said = False
         self._cuts = 0.0
@@ -195,19 +208,42 @@ class ArbPaperTrader:
 
     # ---------------------------------------------------------------- risk
 
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        """Unpickle; a trader pickled before it had breakers gets the default ones, with its
+        state and reason."""
+        if "risk" not in d:
+            b = Breaker()
+            b.state, b.reason = RiskState(d.pop("risk_state")), d.pop("reason")
+            d["risk"] = b
+        self.__dict__.update(d)
+
+    @property
+    def risk_state(self) -> RiskState:
+        """ACTIVE, REDUCING (daily loss: flat until the next UTC day) or HALTED."""
+        return self.risk.state
+
+    @property
+    def reason(self) -> str:
+        """Why the agent is not ACTIVE ("" when it is)."""
+        return self.risk.reason
+
     def kill(self, reason: str = "kill switch") -> None:
         """Halt and close both legs from the next batch on (see the module docstring)."""
         if self.risk_state is not RiskState.HALTED:
-            self.risk_state = RiskState.HALTED
-            self.reason = reason
+            self.risk.kill(reason)
             self._resume = False
-            self._flat_said = False
-            self.stream.halt(True)
+            self._stop()
 
     def resume(self) -> None:
         """Trade again once both legs are flat."""
-        if self.risk_state is RiskState.HALTED:
+        if self.risk_state is not RiskState.ACTIVE:
             self._resume = True
+
+    def _stop(self) -> None:
+        """Decide nothing more and close both legs (from the next event run on)."""
+        if not self.stream.X[0, K.X_HALT]:
+            self._flat_said = False
+            self.stream.halt(True)
 
     def _flat(self) -> bool:
         x = self.stream.X[0]
@@ -242,14 +278,23 @@ class ArbPaperTrader:
                 f"{self.max_position} / max_gross {self.max_gross} of capital"
             )
             self._cuts = cuts
-        if self.risk_state is RiskState.HALTED and self._flat():
+        if self.stream.X[0, K.X_HALT] and self._flat():
             if not self._flat_said:
                 notes.append("flat")
                 self._flat_said = True
             if self._resume:
+                self.risk.resume()
+            if self.risk_state is RiskState.ACTIVE:  # resumed, or a new day ended REDUCING
                 self.stream.halt(False)
-                self.risk_state, self.reason, self._resume = RiskState.ACTIVE, "", False
+                self._resume = False
                 notes.append("resumed")
+        # the breakers at the batch boundary: its samples, then the current equity
+        for t, e in out["samples"]:
+            self.risk.observe(t, e)
+        if self.last_ts is not None:
+            self.risk.observe(self.last_ts, self.equity)
+        if self.risk_state is not RiskState.ACTIVE:
+            self._stop()
         self.n_events += int(out["n"])
         return ArbStep(int(out["n"]), self.last_ts or 0, orders, fills, out["samples"],
                        self.positions, self.equity, self.risk_state, self.reason, notes)  # fmt: skip

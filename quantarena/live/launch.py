@@ -22,10 +22,52 @@ from quantarena.live.redis_io import retry
 __all__ = ["FeedShape", "agent_feed", "arb_symbols", "feed_shape", "is_arb_agent",
            "is_tick_agent", "make_arb_trader", "redis_trader", "tick_position"]  # fmt: skip
 
-#: the risk keys a tick agent takes (base units); the kill switch needs none
-TICK_LIMITS = frozenset({"max_position_qty"})
-#: the risk keys an arbitrage agent takes (fractions of its capital: per instrument, gross)
-ARB_LIMITS = frozenset({"max_position", "max_gross"})
+#: the breakers every tick agent takes (fractions; defaults: :class:`~.risk.RiskLimits`'s)
+BREAKER_LIMITS = frozenset({"max_drawdown", "daily_loss"})
+#: the risk keys a market maker takes (``max_position_qty`` in base units, the breakers);
+#: the kill switch needs none
+TICK_LIMITS = frozenset({"max_position_qty"}) | BREAKER_LIMITS
+#: the risk keys an arbitrage agent takes (fractions of its capital: per instrument, gross;
+#: the breakers)
+ARB_LIMITS = frozenset({"max_position", "max_gross"}) | BREAKER_LIMITS
+
+
+def breaker_limits(spec: Any, defaults: dict[str, Any] | None = None) -> dict[str, float | None]:
+    """A tick agent's breakers ``max_drawdown`` and ``daily_loss`` (fractions; null: off):
+    its own ``limits``, else the config's ``limits`` (``defaults``), else the
+    :class:`~.risk.RiskLimits` defaults (0.20, 0.05). One-line error naming the field."""
+    from quantarena.live.risk import RiskLimits, check_fraction
+
+    out: dict[str, float | None] = {}
+    for k in sorted(BREAKER_LIMITS):
+        src = spec.limits if k in spec.limits else (defaults or {})
+        v = src.get(k, getattr(RiskLimits, k))
+        try:
+            check_fraction(k, v)
+        except ValueError:
+            raise ValueError(
+                f"agent {spec.name!r}: limits.{k} must be a fraction > 0 or null, got {v!r}"
+            ) from None
+        out[k] = None if v is None else float(v)
+    return out
+
+
+def check_tick_limits(spec: Any, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A market maker's risk limits as :class:`~.tick_trader.TickPaperTrader` keywords:
+    ``max_position`` (from ``max_position_qty``, base units; default none) and the breakers
+    (:func:`breaker_limits`)."""
+    bad = sorted(set(spec.limits) - TICK_LIMITS)
+    if bad:
+        raise ValueError(
+            f"agent {spec.name!r}: limits {bad}: a tick agent takes max_position_qty "
+            "(base units), max_drawdown and daily_loss (fractions)"
+        )
+    q = spec.limits.get("max_position_qty")
+    if q is not None and (isinstance(q, bool) or not (isinstance(q, int | float) and q > 0)):
+        raise ValueError(
+            f"agent {spec.name!r}: limits.max_position_qty must be > 0 base units, got {q!r}"
+        )
+    return {"max_position": None if q is None else float(q), **breaker_limits(spec, defaults)}
 
 
 def is_arb_agent(kind: str, options: dict[str, Any] | None = None) -> bool:
@@ -47,16 +89,18 @@ def arb_symbols(spec: Any) -> tuple[str, str]:
     return legs[0], legs[1]
 
 
-def check_arb_limits(spec: Any) -> dict[str, float | None]:
-    """An arbitrage agent's risk limits (defaults: 10 % of capital per instrument, gross 1.0)."""
+def check_arb_limits(spec: Any, defaults: dict[str, Any] | None = None) -> dict[str, float | None]:
+    """An arbitrage agent's risk limits (defaults: 10 % of capital per instrument, gross 1.0;
+    the breakers, :func:`breaker_limits`)."""
     bad = sorted(set(spec.limits) - ARB_LIMITS)
     if bad:
         raise ValueError(
-            f"agent {spec.name!r}: limits {bad}: an arbitrage agent takes max_position and "
-            "max_gross (fractions of its capital)"
+            f"agent {spec.name!r}: limits {bad}: an arbitrage agent takes max_position, "
+            "max_gross, max_drawdown and daily_loss (fractions of its capital)"
         )
-    out: dict[str, float | None] = {"max_position": 0.10, "max_gross": 1.0}
-    for k in ARB_LIMITS:
+    out: dict[str, float | None] = {"max_position": 0.10, "max_gross": 1.0,
+                                    **breaker_limits(spec, defaults)}  # fmt: skip
+    for k in ("max_position", "max_gross"):
         if k in spec.limits:
             v = spec.limits[k]
             if v is not None and not (isinstance(v, int | float) and v > 0):
@@ -65,13 +109,14 @@ def check_arb_limits(spec: Any) -> dict[str, float | None]:
     return out
 
 
-def make_arb_trader(spec: Any) -> Any:
-    """The :class:`~.arb_trader.ArbPaperTrader` of ``spec`` on its legs ``symbol: A,B``."""
+def make_arb_trader(spec: Any, defaults: dict[str, Any] | None = None) -> Any:
+    """The :class:`~.arb_trader.ArbPaperTrader` of ``spec`` on its legs ``symbol: A,B``
+    (``defaults``: the config's ``limits``, for the breakers the agent does not set)."""
     from quantarena.live.arb_trader import ArbPaperTrader
     from quantarena.strategies.registry import get_agent
 
     return ArbPaperTrader(spec.name, get_agent(spec.agent, **spec.options), spec.params or None,
-                          arb_symbols(spec), **check_arb_limits(spec))  # fmt: skip
+                          arb_symbols(spec), **check_arb_limits(spec, defaults))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -144,21 +189,16 @@ def tick_position(r: Any, stream: str, start_ts: int) -> str:
         hi = "(" + chunk[-1][0].decode()
 
 
-def make_tick_trader(spec: Any, symbol: str) -> Any:
+def make_tick_trader(spec: Any, symbol: str, defaults: dict[str, Any] | None = None) -> Any:
     """The :class:`~.tick_trader.TickPaperTrader` of ``spec`` quoting ``symbol`` (its
-    ``symbol:`` when given), with its ``limits`` (``max_position_qty``, base units)."""
+    ``symbol:`` when given), with its ``limits`` (:func:`check_tick_limits`; ``defaults``: the
+    config's ``limits``, for the breakers the agent does not set)."""
     from quantarena.live.tick_trader import TickPaperTrader
     from quantarena.strategies.registry import get_agent
 
-    bad = sorted(set(spec.limits) - TICK_LIMITS)
-    if bad:
-        raise ValueError(
-            f"agent {spec.name!r}: limits {bad}: a tick agent takes max_position_qty "
-            "(base units) only"
-        )
     return TickPaperTrader(spec.name, get_agent(spec.agent, **spec.options),
                            spec.params or None, spec.symbol or symbol,
-                           max_position=spec.limits.get("max_position_qty"))  # fmt: skip
+                           **check_tick_limits(spec, defaults))  # fmt: skip
 
 
 def redis_trader(
@@ -182,13 +222,14 @@ def redis_trader(
     if tick and is_arb_agent(spec.agent, spec.options):
         from quantarena.live.arb_redis import ArbRedisTrader
 
-        return ArbRedisTrader(r, make_arb_trader(spec), feed, cfg.out, keys=keys,
+        return ArbRedisTrader(r, make_arb_trader(spec, cfg.limits), feed, cfg.out, keys=keys,
                               batch=cfg.tick_batch, start_id=start_id,
                               compact=cfg.compact, archive_s=cfg.archive_s)  # fmt: skip
     if tick:
         from quantarena.live.tick_redis import TickRedisTrader
 
-        return TickRedisTrader(r, make_tick_trader(spec, shape.symbols[0]), feed, cfg.out,
+        return TickRedisTrader(r, make_tick_trader(spec, shape.symbols[0], cfg.limits), feed,
+                               cfg.out,
                                keys=keys, batch=cfg.tick_batch, start_id=start_id,
                                compact=cfg.compact, archive_s=cfg.archive_s)  # fmt: skip
     from quantarena.live.redis_trader import RedisTrader

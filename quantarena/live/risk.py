@@ -22,11 +22,21 @@ States: **ACTIVE** (all orders within limits), **REDUCING** (only orders that re
 smaller ``|w|`` on the same side, or flat), **HALTED** (every target is flat; nothing trades
 around it). The kill switch (:meth:`RiskEngine.kill`) halts at once; only an explicit
 :meth:`RiskEngine.resume` returns to ACTIVE. Every cut or rejection is reported as a
-:class:`Rejection` with its reason. Pure: no Redis, no Ray.
+:class:`Rejection` with its reason.
+
+The two breakers (``max_drawdown``, ``daily_loss``) and the state they drive are ONE rule,
+:class:`Breaker` (:meth:`Breaker.observe` of ``(time, equity)``), which :class:`RiskEngine`
+runs at every bar's close and the tick paper traders (:mod:`.tick_trader`,
+:mod:`.arb_trader`) run at every batch boundary, on the batch's equity samples then their
+current equity. A tick agent has no reduce-only mode in its kernel: for it REDUCING means
+"stop quoting / entering and close the position", like HALTED, but it returns to ACTIVE by
+itself at the next UTC day (the breaker's day roll), while HALTED waits for an explicit
+resume. Pure: no Redis, no Ray.
 """
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -35,7 +45,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Decision", "Rejection", "RiskEngine", "RiskLimits", "RiskState"]
+__all__ = ["Breaker", "Decision", "Rejection", "RiskEngine", "RiskLimits", "RiskState",
+           "check_fraction"]  # fmt: skip
 
 NS_PER_DAY = 86_400_000_000_000
 NS_PER_MIN = 60_000_000_000
@@ -72,11 +83,7 @@ class RiskLimits:
 
     def __post_init__(self) -> None:
         for name in ("max_position", "max_gross", "daily_loss", "max_drawdown"):
-            v = getattr(self, name)
-            if v is not None and not (np.isfinite(v) and v > 0):
-                raise ValueError(
-                    f"risk limit {name} must be a positive fraction or None, got {v!r}"
-                )
+            check_fraction(name, getattr(self, name))
         if self.max_orders is not None and int(self.max_orders) < 1:
             raise ValueError(f"risk limit max_orders must be >= 1 or None, got {self.max_orders!r}")
         if int(self.order_window_ns) <= 0:
@@ -99,6 +106,98 @@ class RiskLimits:
         if bad:
             raise ValueError(f"risk: unknown limit {bad[0]!r}; known: {', '.join(sorted(known))}")
         return cls(**d)
+
+
+def check_fraction(name: str, v: Any) -> None:
+    """A risk limit that is a positive fraction of capital or None (one-line error naming it)."""
+    ok = v is None or (
+        isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v) and v > 0
+    )
+    if not ok:
+        raise ValueError(f"risk limit {name} must be a positive fraction or None, got {v!r}")
+
+
+class Breaker:
+    """The drawdown and daily-loss breakers and the ACTIVE / REDUCING / HALTED state they
+    drive — the one implementation of the rule, for bar and tick traders alike.
+
+    :meth:`observe` takes the account's equity at a time (in time order):
+
+    * the running peak and the UTC day's opening equity (the first equity seen on the day)
+      are updated; a new UTC day ends a REDUCING state caused by the daily loss;
+    * ``equity <= peak × (1 − max_drawdown)`` → HALTED, reason ``"max drawdown: ..."``; it
+      stays halted until :meth:`resume` (which also restarts the peak from the next equity);
+    * else, from ACTIVE, ``equity <= day_open × (1 − daily_loss)`` → REDUCING, reason
+      ``"daily loss: ..."``, until the next UTC day.
+
+    Args:
+        max_drawdown: fall from the running peak that halts, a fraction (0.20 = 20 %);
+            None: off.
+        daily_loss: fall from the UTC day's opening equity that reduces, a fraction; None:
+            off.
+    """
+
+    def __init__(self, max_drawdown: float | None = 0.20, daily_loss: float | None = 0.05) -> None:
+        check_fraction("max_drawdown", max_drawdown)
+        check_fraction("daily_loss", daily_loss)
+        self.max_drawdown = None if max_drawdown is None else float(max_drawdown)
+        self.daily_loss = None if daily_loss is None else float(daily_loss)
+        self.state = RiskState.ACTIVE
+        self.reason = ""
+        #: the running peak of equity (quote units; None before the first observation)
+        self.peak: float | None = None
+        #: the UTC day (days since the epoch) of the last observation, and its opening equity
+        self.day: int | None = None
+        self.day_open: float | None = None
+
+    def observe(self, ts: int, equity: float) -> RiskState:
+        """Apply the breakers to ``equity`` (quote units) at ``ts`` (ns since the epoch, not
+        before the previous observation); returns the state after it."""
+        ts, equity = int(ts), float(equity)
+        self.peak = equity if self.peak is None else max(self.peak, equity)
+        day = ts // NS_PER_DAY
+        if day != self.day:
+            self.day, self.day_open = day, equity
+            if self.state is RiskState.REDUCING and self.reason.startswith("daily loss"):
+                self.state, self.reason = RiskState.ACTIVE, ""
+        if self.state is RiskState.HALTED:
+            return self.state
+        if self.max_drawdown is not None and equity <= self.peak * (1.0 - self.max_drawdown):
+            dd = 1.0 - equity / self.peak
+            self.state = RiskState.HALTED
+            self.reason = f"max drawdown: {dd:.2%} from peak > {self.max_drawdown:.2%}"
+        elif (
+            self.state is RiskState.ACTIVE
+            and self.daily_loss is not None
+            and self.day_open
+            and equity <= self.day_open * (1.0 - self.daily_loss)
+        ):
+            self.state = RiskState.REDUCING
+            self.reason = f"daily loss: {1.0 - equity / self.day_open:.2%} > {self.daily_loss:.2%}"
+        return self.state
+
+    def kill(self, reason: str = "kill switch") -> None:
+        """HALTED now, with ``reason``."""
+        self.state = RiskState.HALTED
+        self.reason = reason
+
+    def resume(self) -> None:
+        """Back to ACTIVE (explicit); the peak restarts from the next observed equity."""
+        self.state = RiskState.ACTIVE
+        self.reason = ""
+        self.peak = None
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state to persist (JSON-friendly); :meth:`restore` puts it back."""
+        return {"state": self.state.value, "reason": self.reason, "peak": self.peak,
+                "day": self.day, "day_open": self.day_open}  # fmt: skip
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        self.state = RiskState(snap["state"])
+        self.reason = snap["reason"]
+        self.peak = snap["peak"]
+        self.day = snap["day"]
+        self.day_open = snap["day_open"]
 
 
 @dataclass(frozen=True)
@@ -151,52 +250,77 @@ class RiskEngine:
         self.limits = limits or RiskLimits()
         self.interval_ns = int(interval_ns)
         self.clock = clock
-        self.state = RiskState.ACTIVE
-        self.reason = ""
-        self.peak: float | None = None
-        self.day: int | None = None
-        self.day_open: float | None = None
+        #: the drawdown / daily-loss breakers and the state (:class:`Breaker`)
+        self.breaker = Breaker(self.limits.max_drawdown, self.limits.daily_loss)
         self.last_ts: int | None = None
         self.order_times: list[int] = []
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        """Unpickle; an engine pickled before :class:`Breaker` existed gets one with its
+        state, reason, peak and day."""
+        if "breaker" not in d:
+            b = Breaker(d["limits"].max_drawdown, d["limits"].daily_loss)
+            b.restore({k: d.pop(k) for k in ("state", "reason", "peak", "day", "day_open")})
+            d["breaker"] = b
+        self.__dict__.update(d)
+
+    # the breaker's state, as attributes of the engine
+    @property
+    def state(self) -> RiskState:
+        return self.breaker.state
+
+    @state.setter
+    def state(self, v: RiskState) -> None:
+        self.breaker.state = RiskState(v)
+
+    @property
+    def reason(self) -> str:
+        return self.breaker.reason
+
+    @reason.setter
+    def reason(self, v: str) -> None:
+        self.breaker.reason = v
+
+    @property
+    def peak(self) -> float | None:
+        return self.breaker.peak
+
+    @property
+    def day(self) -> int | None:
+        return self.breaker.day
+
+    @property
+    def day_open(self) -> float | None:
+        return self.breaker.day_open
 
     # ------------------------------------------------------------------ switches
 
     def kill(self, reason: str = "kill switch") -> None:
         """Halt now: the next check flattens everything and nothing trades until resume."""
-        self.state = RiskState.HALTED
-        self.reason = reason
+        self.breaker.kill(reason)
 
     def resume(self) -> None:
         """Back to ACTIVE (explicit; also resets the drawdown peak to the current equity)."""
-        self.state = RiskState.ACTIVE
-        self.reason = ""
-        self.peak = None
+        self.breaker.resume()
 
     def snapshot(self) -> dict[str, Any]:
         """The state to persist (JSON-friendly); :meth:`restore` puts it back."""
         return {
-            "state": self.state.value,
-            "reason": self.reason,
-            "peak": self.peak,
-            "day": self.day,
-            "day_open": self.day_open,
+            **self.breaker.snapshot(),
             "last_ts": self.last_ts,
             "order_times": list(self.order_times),
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
-        self.state = RiskState(snap["state"])
-        self.reason = snap["reason"]
-        self.peak = snap["peak"]
-        self.day = snap["day"]
-        self.day_open = snap["day_open"]
+        self.breaker.restore(snap)
         self.last_ts = snap["last_ts"]
         self.order_times = list(snap["order_times"])
 
     # ------------------------------------------------------------------ the check
 
     def _update_state(self, ts: int, equity: float, now_ns: int | None) -> str | None:
-        """Breakers from the account at this close; returns a stale-data reason or None."""
+        """The stale-data guard, then the breakers (:meth:`Breaker.observe`) on the account at
+        this close; returns a stale-data reason or None."""
         lim = self.limits
         stale = None
         if lim.stale_after_ns is not None:
@@ -211,26 +335,7 @@ class RiskEngine:
                     f"(from its close; stale_after_ns {lim.stale_after_ns / 1e9:g} s)"
                 )
         self.last_ts = ts
-        self.peak = equity if self.peak is None else max(self.peak, equity)
-        day = ts // NS_PER_DAY
-        if day != self.day:
-            self.day, self.day_open = day, equity
-            if self.state is RiskState.REDUCING and self.reason.startswith("daily loss"):
-                self.state, self.reason = RiskState.ACTIVE, ""
-        if self.state is RiskState.HALTED:
-            return stale
-        if lim.max_drawdown is not None and equity <= self.peak * (1.0 - lim.max_drawdown):
-            dd = 1.0 - equity / self.peak
-            self.state = RiskState.HALTED
-            self.reason = f"max drawdown: {dd:.2%} from peak > {lim.max_drawdown:.2%}"
-        elif (
-            self.state is RiskState.ACTIVE
-            and lim.daily_loss is not None
-            and self.day_open
-            and equity <= self.day_open * (1.0 - lim.daily_loss)
-        ):
-            self.state = RiskState.REDUCING
-            self.reason = f"daily loss: {1.0 - equity / self.day_open:.2%} > {lim.daily_loss:.2%}"
+        self.breaker.observe(ts, equity)
         return stale
 
     def check(

@@ -36,8 +36,10 @@ Config (YAML)::
 
 An agent's ``feed:`` overrides the feed it reads (default: ``feed`` for bar agents,
 ``tick_feed`` for tick agents, :mod:`.launch`); ``limits:`` adds to the config's ``limits``
-(a tick agent: ``max_position_qty`` only); ``symbol:`` the symbol a tick agent quotes
-(default: the tick feed's first message's).
+(a market maker: ``max_position_qty``, an arbitrage agent: ``max_position``, ``max_gross``;
+both: the breakers ``max_drawdown``, ``daily_loss``, of which they take the config's
+``limits`` too); ``symbol:`` the symbol a tick agent quotes (default: the tick feed's first
+message's).
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ class AgentSpec:
     options: dict[str, Any] = field(default_factory=dict)
     #: the feed it reads (None: the config's ``feed``, or ``tick_feed`` for a tick agent)
     feed: str | None = None
-    #: risk limits of this agent, over the config's (a tick agent: ``max_position_qty``)
+    #: risk limits of this agent, over the config's (a market maker: ``max_position_qty``
+    #: and the breakers ``max_drawdown``, ``daily_loss``)
     limits: dict[str, Any] = field(default_factory=dict)
     #: the symbol a tick agent quotes (None: its feed's first message's)
     symbol: str | None = None
@@ -191,7 +194,6 @@ def load_live_config(src: str | Path | dict[str, Any]) -> LiveConfig:
 
 def _check_agent(spec: AgentSpec, ag: Any, d: dict[str, Any]) -> None:
     """A config agent's feed and limits fit its kind (tick or bar agent)."""
-    from quantarena.live.launch import TICK_LIMITS
     from quantarena.live.risk import RiskLimits
 
     if getattr(ag, "tick", False):
@@ -206,18 +208,15 @@ def _check_agent(spec: AgentSpec, ag: Any, d: dict[str, Any]) -> None:
             from quantarena.live.launch import arb_symbols, check_arb_limits
 
             arb_symbols(spec)
-            check_arb_limits(spec)
+            check_arb_limits(spec, d.get("limits"))
             return
         if not hasattr(ag, "quote_kind"):
             raise ValueError(
                 f"{spec.agent}: only market makers and arbitrage agents paper-trade ticks"
             )
-        bad = sorted(set(spec.limits) - TICK_LIMITS)
-        if bad:
-            raise ValueError(f"limits {bad}: a tick agent takes max_position_qty (base units)")
-        q = spec.limits.get("max_position_qty")
-        if q is not None and not (isinstance(q, int | float) and q > 0):
-            raise ValueError(f"limits.max_position_qty must be > 0 base units, got {q!r}")
+        from quantarena.live.launch import check_tick_limits
+
+        check_tick_limits(spec, d.get("limits"))
     else:
         if spec.symbol is not None:
             raise ValueError("symbol: is for tick agents (a bar agent trades its feed's symbols)")

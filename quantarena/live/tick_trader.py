@@ -28,6 +28,14 @@ Risk (the :mod:`.risk` states):
   simulator at the touch as a taker (taker fee). If the exchange's filters refuse that order
   (e.g. under the minimum notional) it is reported and the inventory stays. Nothing is
   quoted until :meth:`resume`.
+* the breakers (:class:`~.risk.Breaker`: ``max_drawdown``, default 0.20, and ``daily_loss``,
+  default 0.05, fractions) see the equity at every batch boundary — the batch's bar-clock
+  samples in order, then the current equity. A drawdown HALTS through the kill switch's path
+  (reason ``"max drawdown: ..."``; quoting again needs :meth:`resume`). A daily loss puts
+  the agent in REDUCING, which for a market maker (no reduce-only mode in its kernel) is the
+  same flattening — cancel the quotes, close the inventory at market — but it quotes again
+  by itself at the next UTC day, once flat. A breaker acts from the batch after the one
+  that crossed it: its granularity is the batch (the live service's ``tick_batch`` events).
 
 Pure: no Redis (:mod:`.tick_redis` is the Redis shell).
 """
@@ -47,7 +55,7 @@ from quantarena.engine.tick.latency import RecordedLatency
 from quantarena.engine.tick.quoting import PR_MAX_INV, PR_QTY
 from quantarena.engine.tick.replay import TickState, decision_block, mm_block, script_block
 from quantarena.engine.tick.venue import MAKER, TAKER, Venue
-from quantarena.live.risk import RiskState
+from quantarena.live.risk import Breaker, RiskState
 from quantarena.strategies.params import n_params
 
 __all__ = ["TickFill", "TickPaperTrader", "TickStep"]
@@ -96,6 +104,9 @@ class TickPaperTrader:
             and fees; a symbol without known filters needs one — its tick size).
         max_position: risk cap on ``|position|`` (base units); None: the agent's rule only.
         interval_ns: the bar clock of the equity samples (default 1 minute).
+        max_drawdown: fall of equity from its running peak that HALTS, a fraction (None: off).
+        daily_loss: fall of equity from the UTC day's open that puts the agent in REDUCING
+            (flat until the next UTC day), a fraction (None: off).
     """
 
     def __init__(
@@ -108,6 +119,8 @@ class TickPaperTrader:
         venue: Venue | None = None,
         max_position: float | None = None,
         interval_ns: int = NS_PER_MIN,
+        max_drawdown: float | None = 0.20,
+        daily_loss: float | None = 0.05,
     ) -> None:
         if not hasattr(agent, "quote_kind"):
             raise ValueError(
@@ -150,9 +163,9 @@ class TickPaperTrader:
         self.last_ts: int | None = None
         self.n_events = 0
         self.n_fills = 0
-        self.risk_state = RiskState.ACTIVE
-        self.reason = ""
-        self._phase = ""  # halted: "cancelling" -> "closing" -> "flat"
+        #: the drawdown / daily-loss breakers and the kill switch's state
+        self.risk = Breaker(max_drawdown, daily_loss)
+        self._phase = ""  # stopped: "cancel" -> "cancelling" -> "closing" -> "flat"
         self._cmds: list[tuple[int, int, int, float, float, float]] = []
         self._resume = False
 
@@ -185,18 +198,54 @@ class TickPaperTrader:
 
     # ---------------------------------------------------------------- risk
 
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        """Unpickle; a trader pickled before it had breakers gets the default ones, with its
+        state and reason."""
+        if "risk" not in d:
+            b = Breaker()
+            b.state, b.reason = RiskState(d.pop("risk_state")), d.pop("reason")
+            d["risk"] = b
+        self.__dict__.update(d)
+
+    @property
+    def risk_state(self) -> RiskState:
+        """ACTIVE, REDUCING (daily loss: flat until the next UTC day) or HALTED."""
+        return self.risk.state
+
+    @property
+    def reason(self) -> str:
+        """Why the agent is not ACTIVE ("" when it is)."""
+        return self.risk.reason
+
     def kill(self, reason: str = "kill switch") -> None:
         """Halt and flatten from the next batch on (see the module docstring)."""
         if self.risk_state is not RiskState.HALTED:
-            self.risk_state = RiskState.HALTED
-            self.reason = reason
-            self._phase = "cancel"
+            self.risk.kill(reason)
             self._resume = False
 
     def resume(self) -> None:
         """Quote again (once the flattening orders have acted)."""
-        if self.risk_state is RiskState.HALTED:
+        if self.risk_state is not RiskState.ACTIVE:
             self._resume = True
+
+    def _observe(self, samples: list[tuple[int, float]]) -> None:
+        """The breakers on a batch's equity samples, then the current equity."""
+        for t, e in samples:
+            self.risk.observe(t, e)
+        if self.last_ts is not None:
+            self.risk.observe(self.last_ts, self.equity)
+
+    def _back_to_active(self) -> list[str]:
+        """Once flat: quote again after an explicit resume, or when the breaker is ACTIVE
+        again (the daily loss's REDUCING ended by a new UTC day)."""
+        if self._phase != "flat":
+            return []
+        if self._resume:
+            self.risk.resume()
+        if self.risk_state is not RiskState.ACTIVE:
+            return []
+        self._phase, self._resume = "", False
+        return ["resumed"]
 
     def _send(self, t: int, slot: int, op: int, side: float, px: float, qty: float) -> None:
         AC = self.state.AC
@@ -273,8 +322,10 @@ class TickPaperTrader:
         t0 = int(ev.ts[0]) - 1 if self.last_ts is None else self.last_ts
         fund_ts, fund_rate = self.venue.funding.schedule(t0, int(ev.ts[-1]))
         st.kf = 0
-        notes: list[str] = []
-        if self.risk_state is RiskState.HALTED:
+        notes: list[str] = self._back_to_active()
+        if self.risk_state is not RiskState.ACTIVE and not self._phase:
+            self._phase = "cancel"  # the kill switch or a breaker: flatten
+        if self._phase:
             if self._phase == "cancel":
                 self._start_flatten(self.last_ts if self.last_ts is not None else int(ev.ts[0]))
             script_block(st, ev, self._script_orders(int(ev.ts[-1])), self.V, fund_ts, fund_rate)
@@ -286,6 +337,7 @@ class TickPaperTrader:
         samples = [(int(t), float(e)) for t, e in zip(st.sample_ts, st.EQ[:, 0], strict=True)]
         self.last_ts = int(ev.ts[-1])
         self.n_events += n
+        self._observe(samples)
         return TickStep(n, self.last_ts, fills, samples, self.position, self.equity,
                         self.risk_state, self.reason, notes)  # fmt: skip
 
@@ -307,15 +359,7 @@ class TickPaperTrader:
             self._phase = "flat"
             pos = self.position
             notes.append("flat" if abs(pos) <= 1e-12 else f"close refused: {pos:+g} left")
-        if self._resume and self._phase == "flat":
-            self.risk_state, self.reason, self._phase, self._resume = (
-                RiskState.ACTIVE,
-                "",
-                "",
-                False,
-            )
-            notes.append("resumed")
-        return notes
+        return notes + self._back_to_active()
 
     def _harvest(self) -> list[TickFill]:
         st = self.state
