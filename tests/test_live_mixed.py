@@ -176,9 +176,15 @@ def test_config_errors_for_tick_agents() -> None:
     base = {"agents": [{"name": "mm", "agent": "market_maker"}]}
     with pytest.raises(ValueError, match=r"agents\[0\] \(mm\): a tick agent needs a tick feed"):
         load_live_config(base)
-    with pytest.raises(ValueError, match=r"limits \['max_drawdown'\]: a tick agent takes"):
+    with pytest.raises(ValueError, match=r"limits \['max_orders'\]: a tick agent takes"):
         load_live_config({"tick_feed": "t", "agents": [
-            {"name": "mm", "agent": "market_maker", "limits": {"max_drawdown": 0.1}}]})  # fmt: skip
+            {"name": "mm", "agent": "market_maker", "limits": {"max_orders": 5}}]})  # fmt: skip
+    with pytest.raises(ValueError, match=r"limits.max_drawdown must be a fraction > 0"):
+        load_live_config({"tick_feed": "t", "agents": [
+            {"name": "mm", "agent": "market_maker", "limits": {"max_drawdown": -0.1}}]})  # fmt: skip
+    cfg = load_live_config({"tick_feed": "t", "agents": [
+        {"name": "mm", "agent": "market_maker", "limits": {"max_drawdown": 0.1}}]})  # fmt: skip
+    assert cfg.agents[0].limits["max_drawdown"] == 0.1  # the breakers apply to tick agents
     with pytest.raises(ValueError, match="trades two legs: set symbol: A,B"):
         load_live_config({"tick_feed": "t", "agents": [{"agent": "cross_venue_arb"}]})
     with pytest.raises(ValueError, match=r"limits \['max_position_qty'\]: an arbitrage agent"):
