@@ -222,6 +222,10 @@ def parse_junit(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_tests(files: Sequence[Path], timeout_s: float, work: Path) -> dict[str, Any]:
     """``pytest -m "gpu or torch_cuda"`` over ``files`` in a subprocess; the parsed JUnit
     report."""
@@ -231,7 +235,10 @@ def run_tests(files: Sequence[Path], timeout_s: float, work: Path) -> dict[str, 
            *map(str, files)]  # fmt: skip
     t0 = time.perf_counter()
     status = "ran"
-    proc = subprocess.Popen(cmd, cwd=ROOT)
+    # SIGINT back to its default in the child: a parent that ignores it (a library may set
+    # SIG_IGN) would pass that on, and Python would then not raise KeyboardInterrupt — pytest
+    # killed after the grace period, with no report of what it ran
+    proc = subprocess.Popen(cmd, cwd=ROOT, preexec_fn=_default_sigint)
     try:
         rc: int | None = proc.wait(timeout=max(timeout_s, 1))
     except subprocess.TimeoutExpired:  # interrupt: pytest still writes what it has run
