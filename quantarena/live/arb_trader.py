@@ -47,7 +47,7 @@ import numpy as np
 
 from quantarena.engine.tick import taker as K
 from quantarena.engine.tick.events import EventStream
-from quantarena.live.risk import Breaker, RiskState
+from quantarena.live.risk import Breaker, BreakerHolder, RiskState
 
 __all__ = ["ArbFill", "ArbOrder", "ArbPaperTrader", "ArbStep"]
 
@@ -95,7 +95,7 @@ class ArbStep:
     notes: list[str] = field(default_factory=list)
 
 
-class ArbPaperTrader:
+class ArbPaperTrader(BreakerHolder):
     """One two-leg agent on paper (see the module docstring).
 
     Args:
@@ -208,36 +208,12 @@ class ArbPaperTrader:
 
     # ---------------------------------------------------------------- risk
 
-    def __setstate__(self, d: dict[str, Any]) -> None:
-        """Unpickle; a trader pickled before it had breakers gets the default ones, with its
-        state and reason."""
-        if "risk" not in d:
-            b = Breaker()
-            b.state, b.reason = RiskState(d.pop("risk_state")), d.pop("reason")
-            d["risk"] = b
-        self.__dict__.update(d)
-
-    @property
-    def risk_state(self) -> RiskState:
-        """ACTIVE, REDUCING (daily loss: flat until the next UTC day) or HALTED."""
-        return self.risk.state
-
-    @property
-    def reason(self) -> str:
-        """Why the agent is not ACTIVE ("" when it is)."""
-        return self.risk.reason
-
     def kill(self, reason: str = "kill switch") -> None:
         """Halt and close both legs from the next batch on (see the module docstring)."""
         if self.risk_state is not RiskState.HALTED:
             self.risk.kill(reason)
             self._resume = False
             self._stop()
-
-    def resume(self) -> None:
-        """Trade again once both legs are flat."""
-        if self.risk_state is not RiskState.ACTIVE:
-            self._resume = True
 
     def _stop(self) -> None:
         """Decide nothing more and close both legs (from the next event run on)."""
@@ -288,11 +264,7 @@ class ArbPaperTrader:
                 self.stream.halt(False)
                 self._resume = False
                 notes.append("resumed")
-        # the breakers at the batch boundary: its samples, then the current equity
-        for t, e in out["samples"]:
-            self.risk.observe(t, e)
-        if self.last_ts is not None:
-            self.risk.observe(self.last_ts, self.equity)
+        self._observe(out["samples"])
         if self.risk_state is not RiskState.ACTIVE:
             self._stop()
         self.n_events += int(out["n"])

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Breaker", "Decision", "Rejection", "RiskEngine", "RiskLimits", "RiskState",
+__all__ = ["Breaker", "BreakerHolder", "Decision", "Rejection", "RiskEngine", "RiskLimits", "RiskState",
            "check_fraction"]  # fmt: skip
 
 NS_PER_DAY = 86_400_000_000_000
@@ -198,6 +198,48 @@ class Breaker:
         self.peak = snap["peak"]
         self.day = snap["day"]
         self.day_open = snap["day_open"]
+
+
+class BreakerHolder:
+    """The breaker plumbing shared by the tick paper traders (market makers and
+    arbitrageurs): a :class:`Breaker` in ``self.risk`` and a ``self._resume`` flag set by
+    :meth:`resume` for the trader to act on once flat. Pickles made before the traders had
+    breakers get the default ones, with their state and reason."""
+
+    risk: Breaker
+    _resume: bool
+    last_ts: int | None
+    equity: float
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        if "risk" not in d:
+            b = Breaker()
+            b.state, b.reason = RiskState(d.pop("risk_state")), d.pop("reason")
+            d["risk"] = b
+        self.__dict__.update(d)
+
+    @property
+    def risk_state(self) -> RiskState:
+        """ACTIVE, REDUCING (daily loss: flat until the next UTC day) or HALTED."""
+        return self.risk.state
+
+    @property
+    def reason(self) -> str:
+        """Why the agent is not ACTIVE ("" when it is)."""
+        return self.risk.reason
+
+    def resume(self) -> None:
+        """Trade again once flat (the flattening orders have acted)."""
+        if self.risk_state is not RiskState.ACTIVE:
+            self._resume = True
+
+    def _observe(self, samples: list[tuple[int, float]]) -> None:
+        """The breakers at a batch boundary: the batch's equity samples ``(close_ts,
+        equity)``, then the current equity."""
+        for t, e in samples:
+            self.risk.observe(t, e)
+        if self.last_ts is not None:
+            self.risk.observe(self.last_ts, self.equity)
 
 
 @dataclass(frozen=True)

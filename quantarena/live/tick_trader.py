@@ -55,7 +55,7 @@ from quantarena.engine.tick.latency import RecordedLatency
 from quantarena.engine.tick.quoting import PR_MAX_INV, PR_QTY
 from quantarena.engine.tick.replay import TickState, decision_block, mm_block, script_block
 from quantarena.engine.tick.venue import MAKER, TAKER, Venue
-from quantarena.live.risk import Breaker, RiskState
+from quantarena.live.risk import Breaker, BreakerHolder, RiskState
 from quantarena.strategies.params import n_params
 
 __all__ = ["TickFill", "TickPaperTrader", "TickStep"]
@@ -92,7 +92,7 @@ class TickStep:
     notes: list[str] = field(default_factory=list)
 
 
-class TickPaperTrader:
+class TickPaperTrader(BreakerHolder):
     """One market maker on paper (see the module docstring).
 
     Args:
@@ -198,42 +198,11 @@ class TickPaperTrader:
 
     # ---------------------------------------------------------------- risk
 
-    def __setstate__(self, d: dict[str, Any]) -> None:
-        """Unpickle; a trader pickled before it had breakers gets the default ones, with its
-        state and reason."""
-        if "risk" not in d:
-            b = Breaker()
-            b.state, b.reason = RiskState(d.pop("risk_state")), d.pop("reason")
-            d["risk"] = b
-        self.__dict__.update(d)
-
-    @property
-    def risk_state(self) -> RiskState:
-        """ACTIVE, REDUCING (daily loss: flat until the next UTC day) or HALTED."""
-        return self.risk.state
-
-    @property
-    def reason(self) -> str:
-        """Why the agent is not ACTIVE ("" when it is)."""
-        return self.risk.reason
-
     def kill(self, reason: str = "kill switch") -> None:
         """Halt and flatten from the next batch on (see the module docstring)."""
         if self.risk_state is not RiskState.HALTED:
             self.risk.kill(reason)
             self._resume = False
-
-    def resume(self) -> None:
-        """Quote again (once the flattening orders have acted)."""
-        if self.risk_state is not RiskState.ACTIVE:
-            self._resume = True
-
-    def _observe(self, samples: list[tuple[int, float]]) -> None:
-        """The breakers on a batch's equity samples, then the current equity."""
-        for t, e in samples:
-            self.risk.observe(t, e)
-        if self.last_ts is not None:
-            self.risk.observe(self.last_ts, self.equity)
 
     def _back_to_active(self) -> list[str]:
         """Once flat: quote again after an explicit resume, or when the breaker is ACTIVE
